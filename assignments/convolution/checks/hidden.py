@@ -1,0 +1,132 @@
+"""Hidden checks of the convolution assignment: fresh random inputs, grader only."""
+
+from __future__ import annotations
+
+import torch
+
+from autograder.checks import CheckSet, first_failure, randint, randn
+
+from .public import conv2d_case, conv2d_single_case, edge_magnitude_case, max_pool2d_case
+
+checks = CheckSet()
+CASES = 6
+
+
+def int_or_pair(rng, low, high):
+    """An int, or (half the time) a pair of different ints."""
+    if randint(rng, 0, 1):
+        return randint(rng, low, high)
+    return (randint(rng, low, high), randint(rng, low, high))
+
+
+@checks.hidden("conv2d_single", weight=2)
+def conv2d_single_random(st, ref, rng):
+    """Random images and kernels of many shapes."""
+    cases = []
+    for _ in range(CASES):
+        h, w = randint(rng, 4, 12), randint(rng, 4, 12)
+        cases.append((randn(rng, h, w), randn(rng, randint(rng, 1, min(h, 5)), randint(rng, 1, min(w, 5)))))
+    return first_failure((conv2d_single_case(st, ref, *c) for c in cases),
+                         f"conv2d_single matches the reference on {CASES} random shapes.")
+
+
+@checks.hidden("conv2d_single")
+def conv2d_single_edge_kernels(st, ref, rng):
+    """A kernel as large as the image, and a single row kernel."""
+    image = randn(rng, 5, 6)
+    cases = [(image, randn(rng, 5, 6)), (image, randn(rng, 1, 4))]
+    return first_failure((conv2d_single_case(st, ref, *c) for c in cases),
+                         "conv2d_single handles a full-size kernel and a one-row kernel.")
+
+
+def random_conv(rng, stride=False, padding=False, bias=False):
+    n, cin, cout = randint(rng, 1, 3), randint(rng, 1, 3), randint(rng, 1, 4)
+    h, w = randint(rng, 5, 11), randint(rng, 5, 11)
+    kh, kw = randint(rng, 1, 4), randint(rng, 1, 4)
+    kwargs = {}
+    if bias:
+        kwargs["bias"] = randn(rng, cout)
+    if stride:
+        kwargs["stride"] = int_or_pair(rng, 2, 3)
+    if padding:
+        kwargs["padding"] = int_or_pair(rng, 1, 2)
+    return randn(rng, n, cin, h, w), randn(rng, cout, cin, kh, kw), kwargs
+
+
+def conv2d_cases(st, ref, rng, summary, **flags):
+    cases = [random_conv(rng, **flags) for _ in range(CASES)]
+    return first_failure((conv2d_case(st, ref, x, w, **kw) for x, w, kw in cases), summary)
+
+
+@checks.hidden("conv2d", weight=2)
+def conv2d_random_shapes(st, ref, rng):
+    """Random batch sizes, channels, image and (rectangular) kernel sizes; defaults otherwise."""
+    return conv2d_cases(st, ref, rng, "conv2d matches F.conv2d on random shapes.")
+
+
+@checks.hidden("conv2d")
+def conv2d_random_bias(st, ref, rng):
+    """Random shapes with a bias."""
+    return conv2d_cases(st, ref, rng, "conv2d adds the bias correctly.", bias=True)
+
+
+@checks.hidden("conv2d")
+def conv2d_random_stride(st, ref, rng):
+    """Strides given as ints and as (sh, sw) pairs."""
+    return conv2d_cases(st, ref, rng, "conv2d handles int and pair strides.", stride=True)
+
+
+@checks.hidden("conv2d")
+def conv2d_random_padding(st, ref, rng):
+    """Zero padding given as ints and as (ph, pw) pairs."""
+    return conv2d_cases(st, ref, rng, "conv2d handles int and pair padding.", padding=True)
+
+
+@checks.hidden("conv2d")
+def conv2d_random_everything(st, ref, rng):
+    """Stride, padding and bias together."""
+    return conv2d_cases(st, ref, rng, "conv2d handles stride, padding and bias together.",
+                        stride=True, padding=True, bias=True)
+
+
+@checks.hidden("max_pool2d")
+def max_pool2d_random_default_stride(st, ref, rng):
+    """Random kernel sizes (ints and pairs), stride left to its default."""
+    cases = [(randn(rng, randint(rng, 1, 2), randint(rng, 1, 3), randint(rng, 4, 11), randint(rng, 4, 11)),
+              int_or_pair(rng, 2, 3)) for _ in range(CASES)]
+    return first_failure((max_pool2d_case(st, ref, x, k) for x, k in cases),
+                         "max_pool2d matches F.max_pool2d with the default stride.")
+
+
+@checks.hidden("max_pool2d")
+def max_pool2d_random_stride(st, ref, rng):
+    """Explicit strides, including overlapping windows (stride < kernel)."""
+    cases = []
+    for _ in range(CASES):
+        x = randn(rng, 2, randint(rng, 1, 3), randint(rng, 5, 11), randint(rng, 5, 11))
+        cases.append((x, int_or_pair(rng, 2, 3), int_or_pair(rng, 1, 3)))
+    return first_failure((max_pool2d_case(st, ref, x, k, stride=s) for x, k, s in cases),
+                         "max_pool2d matches F.max_pool2d with explicit strides.")
+
+
+@checks.hidden("max_pool2d")
+def max_pool2d_floor_mode(st, ref, rng):
+    """Odd sizes where the last window would run past the input."""
+    x = randn(rng, 1, 2, 7, 9)
+    return first_failure((max_pool2d_case(st, ref, x, 2), max_pool2d_case(st, ref, x, 3, stride=2)),
+                         "max_pool2d drops windows that would run past the input (floor mode).")
+
+
+@checks.hidden("sobel")
+def edge_magnitude_random(st, ref, rng):
+    """Random images of several sizes."""
+    images = [randn(rng, randint(rng, 3, 12), randint(rng, 3, 12)) for _ in range(CASES)]
+    return first_failure((edge_magnitude_case(st, ref, im) for im in images),
+                         "edge_magnitude matches the reference on random images.")
+
+
+@checks.hidden("sobel")
+def edge_magnitude_ramp(st, ref, rng):
+    """A horizontal intensity ramp: gx is constant, gy is zero."""
+    image = torch.arange(10.0).repeat(7, 1)
+    return edge_magnitude_case(st, ref, image)

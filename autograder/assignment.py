@@ -1,0 +1,121 @@
+"""Loading an assignment for grading or self-checking, from any of its three forms.
+
+- the source folder (`assignments/<name>/`): master notebook, `checks/`, config, and the
+  reference module that the config names;
+- the autograder bundle (`dist/<name>/autograder/`): what `assign` wrote for graders;
+- the student bundle's `.torchgrade/` folder: public checks and recorded expected values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .checks import CheckSet
+from .config import CONFIG_NAME, AssignmentConfig
+from .errors import ConfigError
+from .recorded import Replay
+
+CHECKS_DIR = "checks"
+STUDENT_META = ".torchgrade"
+EXPECTED_NAME = "expected.pt"
+BUNDLE_REFERENCE = "reference.py"
+BUNDLE_STUDENT_FILES = "student_files"
+BUNDLE_SOLUTION = "solution.ipynb"
+
+
+@dataclass
+class Assignment:
+    root: Path
+    kind: str  # source | bundle | student
+    config: AssignmentConfig
+    checks: CheckSet
+    reference: Any  # the reference module, or a Replay of its recorded values
+    student_files: Path | None  # copied into every sandbox next to the notebook
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def load_assignment(path: Path) -> Assignment:
+    """Load whichever form of an assignment `path` is."""
+    path = Path(path).resolve()
+    if (path / STUDENT_META / CONFIG_NAME).is_file() and not (path / CONFIG_NAME).exists():
+        return load_student_checks(path / STUDENT_META)
+    if path.name == STUDENT_META:
+        return load_student_checks(path)
+    config_path = path / CONFIG_NAME
+    if not config_path.is_file():
+        raise ConfigError(f"no {CONFIG_NAME} here: not an assignment folder or autograder bundle", path)
+    config = AssignmentConfig.load(config_path)
+    bundle = (path / BUNDLE_REFERENCE).is_file() and (path / BUNDLE_STUDENT_FILES).is_dir()
+    checks_pkg = load_package(path / CHECKS_DIR, f"{config.name}_{'bundle' if bundle else 'source'}")
+    checks = module_checks(checks_pkg, "public", path) + module_checks(checks_pkg, "hidden", path)
+    if bundle:
+        reference = load_module(path / BUNDLE_REFERENCE, f"reference_{config.name}")
+        student_files = path / BUNDLE_STUDENT_FILES
+    else:
+        if not config.reference:
+            raise ConfigError("the configuration names no `reference` module", config_path)
+        reference = load_module((path / config.reference).resolve(), f"reference_{config.name}")
+        student_files = None
+    return Assignment(path, "bundle" if bundle else "source", config, checks, reference, student_files)
+
+
+def load_student_checks(meta: Path) -> Assignment:
+    config = AssignmentConfig.load(meta / CONFIG_NAME)
+    checks_pkg = load_package(meta, f"{config.name}_student")
+    checks = module_checks(checks_pkg, "public", meta)
+    replay = Replay.load(meta / EXPECTED_NAME)
+    return Assignment(meta.parent, "student", config, checks, replay, meta.parent)
+
+
+def module_checks(package: ModuleType, name: str, where: Path) -> CheckSet:
+    try:
+        module = importlib.import_module(f"{package.__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{package.__name__}.{name}":
+            return CheckSet()
+        raise ConfigError(f"checks/{name}.py cannot import {exc.name}", where) from exc
+    checks = getattr(module, "checks", None)
+    if not isinstance(checks, CheckSet):
+        raise ConfigError(f"{module.__file__} defines no `checks = CheckSet()`", where)
+    return checks
+
+
+def unique_name(prefix: str, path: Path) -> str:
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+    return f"_torchgrade_{prefix}_{digest}".replace("-", "_")
+
+
+def load_package(folder: Path, prefix: str) -> ModuleType:
+    init = folder / "__init__.py"
+    if not init.is_file():
+        raise ConfigError(f"{folder} has no __init__.py: checks are a package", folder)
+    name = unique_name(prefix, folder)
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(folder)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_module(path: Path, prefix: str) -> ModuleType:
+    if not path.is_file():
+        raise ConfigError("reference module not found", path)
+    name = unique_name(prefix, path)
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,128 @@
+"""Grading many submissions: N sandboxes at once, results written as each one finishes.
+
+Each submission is graded in a worker process (the student's code runs further down, in
+the worker's sandboxed kernel). A result is written the moment it arrives; a rerun skips
+submissions already written unless `force`. A grader failure on one submission becomes an
+`error` row; a worker process that dies is replaced and its unfinished work retried once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+
+from .assignment import Assignment, load_assignment
+from .config import GradeSettings
+from .errors import ConfigError
+from .gradebook import results_path, write_gradebook, write_result
+from .pipeline import grade_submission
+from .results import SubmissionResult
+
+NOTEBOOK_SUFFIX = ".ipynb"
+_WORKER_ASSIGNMENTS: dict[Path, Assignment] = {}
+
+
+def find_submissions(paths: Iterable[Path]) -> list[Path]:
+    """Expand folders into the notebooks they hold (recursively); keep files as given."""
+    found: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob(f"*{NOTEBOOK_SUFFIX}")
+                            if ".ipynb_checkpoints" not in p.parts and not any(x.startswith(".") for x in p.parts[len(path.parts):]))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise ConfigError("no such submission file or folder", path)
+    names: dict[str, Path] = {}
+    for p in found:
+        if p.stem in names:
+            raise ConfigError(f"two submissions share the name {p.stem!r}: {names[p.stem]} and {p}; "
+                              "the submission name is the file name without .ipynb, so rename one", p)
+        names[p.stem] = p
+    return found
+
+
+@dataclass
+class BatchReport:
+    gradebook: pd.DataFrame
+    graded: list[SubmissionResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def grade_batch(assignment: Assignment, submissions: list[Path], out: Path, settings: GradeSettings,
+                on_result: Callable[[SubmissionResult], None] | None = None) -> BatchReport:
+    out.mkdir(parents=True, exist_ok=True)
+    settings.resolved_device()  # a wrong device name fails before any work starts
+    todo, skipped = [], []
+    for path in submissions:
+        if not settings.force and results_path(out, path.stem).exists():
+            skipped.append(path.stem)
+        else:
+            todo.append(path)
+    report = BatchReport(write_gradebook(out, assignment.config), skipped=skipped)
+
+    def finish(result: SubmissionResult) -> None:
+        write_result(out, result)
+        report.gradebook = write_gradebook(out, assignment.config)
+        report.graded.append(result)
+        if on_result:
+            on_result(result)
+
+    if settings.jobs <= 1:
+        for path in todo:
+            finish(grade_safely(assignment, path, settings))
+    else:
+        run_pool(assignment, todo, settings, finish)
+    return report
+
+
+def grade_safely(assignment: Assignment, path: Path, settings: GradeSettings) -> SubmissionResult:
+    """Grade one submission; a failure of the grader itself becomes an `error` row."""
+    try:
+        return grade_submission(path, assignment, settings)
+    except Exception as exc:  # the batch goes on; the row says what went wrong
+        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return SubmissionResult.ungraded(path.stem, "error", f"the grader failed: {detail}",
+                                         assignment.config, str(path))
+
+
+def _worker_grade(root: Path, path: Path, settings: GradeSettings) -> SubmissionResult:
+    if root not in _WORKER_ASSIGNMENTS:
+        _WORKER_ASSIGNMENTS[root] = load_assignment(root)
+    return grade_safely(_WORKER_ASSIGNMENTS[root], path, settings)
+
+
+def run_pool(assignment: Assignment, todo: list[Path], settings: GradeSettings,
+             finish: Callable[[SubmissionResult], None], retries: int = 1) -> None:
+    pending = list(todo)
+    attempts: dict[Path, int] = {}
+    context = multiprocessing.get_context("spawn")  # no forked torch state in workers
+    while pending:
+        broken: list[Path] = []
+        with ProcessPoolExecutor(max_workers=min(settings.jobs, len(pending)), mp_context=context) as pool:
+            futures: dict[Future, Path] = {pool.submit(_worker_grade, assignment.root, p, settings): p
+                                           for p in pending}
+            pending = []
+            while futures:
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for future in done:
+                    path = futures.pop(future)
+                    try:
+                        finish(future.result())
+                    except BrokenProcessPool:
+                        broken.append(path)
+        for path in broken:
+            attempts[path] = attempts.get(path, 0) + 1
+            if attempts[path] > retries:
+                finish(SubmissionResult.ungraded(path.stem, "error", "the grading worker process died",
+                                                 assignment.config, str(path)))
+            else:
+                pending.append(path)

@@ -1,0 +1,126 @@
+"""Typed configuration: an assignment's `assignment.toml` and the grading settings."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+CONFIG_NAME = "assignment.toml"
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    points: float
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandboxed kernel."""
+
+    cell_timeout: float = 120.0
+    notebook_timeout: float = 600.0
+    probe_timeout: float = 60.0
+    memory_mb: int = 4096
+    output_kb: int = 256
+
+
+@dataclass(frozen=True)
+class AssignmentConfig:
+    name: str
+    title: str
+    notebook: str
+    questions: tuple[Question, ...]
+    reference: str | None = None
+    student_files: tuple[str, ...] = ()
+    seed: int = 0
+    hidden_seed: int = 1
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def question_ids(self) -> list[str]:
+        return [q.id for q in self.questions]
+
+    @property
+    def max_total(self) -> float:
+        return float(sum(q.points for q in self.questions))
+
+    def points(self, question_id: str) -> float:
+        return next(q.points for q in self.questions if q.id == question_id)
+
+    @classmethod
+    def load(cls, path: Path) -> "AssignmentConfig":
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read configuration: {exc}", path) from exc
+        try:
+            questions = tuple(Question(str(q["id"]), float(q["points"])) for q in raw.pop("questions"))
+            limits = Limits(**raw.pop("limits", {}))
+            config = cls(
+                questions=questions,
+                limits=limits,
+                student_files=tuple(raw.pop("student_files", ())),
+                **raw,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid configuration: {exc}", path) from exc
+        ids = config.question_ids
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"question ids repeat: {ids}", path)
+        return config
+
+    def to_toml(self) -> str:
+        """The same configuration as TOML text (bundles carry their own copy)."""
+        lines = [
+            f"name = {_q(self.name)}",
+            f"title = {_q(self.title)}",
+            f"notebook = {_q(self.notebook)}",
+            f"seed = {self.seed}",
+            f"hidden_seed = {self.hidden_seed}",
+            f"student_files = [{', '.join(_q(f) for f in self.student_files)}]",
+        ]
+        if self.reference:
+            lines.append(f"reference = {_q(self.reference)}")
+        lines.append("\n[limits]")
+        for key, value in vars(self.limits).items():
+            lines.append(f"{key} = {value}")
+        for q in self.questions:
+            lines += ["\n[[questions]]", f"id = {_q(q.id)}", f"points = {q.points}"]
+        return "\n".join(lines) + "\n"
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+@dataclass(frozen=True)
+class GradeSettings:
+    """How a batch is graded: chosen on the command line, shared by every submission."""
+
+    device: str = "cpu"
+    jobs: int = 1
+    force: bool = False
+    timeout: float | None = None  # overrides the assignment's notebook_timeout
+    threads: int | None = None  # torch/OpenMP threads per kernel; default: cores // jobs
+
+    def kernel_threads(self) -> int:
+        if self.threads:
+            return self.threads
+        return max(1, (os.cpu_count() or 1) // max(1, self.jobs))
+
+    def resolved_device(self) -> str:
+        if self.device not in DEVICES:
+            raise ConfigError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"

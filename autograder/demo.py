@@ -1,0 +1,47 @@
+"""`torchgrade demo`: build an assignment shipped in the repository and grade its examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .assign import BLANK_NAME, assign
+from .assignment import BUNDLE_SOLUTION
+from .config import GradeSettings
+from .errors import ConfigError
+
+EXAMPLES_DIR = "examples"
+
+
+def repo_root() -> Path:
+    """The checkout holding `assignments/`: the current folder or a parent, else the package's parent."""
+    here = Path.cwd().resolve()
+    for candidate in (here, *here.parents, Path(__file__).resolve().parent.parent):
+        if (candidate / "assignments").is_dir() and (candidate / "reference").is_dir():
+            return candidate
+    raise ConfigError("the demo needs a torchgrade checkout (assignments/ and reference/): run it from the "
+                      "repository, or install with `pip install -e .`")
+
+
+def example_submissions(autograder: Path, source: Path) -> list[Path]:
+    examples = sorted((source / EXAMPLES_DIR).glob("*.ipynb"))
+    return [autograder / BUNDLE_SOLUTION, autograder / BLANK_NAME, *examples]
+
+
+def run_demo(name: str, out: Path, jobs: int) -> None:
+    from .assignment import load_assignment
+    from .cli import console, run_batch
+
+    source = repo_root() / "assignments" / name
+    if not source.is_dir():
+        known = sorted(p.name for p in (repo_root() / "assignments").iterdir() if p.is_dir())
+        raise ConfigError(f"no assignment {name!r}; known: {', '.join(known)}", source)
+    dist, grades = out / "dist" / name, out / "grades" / name
+    console.print(f"[bold]1. torchgrade assign {source} --out {dist}[/]")
+    report = assign(source, dist)
+    console.print(f"   solution {report.solution.total:g}/{report.solution.max_total:g}, blank "
+                  f"{report.blank.total:g}, built in {report.seconds:.1f} s")
+    bundle = load_assignment(report.autograder_dir)
+    submissions = example_submissions(report.autograder_dir, source)
+    console.print(f"[bold]2. torchgrade grade {report.autograder_dir} <{len(submissions)} examples> --out {grades}[/]")
+    run_batch(bundle, submissions, grades, GradeSettings(device="cpu", jobs=jobs, force=True))
+    console.print(f"student bundle: {report.student_dir}  (open {report.student_dir / bundle.config.notebook})")

@@ -1,0 +1,164 @@
+"""The probe: how a check asks the student's code for a value or a call's result.
+
+Two student sides share one interface (`value`, `call`), so a check is written once:
+- `KernelStudent` (grading): each request crosses into the sandboxed kernel once, through
+  the codec; student code never sees the grader's process.
+- `LocalStudent` (self-check): the student's own namespace, in the student's own process.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+from . import codec, kernel_side
+from .errors import ProbeError
+
+KERNEL_SIDE_SOURCE = Path(kernel_side.__file__).read_text()
+
+
+@dataclass(frozen=True)
+class Forbid:
+    """Library functions a student's call must not use: aten operator name fragments,
+    plus Python modules whose functions with these name fragments are refused."""
+
+    ops: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+
+    def as_request(self) -> dict[str, tuple[str, ...]]:
+        return {"ops": self.ops, "modules": self.modules, "names": self.names} if self else {}
+
+    def __bool__(self) -> bool:
+        return bool(self.ops or self.modules)
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a student's name gave back: a value, or why there is none. Data, never raised."""
+
+    target: str
+    value: Any = None
+    error: str | None = None
+    missing: bool = False
+    forbidden: tuple[str, ...] = ()
+    seconds: float = 0.0
+    type: str | None = None
+    devices: tuple[str, ...] = ()
+    args: Any = None
+    description: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not (self.error or self.missing or self.forbidden)
+
+    @property
+    def what(self) -> str:
+        return self.description or self.target
+
+    @classmethod
+    def from_response(cls, target: str, response: Mapping[str, Any], description: str = "") -> "Call":
+        return cls(
+            target=target,
+            value=response.get("value"),
+            error=response.get("error"),
+            missing=bool(response.get("missing")),
+            forbidden=tuple(response.get("forbidden") or ()),
+            seconds=float(response.get("seconds") or 0.0),
+            type=response.get("type"),
+            devices=tuple(response.get("devices") or ()),
+            args=response.get("args"),
+            description=description,
+        )
+
+
+class Student(Protocol):
+    device: str
+
+    def value(self, name: str) -> Call: ...
+
+    def call(self, target: str, *args: Any, forbid: Forbid | None = None, no_grad: bool = False,
+             seed: int | None = None, return_args: bool = False, description: str = "",
+             **kwargs: Any) -> Call: ...
+
+
+@dataclass
+class KernelStudent:
+    """The student's namespace inside a sandboxed kernel, reached through probe files."""
+
+    run_silently: Any  # Kernel.run_silently(code, timeout) -> status
+    private_dir: Path
+    timeout: float
+    device: str = "cpu"
+    _counter: itertools.count = field(default_factory=itertools.count)
+    broken: str | None = None
+
+    def value(self, name: str) -> Call:
+        return self._ask({"op": "value", "target": name}, name, "")
+
+    def call(self, target, *args, forbid=None, no_grad=False, seed=None, return_args=False,
+             description="", **kwargs):
+        request = {
+            "op": "call", "target": target, "args": args, "kwargs": kwargs,
+            "forbid": forbid.as_request() if forbid else {}, "no_grad": no_grad, "seed": seed,
+            "device": self.device, "return_args": return_args,
+        }
+        return self._ask(request, target, description)
+
+    def _ask(self, request: dict[str, Any], target: str, description: str) -> Call:
+        if self.broken:
+            return Call(target, error=self.broken, description=description)
+        n = next(self._counter)
+        req, resp = self.private_dir / f"request-{n}.pt", self.private_dir / f"response-{n}.pt"
+        codec.write_request(request, req)
+        code = (
+            f"exec(compile({KERNEL_SIDE_SOURCE!r}, '<torchgrade-probe>', 'exec'), {{'__name__': '__torchgrade_probe__', "
+            f"'_TORCHGRADE_REQUEST': {str(req)!r}, '_TORCHGRADE_RESPONSE': {str(resp)!r}, "
+            f"'_TORCHGRADE_NAMESPACE': globals()}})"
+        )
+        status = self.run_silently(code, self.timeout)
+        req.unlink(missing_ok=True)
+        if status == "timeout":
+            return Call(target, error=f"did not finish within {self.timeout:g} s", description=description)
+        if status == "dead":
+            self.broken = "the kernel died while the grader was calling the student's code"
+            return Call(target, error=self.broken, description=description)
+        try:
+            response = codec.read_response(resp)
+        except ProbeError as exc:
+            return Call(target, error=exc.message, description=description)
+        finally:
+            resp.unlink(missing_ok=True)
+        return Call.from_response(target, response, description)
+
+
+@dataclass
+class LocalStudent:
+    """The student's own namespace (a notebook's globals), for self-checks."""
+
+    namespace: Mapping[str, Any]
+    device: str = "cpu"
+
+    def value(self, name: str) -> Call:
+        return self._local({"op": "value", "target": name}, name, "")
+
+    def call(self, target, *args, forbid=None, no_grad=False, seed=None, return_args=False,
+             description="", **kwargs):
+        request = {
+            "op": "call", "target": target, "args": copy.deepcopy(args), "kwargs": copy.deepcopy(kwargs),
+            "forbid": forbid.as_request() if forbid else {}, "no_grad": no_grad, "seed": seed,
+            "device": self.device, "return_args": return_args,
+        }
+        return self._local(request, target, description)
+
+    def _local(self, request: dict[str, Any], target: str, description: str) -> Call:
+        response = kernel_side.answer(request, self.namespace)
+        devices: list[str] = []
+        response["value"] = codec.from_plain(response["value"], devices)
+        response["devices"] = devices
+        if "args" in response:
+            response["args"] = codec.from_plain(response["args"])
+        return Call.from_response(target, response, description)

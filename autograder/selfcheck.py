@@ -1,0 +1,96 @@
+"""The student's self-check: `grader.check("conv2d")` inside the notebook.
+
+Runs a question's public checks in the student's own process against reference values
+recorded at assign time. Nothing here can see hidden checks or the reference itself.
+"""
+
+from __future__ import annotations
+
+import html
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .assignment import STUDENT_META, Assignment, load_student_checks
+from .checks import Outcome, run_check
+from .errors import ConfigError
+from .probe import LocalStudent
+
+
+@dataclass(frozen=True)
+class QuestionReport:
+    """What a student sees after `grader.check(...)`: each public check, passed or why not."""
+
+    question: str
+    outcomes: tuple[Outcome, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outcomes)
+
+    def lines(self) -> list[str]:
+        n_ok = sum(o.passed for o in self.outcomes)
+        head = f"{self.question}: {n_ok}/{len(self.outcomes)} public checks passed"
+        out = [head + (" ✔" if self.passed else "")]
+        for o in self.outcomes:
+            out.append(f"  {'✔' if o.passed else '✘'} {o.message}")
+            if o.hint and not o.passed:
+                out.append(f"      hint: {o.hint}")
+        if self.passed:
+            out.append("  (hidden checks run when your notebook is graded)")
+        return out
+
+    def __repr__(self) -> str:
+        return "\n".join(self.lines())
+
+    def _repr_html_(self) -> str:
+        colour = "#1a7f37" if self.passed else "#b42318"
+        body = html.escape("\n".join(self.lines()[1:]))
+        return (f"<p style='color:{colour};font-weight:bold'>{html.escape(self.lines()[0])}</p>"
+                f"<pre>{body}</pre>")
+
+
+@dataclass(frozen=True)
+class Summary:
+    reports: tuple[QuestionReport, ...]
+
+    def __repr__(self) -> str:
+        return "\n\n".join(repr(r) for r in self.reports)
+
+    def _repr_html_(self) -> str:
+        return "".join(r._repr_html_() for r in self.reports)
+
+
+class Grader:
+    """Loads the public checks shipped in the student bundle (`.torchgrade/`)."""
+
+    def __init__(self, folder: str | Path | None = None, namespace: Mapping[str, Any] | None = None):
+        self.assignment: Assignment = load_student_checks(find_meta(folder))
+        caller = inspect.currentframe().f_back
+        self.namespace = namespace if namespace is not None else caller.f_globals
+
+    @property
+    def questions(self) -> list[str]:
+        return self.assignment.config.question_ids
+
+    def check(self, question: str) -> QuestionReport:
+        if question not in self.questions:
+            raise ConfigError(f"no question {question!r}; questions are: {', '.join(self.questions)}")
+        st = LocalStudent(self.namespace)
+        seed = self.assignment.config.seed
+        outcomes = tuple(run_check(c, st, self.assignment.reference, seed)
+                         for c in self.assignment.checks.for_question(question))
+        return QuestionReport(question, outcomes)
+
+    def check_all(self) -> Summary:
+        return Summary(tuple(self.check(q) for q in self.questions))
+
+
+def find_meta(folder: str | Path | None) -> Path:
+    start = Path(folder) if folder else Path.cwd()
+    for candidate in (start, start / STUDENT_META):
+        if (candidate / "assignment.toml").is_file() and candidate.name == STUDENT_META:
+            return candidate
+    raise ConfigError(f"no {STUDENT_META}/ folder with public checks here: open the notebook from the "
+                      "assignment's student folder", start)
