@@ -157,6 +157,9 @@ def close(call: Call, expected: torch.Tensor, *, rtol: float = 1e-5, atol: float
     if problem:
         return problem
     actual = call.value
+    if actual is None:
+        return failed(f"{call.what} returned None, expected a torch.Tensor.",
+                      "Is the body still `...`, or is a `return` missing?")
     if not isinstance(actual, torch.Tensor):
         kind = call.type or type(actual).__name__
         return failed(f"{call.what} returned {kind}, expected a torch.Tensor.",

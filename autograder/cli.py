@@ -21,7 +21,7 @@ from .gradebook import FEEDBACK_DIR, GRADEBOOK, RESULTS_DIR
 from .pipeline import grade_submission
 from .results import SubmissionResult
 
-console = Console(highlight=False)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def main(argv: list[str] | None = None) -> int:

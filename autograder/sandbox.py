@@ -158,6 +158,7 @@ class Kernel:
             kernel_name="python3",
             resources={"metadata": {"path": str(workdir)}},
             startup_timeout=120,
+            shutdown_kernel="immediate",  # the sandbox is thrown away: no graceful shutdown to wait for
         )
         self.client.output_limit = spec.limits.output_kb * 1024
         self.client.km = self.client.create_kernel_manager()

