@@ -25,6 +25,7 @@ class CellRun:
     status: str  # ok | error | timeout | dead
     seconds: float
     error: str = ""
+    label: str = ""
 
 
 @dataclass
@@ -53,7 +54,8 @@ def execute_notebook(box: Sandbox, nb: nbformat.NotebookNode) -> ExecutionReport
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             report.status = "timeout"
-            report.message = f"the notebook's time limit ({limits.notebook_timeout:g} s) ran out before cell {index + 1}"
+            report.message = (f"the notebook's time limit ({limits.notebook_timeout:g} s) ran out before "
+                              f"{cell_label(cell, index)}")
             break
         budget = min(limits.cell_timeout, remaining)
         run = run_cell(kernel, cell, index, budget)
@@ -62,7 +64,7 @@ def execute_notebook(box: Sandbox, nb: nbformat.NotebookNode) -> ExecutionReport
             whole = budget < limits.cell_timeout
             report.status = "timeout"
             report.message = (
-                f"cell {index + 1} was stopped by the "
+                f"{cell_label(cell, index)} was stopped by the "
                 + (f"notebook's time limit ({limits.notebook_timeout:g} s)" if whole
                    else f"cell time limit ({limits.cell_timeout:g} s)")
             )
@@ -72,13 +74,19 @@ def execute_notebook(box: Sandbox, nb: nbformat.NotebookNode) -> ExecutionReport
         if run.status == "dead":
             if kernel.killed_for_memory:
                 report.status = "memory"
-                report.message = f"cell {index + 1} passed the memory limit ({limits.memory_mb} MiB)"
+                report.message = f"{cell_label(cell, index)} passed the memory limit ({limits.memory_mb} MiB)"
             else:
                 report.status = "crashed"
-                report.message = f"the kernel died while running cell {index + 1}"
+                report.message = f"the kernel died while running {cell_label(cell, index)}"
             report.replayed = replay(box, nb, index)
             break
     return report
+
+
+def cell_label(cell: nbformat.NotebookNode, index: int) -> str:
+    """`cell 12 (for epoch in range(...))`: the number, and the first line so students find it."""
+    first = next((line.strip() for line in cell.get("source", "").splitlines() if line.strip()), "")
+    return f"cell {index + 1} ({first[:60]})" if first else f"cell {index + 1}"
 
 
 def code_cells(nb: nbformat.NotebookNode):
@@ -96,7 +104,7 @@ def run_cell(kernel: Kernel, cell: nbformat.NotebookNode, index: int, timeout: f
         return CellRun(index, "dead", time.monotonic() - start)
     seconds = time.monotonic() - start
     error = cell_error(cell)
-    return CellRun(index, "error" if error else "ok", seconds, error)
+    return CellRun(index, "error" if error else "ok", seconds, error, cell_label(cell, index))
 
 
 def cell_error(cell: nbformat.NotebookNode) -> str:

@@ -146,7 +146,7 @@ def to_plain(obj, depth=0):
             return {"__ndarray__": torch.from_numpy(numpy.ascontiguousarray(obj)).clone()}
         if isinstance(obj, numpy.generic):
             return obj.item()
-    if module.startswith("pandas.") and type(obj).__name__ == "DataFrame":
+    if (module == "pandas" or module.startswith("pandas.")) and type(obj).__name__ == "DataFrame":
         return {"__dataframe__": {str(c): to_plain(list(obj[c]), depth + 1) for c in obj.columns}}
     return {"__repr__": repr(obj)[:MAX_REPR], "__type__": type_name(obj)}
 

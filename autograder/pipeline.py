@@ -60,4 +60,4 @@ def check_seed_base(check: Check, assignment: Assignment) -> int:
 
 
 def cell_errors(report: ExecutionReport) -> list[str]:
-    return [f"cell {c.index + 1}: {c.error}" for c in report.errors]
+    return [f"{c.label}: {c.error}" for c in report.errors]

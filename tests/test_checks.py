@@ -1,0 +1,190 @@
+"""Unit tests of the check API and the convolution checks, with reference/student tables.
+
+Students are plain namespaces here (`LocalStudent`), so these run without kernels.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from autograder.assignment import load_assignment
+from autograder.checks import Misconception, close, exact, run_check
+from autograder.probe import Call, Forbid, LocalStudent
+from conftest import ASSIGNMENTS
+
+SOURCE = load_assignment(ASSIGNMENTS / "convolution")
+REF = SOURCE.reference
+CHECKS = {c.name: c for c in SOURCE.checks.checks}
+
+
+# ------------------------------------------------------------------ comparators, ref/student table
+
+T = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+
+
+@pytest.mark.parametrize("student, expected, passed, words", [
+    (Call("f", value=T.clone()), T, True, "matches the reference"),
+    (Call("f", value=T + 1e-7), T, True, "matches"),
+    (Call("f", value=T + 0.1), T, False, "4 of 4 values differ"),
+    (Call("f", value=T.double()), T, False, "dtype torch.float64"),
+    (Call("f", value=T[:1]), T, False, "shape (1, 2)"),
+    (Call("f", value=None), T, False, "returned None"),
+    (Call("f", value=[[1.0, 2.0]], type="list"), T, False, "returned list"),
+    (Call("f", missing=True), T, False, "is not defined"),
+    (Call("f", error="ZeroDivisionError: division by zero"), T, False, "raised ZeroDivisionError"),
+    (Call("f", value=T, forbidden=("convolution",)), T, False, "does not allow (convolution)"),
+    (Call("f", value=T, devices=("cpu",)), T, True, "matches"),
+])
+def test_close(student, expected, passed, words):
+    verdict = close(student, expected, device="cpu")
+    assert verdict.passed is passed
+    assert words in verdict.message
+
+
+def test_close_names_the_misconception_that_matches():
+    flipped = Misconception("flipped kernel", "no flip", T.flip(0, 1))
+    verdict = close(Call("f", value=T.flip(0, 1)), T, misconceptions=[flipped])
+    assert not verdict.passed and "flipped kernel" in verdict.message and verdict.hint == "no flip"
+
+
+def test_close_on_wrong_device_says_so():
+    verdict = close(Call("f", value=T, devices=("cpu",)), T, device="cuda")
+    assert not verdict.passed and "on cpu" in verdict.message
+
+
+def test_off_by_one_shape_gets_the_formula():
+    verdict = close(Call("f", value=torch.zeros(2, 2)), torch.zeros(3, 3))
+    assert "off by one" in verdict.hint
+
+
+@pytest.mark.parametrize("value, expected, passed", [
+    (3, 3, True), (3, 4, False), (True, 1, False), ((1, 2), (1, 2), True), ([1, 2], (1, 2), True),
+    (3.0, 3, True), (torch.tensor([1]), torch.tensor([1]), True), (torch.tensor([1.0]), torch.tensor([1]), False),
+])
+def test_exact(value, expected, passed):
+    assert exact(Call("f", value=value), expected).passed is passed
+
+
+def test_a_check_that_raises_becomes_a_failed_outcome():
+    from autograder.checks import Check
+
+    def broken(st, ref, rng):
+        raise KeyError("oops")
+
+    outcome = run_check(Check("broken", "q", broken, public=True), LocalStudent({}), REF, 0)
+    assert outcome.score == 0 and "could not run" in outcome.message
+
+
+# ------------------------------------------------------------------ the guard against library code
+
+def test_forbidden_ops_are_caught_through_any_alias():
+    conv = F.conv2d  # a saved reference still ends at the dispatcher
+    layer = torch.nn.Conv2d(1, 1, 3)
+    namespace = {"a": lambda x, w: conv(x, w), "b": lambda x, w: layer(x), "c": lambda x, w: x.unfold(2, 3, 1),
+                 "d": lambda x, w: F.unfold(x, 3), "e": lambda x, w: F.max_pool2d(x, 2)}
+    st = LocalStudent(namespace)
+    forbid = Forbid(ops=("convolution", "im2col", "max_pool"))
+    x, w = torch.randn(1, 1, 5, 5), torch.randn(1, 1, 3, 3)
+    used = {name: st.call(name, x, w, forbid=forbid).forbidden for name in namespace}
+    assert used["a"] and used["b"] and used["d"] and used["e"]
+    assert used["c"] == ()  # Tensor.unfold is a plain view, allowed
+
+
+def test_scipy_convolution_is_caught():
+    scipy_signal = pytest.importorskip("scipy.signal")
+    st = LocalStudent({"f": lambda im, k: torch.from_numpy(scipy_signal.correlate2d(im.numpy(), k.numpy(), "valid"))})
+    call = st.call("f", torch.randn(5, 5), torch.randn(3, 3),
+                   forbid=Forbid(modules=("scipy.signal",), names=("correlate", "convolve")))
+    assert call.forbidden
+
+
+# ------------------------------------------------------------------ convolution checks on known students
+
+def loops_conv2d_single(image, kernel):
+    kh, kw = kernel.shape
+    out = torch.zeros(image.shape[0] - kh + 1, image.shape[1] - kw + 1)
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = (image[i:i + kh, j:j + kw] * kernel).sum()
+    return out
+
+
+def unfold_conv2d(x, weight, bias=None, stride=1, padding=0):
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    x = F.pad(x, (pw, pw, ph, ph))
+    kh, kw = weight.shape[-2:]
+    windows = x.unfold(2, kh, sh).unfold(3, kw, sw)  # N, C, OH, OW, kh, kw
+    out = torch.einsum("ncijhw,ochw->noij", windows, weight)
+    return out if bias is None else out + bias[None, :, None, None]
+
+
+def edge_magnitude(image, conv=loops_conv2d_single):
+    return torch.sqrt(conv(image, REF.SOBEL_X) ** 2 + conv(image, REF.SOBEL_Y) ** 2)
+
+
+def pool(x, kernel_size, stride=None):
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    stride = kernel_size if stride is None else stride
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    return x.unfold(2, kh, sh).unfold(3, kw, sw).amax(dim=(-1, -2))
+
+
+CORRECT = {"conv2d_single": loops_conv2d_single, "conv2d": unfold_conv2d, "max_pool2d": pool,
+           "SOBEL_X": REF.SOBEL_X.clone(), "SOBEL_Y": REF.SOBEL_Y.clone(), "edge_magnitude": edge_magnitude}
+
+STUDENTS = {
+    "correct": {},
+    "flipped": {"conv2d_single": lambda im, k: loops_conv2d_single(im, k.flip(0, 1)),
+                "conv2d": lambda x, w, **kw: unfold_conv2d(x, w.flip(-1, -2), **kw)},
+    "library": {"conv2d": lambda x, w, bias=None, stride=1, padding=0: F.conv2d(x, w, bias, stride, padding)},
+    "one_sided": {"conv2d": lambda x, w, bias=None, stride=1, padding=0: unfold_conv2d(
+        F.pad(x, (0, 2 * padding, 0, 2 * padding)) if isinstance(padding, int) else
+        F.pad(x, (0, 2 * padding[1], 0, 2 * padding[0])), w, bias, stride, 0)},
+    "no_bias": {"conv2d": lambda x, w, bias=None, stride=1, padding=0: unfold_conv2d(x, w, None, stride, padding)},
+    "stride_one": {"max_pool2d": lambda x, k, stride=None: pool(x, k, 1 if stride is None else stride)},
+    "swapped_sobel": {"SOBEL_X": REF.SOBEL_Y.clone(), "SOBEL_Y": REF.SOBEL_X.clone()},
+    "abs_sum": {"edge_magnitude": lambda im: loops_conv2d_single(im, REF.SOBEL_X).abs()
+                + loops_conv2d_single(im, REF.SOBEL_Y).abs()},
+    "returns_float64": {"conv2d_single": lambda im, k: loops_conv2d_single(im, k).double()},
+}
+
+TABLE = [
+    # student, check, passes, words in the message or hint
+    ("correct", "conv2d_single_small", True, "matches"),
+    ("correct", "conv2d_single_random", True, "random shapes"),
+    ("correct", "conv2d_random_everything", True, "stride, padding and bias"),
+    ("correct", "max_pool2d_random_stride", True, "explicit strides"),
+    ("correct", "max_pool2d_floor_mode", True, "floor mode"),
+    ("correct", "sobel_kernels", True, "Sobel kernels"),
+    ("correct", "edge_magnitude_ramp", True, "matches"),
+    ("flipped", "conv2d_single_small", False, "flipped kernel"),
+    ("flipped", "conv2d_random_shapes", False, "flipped kernel"),
+    ("library", "conv2d_small", False, "does not allow"),
+    ("library", "conv2d_single_small", True, "matches"),
+    ("one_sided", "conv2d_stride_padding", False, "one side only"),
+    ("one_sided", "conv2d_small", True, "matches"),
+    ("no_bias", "conv2d_small", False, "bias is not added"),
+    ("stride_one", "max_pool2d_default_stride", False, "stride defaulted to 1"),
+    ("stride_one", "max_pool2d_random_stride", True, "explicit strides"),
+    ("swapped_sobel", "sobel_kernels", False, "SOBEL_X holds SOBEL_Y"),
+    ("abs_sum", "edge_magnitude_square", False, "|gx| + |gy|"),
+    ("returns_float64", "conv2d_single_small", False, "dtype torch.float64"),
+]
+
+
+@pytest.mark.parametrize("student, check, passes, words", TABLE)
+def test_convolution_checks(student, check, passes, words):
+    namespace = {**CORRECT, **STUDENTS[student]}
+    c = CHECKS[check]
+    seed = SOURCE.config.seed if c.public else SOURCE.config.hidden_seed
+    outcome = run_check(c, LocalStudent(namespace), REF, seed)
+    assert outcome.passed is passes, outcome.message
+    assert words in outcome.message + " " + outcome.hint
+
+
+def test_every_question_has_a_public_check():
+    for q in SOURCE.config.question_ids:
+        assert any(c.public for c in SOURCE.checks.for_question(q)), q

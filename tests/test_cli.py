@@ -1,0 +1,165 @@
+"""End-to-end runs of the `torchgrade` command on real notebooks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from autograder.assignment import load_assignment
+from autograder.checks import CheckSet, run_check
+from autograder.probe import LocalStudent
+from autograder.recorded import Recording
+from conftest import ASSIGNMENTS
+
+pytestmark = pytest.mark.slow
+EXAMPLES = ASSIGNMENTS / "convolution" / "examples"
+
+
+def torchgrade(*args, cwd=None, check=False):
+    proc = subprocess.run([sys.executable, "-m", "autograder.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stdout + proc.stderr)
+    return proc
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "convolution"
+    proc = torchgrade("assign", ASSIGNMENTS / "convolution", "--out", out, check=True)
+    assert "solution: 21/21" in proc.stdout and "blank: 0/21" in proc.stdout
+    return out
+
+
+def test_grade_writes_gradebook_results_and_feedback(built, tmp_path):
+    subs = [built / "autograder" / "solution.ipynb", EXAMPLES / "flipped_kernel.ipynb", EXAMPLES / "no_sqrt.ipynb"]
+    out = tmp_path / "grades"
+    torchgrade("grade", built / "autograder", *subs, "--out", out, "--jobs", "2", check=True)
+    frame = pd.read_csv(out / "gradebook.csv")
+    assert list(frame.columns) == ["submission", "conv2d_single", "conv2d", "max_pool2d", "sobel", "total",
+                                   "max_total", "status"]
+    rows = frame.set_index("submission")
+    assert rows.loc["solution", "total"] == 21 and rows.loc["flipped_kernel", "total"] == 8
+    assert rows.loc["no_sqrt", "sobel"] == 1 and set(rows["status"]) == {"ok"}
+    result = json.loads((out / "results" / "flipped_kernel.json").read_text())
+    assert result["score"] == 8 and "execution_time" in result
+    for test in result["tests"]:
+        assert set(test) >= {"name", "score", "max_score", "status", "output", "visibility"}
+    assert [t["name"] for t in result["tests"]] == ["conv2d_single", "conv2d", "max_pool2d", "sobel"]
+    text = (out / "feedback" / "flipped_kernel.txt").read_text()
+    assert "flipped kernel" in text and (out / "feedback" / "flipped_kernel.html").exists()
+
+    again = torchgrade("grade", built / "autograder", *subs, "--out", out, check=True)
+    assert "skipped 3 already graded" in again.stdout
+    forced = torchgrade("grade", built / "autograder", subs[1], "--out", out, "--force", check=True)
+    assert "1 graded" in forced.stdout
+    assert len(pd.read_csv(out / "gradebook.csv")) == 3
+
+
+def test_grading_from_the_source_folder_matches_the_bundle(built, tmp_path):
+    torchgrade("grade", ASSIGNMENTS / "convolution", EXAMPLES / "pool_stride_one.ipynb", "--out", tmp_path,
+               check=True)
+    assert pd.read_csv(tmp_path / "gradebook.csv").loc[0, "max_pool2d"] == 1
+
+
+def test_a_killed_batch_keeps_its_grades_and_resumes(built, tmp_path):
+    subs = sorted(EXAMPLES.glob("*.ipynb"))
+    out = tmp_path / "grades"
+    proc = subprocess.Popen([sys.executable, "-m", "autograder.cli", "grade", str(built / "autograder"),
+                             *map(str, subs), "--out", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list((out / "results").glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = {p.stem for p in (out / "results").glob("*.json")}
+    assert 1 <= len(written) < len(subs)
+    assert set(pd.read_csv(out / "gradebook.csv")["submission"]) == written
+    resumed = torchgrade("grade", built / "autograder", *subs, "--out", out, check=True)
+    assert f"skipped {len(written)} already graded" in resumed.stdout
+    assert len(pd.read_csv(out / "gradebook.csv")) == len(subs)
+
+
+def test_check_runs_the_public_checks_in_a_fresh_kernel(built, tmp_path):
+    student = tmp_path / "student"
+    shutil.copytree(built / "student", student)
+    blank = torchgrade("check", student / "convolution.ipynb")
+    assert blank.returncode == 1 and "0/2 public checks passed" in blank.stdout
+    shutil.copy(built / "autograder" / "solution.ipynb", student / "mine.ipynb")
+    solved = torchgrade("check", student / "mine.ipynb", check=True)
+    assert "conv2d: 2/2 public checks passed" in solved.stdout and "✘" not in solved.stdout
+
+
+def test_student_bundle_holds_no_answer_hidden_check_or_hidden_value(built):
+    student = built / "student"
+    files = sorted(p.relative_to(student).as_posix() for p in student.rglob("*") if p.is_file())
+    assert files == [".torchgrade/__init__.py", ".torchgrade/assignment.toml", ".torchgrade/expected.pt",
+                     ".torchgrade/public.py", "convolution.ipynb"]
+    text = "\n".join(p.read_text(errors="ignore") for p in student.rglob("*") if p.is_file() and p.suffix != ".pt")
+    master = (ASSIGNMENTS / "convolution" / "convolution.ipynb").read_text()
+    answers = solution_lines(json.loads(master))
+    notebook = (student / "convolution.ipynb").read_text()
+    assert answers and not [line for line in answers if line in notebook]
+    assert not [line for line in answers if len(line) > 30 and line in text]
+    assert "hidden_seed = 917263" not in text and "reference" not in (student / ".torchgrade" / "assignment.toml").read_text()
+    assert "checks.hidden" not in text and "F.conv2d(" not in text
+
+    # the recorded expected values are exactly those the public checks need, none of the hidden ones
+    recorded = set(torch.load(student / ".torchgrade" / "expected.pt", weights_only=True))
+    source = load_assignment(ASSIGNMENTS / "convolution")
+    public = record(source, [c for c in source.checks.checks if c.public], source.config.seed)
+    hidden = record(source, [c for c in source.checks.checks if not c.public], source.config.hidden_seed)
+    assert recorded == public and not recorded & (hidden - public)
+
+
+def solution_lines(nb) -> list[str]:
+    lines, inside = [], False
+    for cell in nb["cells"]:
+        for line in "".join(cell["source"]).splitlines():
+            if "# END SOLUTION" in line:
+                inside = False
+            elif inside and len(line.strip()) > 12:
+                lines.append(line.strip())
+            elif "# BEGIN SOLUTION" in line:
+                inside = True
+    return lines
+
+
+def record(source, checks, seed) -> set[str]:
+    recording = Recording(source.reference)
+    solution_namespace = {n: getattr(source.reference, n) for n in
+                          ("conv2d_single", "conv2d", "max_pool2d", "edge_magnitude", "SOBEL_X", "SOBEL_Y")}
+    for c in CheckSet(checks).checks:
+        run_check(c, LocalStudent(solution_namespace), recording, seed)
+    return set(recording.records)
+
+
+def test_bad_command_lines_get_clear_errors(built, tmp_path):
+    missing = torchgrade("grade", built / "autograder", tmp_path / "nope.ipynb", "--out", tmp_path)
+    assert missing.returncode == 2 and "nope.ipynb: no such submission" in missing.stdout
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    shutil.copy(EXAMPLES / "partial.ipynb", tmp_path / "a" / "x.ipynb")
+    shutil.copy(EXAMPLES / "partial.ipynb", tmp_path / "b" / "x.ipynb")
+    twice = torchgrade("grade", built / "autograder", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "o")
+    assert twice.returncode == 2 and "share the name 'x'" in twice.stdout
+    not_assignment = torchgrade("grade", tmp_path, EXAMPLES / "partial.ipynb", "--out", tmp_path / "o")
+    assert not_assignment.returncode == 2 and "assignment.toml" in not_assignment.stdout
+    student = torchgrade("grade", built / "student", EXAMPLES / "partial.ipynb", "--out", tmp_path / "o")
+    assert student.returncode == 2 and "student bundle" in student.stdout
+
+
+def test_demo_runs_offline_on_cpu(tmp_path):
+    proc = torchgrade("demo", "--out", tmp_path / "demo", cwd=Path(__file__).parent.parent, check=True)
+    frame = pd.read_csv(tmp_path / "demo" / "grades" / "convolution" / "gradebook.csv")
+    assert len(frame) == 9 and frame.set_index("submission").loc["solution", "total"] == 21
+    assert "gradebook" in proc.stdout
