@@ -46,13 +46,15 @@ class KernelSpec:
     seed: int
 
 
-def kernel_env(workdir: Path, spec: KernelSpec) -> dict[str, str]:
+def kernel_env(workdir: Path, private: Path, spec: KernelSpec) -> dict[str, str]:
     env = {k: os.environ[k] for k in KERNEL_ENV_KEEP if k in os.environ}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
     threads = str(spec.threads)
     env.update(
         HOME=str(workdir),
         TMPDIR=str(workdir),
+        IPYTHONDIR=str(private / "ipython"),
+        MPLCONFIGDIR=str(private / "matplotlib"),
         MPLBACKEND="Agg",
         PYTHONHASHSEED=str(spec.seed),
         OMP_NUM_THREADS=threads,
@@ -166,7 +168,7 @@ class Kernel:
         self.client.km.connection_file = str(private / "kernel.json")
         self.client.km.ip = str(private / "kernel-ipc")
         run_sync(self.client.async_start_new_kernel)(
-            env=kernel_env(workdir, spec), preexec_fn=limit_resources
+            env=kernel_env(workdir, private, spec), preexec_fn=limit_resources
         )
         run_sync(self.client.async_start_new_kernel_client)()
         self.pid = self.client.km.provisioner.pid
