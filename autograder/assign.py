@@ -1,9 +1,11 @@
 """`torchgrade assign`: build the student and autograder bundles from one source, and prove them.
 
-Straight line: read the source → write the autograder bundle → write the student bundle →
-record the public checks' expected values from the reference (running the solution) →
-prove the build: the solution scores full marks, the blank notebook scores zero, and the
-recorded public checks pass on the solution in the student's own form.
+Straight line: read the source → write data → write the autograder bundle → write the
+student bundle → prepare grader-only resources → prove the build with one run of the
+solution (record the public checks' expected values from the reference, grade with every
+check, then replay the public checks from the recorded file) and one run of the blank
+notebook. The solution must score full marks, the blank zero, and the recorded public
+checks must pass on the solution; otherwise `assign` fails loudly.
 """
 
 from __future__ import annotations
@@ -15,18 +17,21 @@ from pathlib import Path
 
 import torch
 
-from .assignment import (BUNDLE_REFERENCE, BUNDLE_SOLUTION, BUNDLE_STUDENT_FILES, CHECKS_DIR, EXPECTED_NAME,
-                         STUDENT_META, Assignment, load_assignment, load_student_checks)
-from .checks import CheckSet
+from . import mnist
+from .assignment import (BUNDLE_HIDDEN, BUNDLE_REFERENCE, BUNDLE_SOLUTION, BUNDLE_STUDENT_FILES, CHECKS_DIR,
+                         EXPECTED_NAME, STUDENT_META, Assignment, load_assignment, load_student_checks)
+from .checks import Context, Outcome, run_checks
 from .config import CONFIG_NAME, GradeSettings
 from .errors import BuildError, ConfigError
 from .notebook import Master, write_notebook
 from .pipeline import grade_submission
-from .recorded import Recording
+from .probe import Student
+from .recorded import Recording, Replay
 from .results import SubmissionResult
 
 STUDENT_DIR, AUTOGRADER_DIR = "student", "autograder"
 BLANK_NAME = "blank.ipynb"
+DATA_DIR = "data"
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,7 @@ class BuildReport:
     out: Path
     solution: SubmissionResult
     blank: SubmissionResult
-    self_check: SubmissionResult
+    self_check: list[Outcome]
     seconds: float
 
     @property
@@ -50,16 +55,25 @@ class BuildReport:
 def assign(source: Path, out: Path, settings: GradeSettings | None = None) -> BuildReport:
     start = time.perf_counter()
     settings = settings or GradeSettings()
+    student, autograder = build_bundles(source, out)
+    solution, self_check = prove_solution(autograder, student, settings)
+    blank = prove_blank(autograder, settings)
+    return BuildReport(load_assignment(autograder).name, out, solution, blank, self_check,
+                       time.perf_counter() - start)
+
+
+def build_bundles(source: Path, out: Path) -> tuple[Path, Path]:
+    """Write `out/student` and `out/autograder` (without proving them); returns both paths."""
     assignment = load_assignment(source)
     if assignment.kind != "source":
         raise ConfigError("`assign` builds from an assignment's source folder", source)
     master = read_master(assignment)
     student, autograder = prepare_out(out)
+    write_data(assignment, student, autograder)
     write_autograder(assignment, master, autograder)
     write_student(assignment, master, student)
-    record_expected(autograder, student, settings)
-    solution, blank, self_check = prove(autograder, student, settings)
-    return BuildReport(assignment.name, out, solution, blank, self_check, time.perf_counter() - start)
+    prepare_hidden(assignment, autograder)
+    return student, autograder
 
 
 def read_master(assignment: Assignment) -> Master:
@@ -85,6 +99,13 @@ def prepare_out(out: Path) -> tuple[Path, Path]:
     return dirs
 
 
+def write_data(assignment: Assignment, student: Path, autograder: Path) -> None:
+    """Real data sets in the layouts the real loaders read; hidden splits only for the grader."""
+    for name in assignment.config.data:
+        if name == "mnist":
+            mnist.write_mnist(student / DATA_DIR, autograder / BUNDLE_HIDDEN / DATA_DIR)
+
+
 def write_autograder(assignment: Assignment, master: Master, dest: Path) -> None:
     config = replace(assignment.config, reference=BUNDLE_REFERENCE)
     (dest / CONFIG_NAME).write_text(config.to_toml())
@@ -93,6 +114,7 @@ def write_autograder(assignment: Assignment, master: Master, dest: Path) -> None
     shutil.copy2(Path(assignment.reference.__file__), dest / BUNDLE_REFERENCE)
     write_notebook(master.solution(), dest / BUNDLE_SOLUTION)
     write_notebook(master.student(), dest / BLANK_NAME)
+    (dest / BUNDLE_HIDDEN).mkdir(exist_ok=True)
     files = dest / BUNDLE_STUDENT_FILES
     files.mkdir()
     copy_student_files(assignment, files)
@@ -103,6 +125,8 @@ def write_student(assignment: Assignment, master: Master, dest: Path) -> None:
     write_notebook(master.student(), dest / assignment.config.notebook)
     copy_student_files(assignment, dest)
     write_meta(assignment, dest / STUDENT_META)
+    if (dest / DATA_DIR).is_dir():
+        shutil.copytree(dest / DATA_DIR, dest.parent / AUTOGRADER_DIR / BUNDLE_STUDENT_FILES / DATA_DIR)
 
 
 def copy_student_files(assignment: Assignment, dest: Path) -> None:
@@ -127,39 +151,53 @@ def write_meta(assignment: Assignment, meta: Path) -> None:
     torch.save({}, meta / EXPECTED_NAME)
 
 
-def record_expected(autograder: Path, student: Path, settings: GradeSettings) -> None:
-    """Run the public checks on the solution with the reference recording what it returns."""
-    bundle = load_assignment(autograder)
-    recording = Recording(bundle.reference)
-    public = CheckSet([c for c in bundle.checks.checks if c.public])
-    plan = replace(bundle, checks=public, reference=recording)
-    grade_submission(autograder / BUNDLE_SOLUTION, plan, replace(settings, device="cpu"))
-    for meta in (student / STUDENT_META, autograder / BUNDLE_STUDENT_FILES / STUDENT_META):
-        recording.save(meta / EXPECTED_NAME)
+def prepare_hidden(assignment: Assignment, autograder: Path) -> None:
+    """Grader-only resources the reference knows how to make (e.g. a classifier that scores samples)."""
+    prepare = getattr(assignment.reference, "prepare", None)
+    if prepare is not None:
+        prepare(autograder / BUNDLE_HIDDEN, autograder / BUNDLE_STUDENT_FILES / DATA_DIR)
 
 
-def prove(autograder: Path, student: Path, settings: GradeSettings) -> tuple[SubmissionResult, ...]:
+def prove_solution(autograder: Path, student: Path, settings: GradeSettings) -> tuple[SubmissionResult, list[Outcome]]:
+    """One run of the solution: record public expected values, grade fully, replay the recording."""
     bundle = load_assignment(autograder)
-    solution = grade_submission(autograder / BUNDLE_SOLUTION, bundle, settings)
+    public = [c for c in bundle.checks.checks if c.public]
+    replayed: list[Outcome] = []
+
+    def record_grade_replay(st: Student, ctx: Context) -> list[Outcome]:
+        recording = Recording(bundle.reference)
+        run_checks(public, st, recording, ctx)
+        for meta in (student / STUDENT_META, autograder / BUNDLE_STUDENT_FILES / STUDENT_META):
+            recording.save(meta / EXPECTED_NAME)
+        outcomes = run_checks(bundle.checks.checks, st, bundle.reference, ctx)
+        student_side = load_student_checks(student / STUDENT_META)
+        replay = Replay.load(student / STUDENT_META / EXPECTED_NAME)
+        replayed.extend(run_checks(student_side.checks.checks, st, replay, replace(ctx, hidden=None)))
+        return outcomes
+
+    solution = grade_submission(autograder / BUNDLE_SOLUTION, bundle, settings, record_grade_replay)
     if solution.status != "ok" or solution.total != solution.max_total:
         raise BuildError("the solution does not score full marks:\n" + explain(solution), autograder)
-    blank = grade_submission(autograder / BLANK_NAME, bundle, settings)
+    failing = [o for o in replayed if not o.passed]
+    if failing:
+        raise BuildError("the public self-checks fail on the solution:\n" + explain_outcomes(failing), student)
+    return solution, replayed
+
+
+def prove_blank(autograder: Path, settings: GradeSettings) -> SubmissionResult:
+    blank = grade_submission(autograder / BLANK_NAME, load_assignment(autograder), settings)
     if blank.total != 0:
         raise BuildError("the blank notebook scores above zero:\n" + explain(blank, failing=False), autograder)
-    self_check = grade_submission(autograder / BUNDLE_SOLUTION, load_student_checks(student / STUDENT_META),
-                                  replace(settings, device="cpu"))
-    failing = [o for q in self_check.questions for o in q.outcomes if not o.passed]
-    if failing:
-        raise BuildError("the public self-checks fail on the solution:\n" + explain(self_check), student)
-    return solution, blank, self_check
+    return blank
 
 
 def explain(result: SubmissionResult, failing: bool = True) -> str:
     """The outcomes that broke the proof: failed checks (solution) or passed ones (blank)."""
     lines = [f"status {result.status} {result.message}".rstrip()]
     lines += [f"  {e}" for e in result.cell_errors]
-    for q in result.questions:
-        for o in q.outcomes:
-            if (o.score < 1) if failing else (o.score > 0):
-                lines.append(f"  {q.id}/{o.check}: {o.message} {o.hint}".rstrip())
-    return "\n".join(lines)
+    outcomes = [o for q in result.questions for o in q.outcomes if ((o.score < 1) if failing else (o.score > 0))]
+    return "\n".join(lines) + "\n" + explain_outcomes(outcomes)
+
+
+def explain_outcomes(outcomes: list[Outcome]) -> str:
+    return "\n".join(f"  {o.question}/{o.check}: {o.message} {o.hint}".rstrip() for o in outcomes)

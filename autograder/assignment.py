@@ -27,6 +27,7 @@ EXPECTED_NAME = "expected.pt"
 BUNDLE_REFERENCE = "reference.py"
 BUNDLE_STUDENT_FILES = "student_files"
 BUNDLE_SOLUTION = "solution.ipynb"
+BUNDLE_HIDDEN = "hidden"
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Assignment:
     checks: CheckSet
     reference: Any  # the reference module, or a Replay of its recorded values
     student_files: Path | None  # copied into every sandbox next to the notebook
+    hidden: Path | None = None  # hidden test data and grader-only models (autograder bundle only)
 
     @property
     def name(self) -> str:
@@ -60,12 +62,13 @@ def load_assignment(path: Path) -> Assignment:
     if bundle:
         reference = load_module(path / BUNDLE_REFERENCE, f"reference_{config.name}")
         student_files = path / BUNDLE_STUDENT_FILES
+        hidden = path / BUNDLE_HIDDEN
     else:
         if not config.reference:
             raise ConfigError("the configuration names no `reference` module", config_path)
         reference = load_module((path / config.reference).resolve(), f"reference_{config.name}")
-        student_files = None
-    return Assignment(path, "bundle" if bundle else "source", config, checks, reference, student_files)
+        student_files = hidden = None
+    return Assignment(path, "bundle" if bundle else "source", config, checks, reference, student_files, hidden)
 
 
 def load_student_checks(meta: Path) -> Assignment:

@@ -13,14 +13,17 @@ students with recorded expected values) or hidden (grader only). Outcomes are da
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
+from .config import AssignmentConfig, Threshold
 from .errors import TorchgradeError
 from .probe import Call, Student
 
@@ -54,7 +57,25 @@ class Misconception:
     expected: Any
 
 
-CheckFn = Callable[[Student, Any, torch.Generator], Verdict]
+@dataclass(frozen=True)
+class Context:
+    """What a check may need besides `st`, `ref` and `rng`: given to checks that take a 4th argument.
+
+    `hidden` is the autograder bundle's hidden folder (hidden test data under `hidden/data`,
+    the grader's own models); it is None in a student's self-check, where only public checks
+    run. `data` is the student-visible data folder, in grading and in self-checks alike.
+    """
+
+    config: AssignmentConfig
+    device: str = "cpu"
+    hidden: Path | None = None
+    data: Path | None = None  # the student-visible data folder (the notebook's `data/`)
+
+    def threshold(self, name: str) -> Threshold:
+        return self.config.threshold(name, self.device)
+
+
+CheckFn = Callable[..., Verdict]
 
 
 @dataclass(frozen=True)
@@ -118,20 +139,22 @@ def check_seed(name: str, base: int) -> int:
     return (zlib.crc32(name.encode()) ^ (base * 2654435761)) % (2**31)
 
 
-def run_check(check: Check, st: Student, ref: Any, base_seed: int) -> Outcome:
+def run_check(check: Check, st: Student, ref: Any, base_seed: int, ctx: Context | None = None) -> Outcome:
     """Run one check; a check that raises becomes a failed outcome, never an abort."""
     rng = torch.Generator().manual_seed(check_seed(check.name, base_seed))
     start = time.perf_counter()
     try:
-        verdict = check.fn(st, ref, rng)
+        wants_ctx = len(inspect.signature(check.fn).parameters) >= 4
+        verdict = check.fn(st, ref, rng, ctx) if wants_ctx else check.fn(st, ref, rng)
     except Exception as exc:  # a bug or an unexpected value must not stop the other checks
         verdict = failed(f"the check could not run ({type(exc).__name__}: {exc})")
     return Outcome(check.name, check.question, check.public, check.weight, verdict.score,
                    verdict.message, verdict.hint, time.perf_counter() - start)
 
 
-def run_checks(checks: Iterable[Check], st: Student, ref: Any, base_seed: int) -> list[Outcome]:
-    return [run_check(c, st, ref, base_seed) for c in checks]
+def run_checks(checks: Iterable[Check], st: Student, ref: Any, ctx: Context) -> list[Outcome]:
+    """Public checks draw inputs from the public seed, hidden ones from the hidden seed."""
+    return [run_check(c, st, ref, ctx.config.seed if c.public else ctx.config.hidden_seed, ctx) for c in checks]
 
 
 # ---------------------------------------------------------------------------- comparators
@@ -279,3 +302,49 @@ def signature(name: str, *args: Any, **kwargs: Any) -> str:
 
     parts = [show_arg(a) for a in args] + [f"{k}={show_arg(v)}" for k, v in kwargs.items()]
     return f"{name}({', '.join(parts)})"
+
+
+def accuracy(call: Call, labels: torch.Tensor, threshold: Threshold, split: str = "hidden test") -> Verdict:
+    """Credit for a model's logits on a labelled split: linear from `threshold.floor` to `.full`.
+
+    The labels never leave the grader: only the model's outputs came back from the kernel.
+    """
+    problem = call_problem(call)
+    if problem:
+        return problem
+    logits = call.value
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != len(labels):
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else call.type
+        return failed(f"{call.what} returned {shape}; expected logits of shape ({len(labels)}, classes).",
+                      "The model takes (N, 1, 28, 28) images and returns (N, 10) logits.")
+    acc = float((logits.argmax(dim=1) == labels).float().mean())
+    credit = threshold.credit(acc)
+    message = (f"accuracy on the {split} split: {acc:.4f} (full credit from {threshold.full:g}, "
+               f"partial from {threshold.floor:g})")
+    hint = "" if credit >= 1 else "Train longer, tune the learning rate, or check the input scaling."
+    return Verdict(credit >= 1, message, hint, fraction=credit)
+
+
+def module_snapshot(model: torch.nn.Module) -> Any:
+    """The same `ModuleSnapshot` the probe returns for a student-side module, for a grader-side one."""
+    from . import codec, kernel_side
+
+    return codec.from_plain(kernel_side.to_plain(model))
+
+
+def state_unchanged(what: str, before: Any, after: Any, mode: bool = True, hooks: bool = True) -> Verdict:
+    """A call left a module's parameters and buffers (and, if asked, train/eval mode and hooks) as they were."""
+    if not hasattr(after, "state"):
+        return failed(f"{what}: the model did not come back from the call.")
+    changed = [k for k in before.state if k not in after.state or not torch.equal(before.state[k], after.state[k])]
+    if changed:
+        return failed(f"{what} changed the model's parameters or buffers ({', '.join(changed[:4])}).",
+                      "Run the forward pass in eval mode under torch.no_grad(), and restore what you change.")
+    if mode and before.training != after.training:
+        return failed(f"{what} left the model in {'train' if after.training else 'eval'} mode; it was in "
+                      f"{'train' if before.training else 'eval'} mode.", "Restore the mode you found: "
+                      "remember model.training before, and call model.train(was_training) after.")
+    if hooks and before.hooks != after.hooks:
+        return failed(f"{what} left hooks on the model: {after.hooks} (before: {before.hooks}).",
+                      "Keep the handle that register_forward_hook returns and call handle.remove().")
+    return passed(f"{what} left the model as it was.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .assign import assign
+from .assign import assign, build_bundles
 from .assignment import STUDENT_META, load_assignment
 from .batch import find_submissions, grade_batch
 from .config import DEVICES, GradeSettings
@@ -94,7 +95,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
     submissions = find_submissions(args.submissions)
     if not submissions:
         raise ConfigError("no notebooks found", args.submissions[0])
-    run_batch(assignment, submissions, args.out, settings)
+    if assignment.kind == "source":  # grade exactly as from a bundle: data, hidden files and all
+        with tempfile.TemporaryDirectory(prefix="torchgrade-bundle-") as tmp:
+            _, autograder = build_bundles(assignment.root, Path(tmp))
+            run_batch(load_assignment(autograder), submissions, args.out, settings)
+    else:
+        run_batch(assignment, submissions, args.out, settings)
     return 0
 
 

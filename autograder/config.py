@@ -30,6 +30,24 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Threshold:
+    """Accuracy-style credit: none below `floor`, linear up to full credit at `full`."""
+
+    floor: float
+    full: float
+
+    def credit(self, value: float) -> float:
+        if value >= self.full:
+            return 1.0
+        if value <= self.floor or self.full <= self.floor:
+            return 0.0
+        return (value - self.floor) / (self.full - self.floor)
+
+
+DATA_SETS = ("mnist",)
+
+
+@dataclass(frozen=True)
 class AssignmentConfig:
     name: str
     title: str
@@ -40,6 +58,15 @@ class AssignmentConfig:
     seed: int = 0
     hidden_seed: int = 1
     limits: Limits = field(default_factory=Limits)
+    data: tuple[str, ...] = ()  # data sets `assign` writes: "mnist" → data/MNIST (student), hidden/MNIST (grader)
+    thresholds: dict[str, dict[str, Threshold]] = field(default_factory=dict)  # name → device → threshold
+
+    def threshold(self, name: str, device: str) -> Threshold:
+        try:
+            by_device = self.thresholds[name]
+        except KeyError:
+            raise ConfigError(f"no [thresholds.{name}] in the configuration") from None
+        return by_device.get(device) or by_device["cpu"]
 
     @property
     def question_ids(self) -> list[str]:
@@ -61,10 +88,16 @@ class AssignmentConfig:
         try:
             questions = tuple(Question(str(q["id"]), float(q["points"])) for q in raw.pop("questions"))
             limits = Limits(**raw.pop("limits", {}))
+            thresholds = {
+                name: {device: Threshold(float(t["floor"]), float(t["full"])) for device, t in by_device.items()}
+                for name, by_device in raw.pop("thresholds", {}).items()
+            }
             config = cls(
                 questions=questions,
                 limits=limits,
                 student_files=tuple(raw.pop("student_files", ())),
+                data=tuple(raw.pop("data", ())),
+                thresholds=thresholds,
                 **raw,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -72,6 +105,9 @@ class AssignmentConfig:
         ids = config.question_ids
         if len(set(ids)) != len(ids):
             raise ConfigError(f"question ids repeat: {ids}", path)
+        unknown = set(config.data) - set(DATA_SETS)
+        if unknown:
+            raise ConfigError(f"unknown data sets {sorted(unknown)}; known: {', '.join(DATA_SETS)}", path)
         return config
 
     def to_toml(self) -> str:
@@ -83,12 +119,16 @@ class AssignmentConfig:
             f"seed = {self.seed}",
             f"hidden_seed = {self.hidden_seed}",
             f"student_files = [{', '.join(_q(f) for f in self.student_files)}]",
+            f"data = [{', '.join(_q(d) for d in self.data)}]",
         ]
         if self.reference:
             lines.append(f"reference = {_q(self.reference)}")
         lines.append("\n[limits]")
         for key, value in vars(self.limits).items():
             lines.append(f"{key} = {value}")
+        for name, by_device in self.thresholds.items():
+            for device, t in by_device.items():
+                lines += [f"\n[thresholds.{name}.{device}]", f"floor = {t.floor}", f"full = {t.full}"]
         for q in self.questions:
             lines += ["\n[[questions]]", f"id = {_q(q.id)}", f"points = {q.points}"]
         return "\n".join(lines) + "\n"

@@ -199,6 +199,10 @@ def answer(request, namespace):
         return {"missing": False, "error": None, "value": to_plain(obj), "forbidden": [], "seconds": 0.0,
                 "type": type_name(obj)}
     device = request.get("device")
+    if device == "model":  # the student's trained model decides where inputs go
+        device = module_device(obj)
+    if request.get("eval_mode") and isinstance(obj, torch.nn.Module):
+        obj.eval()
     args = materialise(request.get("args", ()), namespace, device)
     kwargs = materialise(request.get("kwargs", {}), namespace, device)
     seed = request.get("seed")
@@ -212,6 +216,15 @@ def answer(request, namespace):
     if request.get("return_args"):
         response["args"] = to_plain(args)
     return response
+
+
+def module_device(obj):
+    if isinstance(obj, torch.nn.Module):
+        for tensor in obj.parameters():
+            return tensor.device
+        for tensor in obj.buffers():
+            return tensor.device
+    return None
 
 
 class _Null:

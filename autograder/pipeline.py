@@ -1,44 +1,56 @@
-"""Grading one submission: sandbox → execute → probe → check → score, in one straight line."""
+"""Grading one submission: sandbox → execute → probe and check → score, in one straight line."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 from .assignment import Assignment
-from .checks import Check, Outcome, run_check
+from .checks import Context, Outcome, run_checks
 from .config import GradeSettings
 from .errors import InvalidSubmission
 from .execute import ExecutionReport, execute_notebook
 from .notebook import read_submission
-from .probe import KernelStudent
+from .probe import KernelStudent, Student
 from .results import SubmissionResult, score
-from .sandbox import KernelSpec, Sandbox, open_sandbox
+from .sandbox import KernelSpec, open_sandbox
+
+Prober = Callable[[Student, Context], list[Outcome]]
 
 
-def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings) -> SubmissionResult:
+def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings,
+                     prober: Prober | None = None) -> SubmissionResult:
+    """Grade one notebook. `prober` replaces the default step "run every check of the assignment"."""
     start = time.perf_counter()
-    name = path.stem
     try:
         nb = read_submission(path)
     except InvalidSubmission as exc:
-        return SubmissionResult.ungraded(name, "invalid", exc.message, assignment.config, str(path))
+        return SubmissionResult.ungraded(path.stem, "invalid", exc.message, assignment.config, str(path))
     spec = kernel_spec(assignment, settings)
+    data = assignment.student_files / "data" if assignment.student_files else None
+    ctx = Context(assignment.config, spec.device, assignment.hidden, data)
+    prober = prober or all_checks(assignment)
     with open_sandbox(path, assignment.student_files, spec) as box:
         report = execute_notebook(box, nb)
-        outcomes = probe_and_check(box, assignment, spec)
-    result = SubmissionResult(
-        submission=name,
+        st = KernelStudent(box.kernel.run_silently, box.private, spec.limits.probe_timeout, spec.device)
+        outcomes = prober(st, ctx)
+    return SubmissionResult(
+        submission=path.stem,
         status=report.status,
         questions=score(assignment.config, outcomes),
         message=report.message,
         path=str(path),
+        execution_time=time.perf_counter() - start,
         cell_time=report.cell_seconds,
         cell_errors=cell_errors(report),
         device=spec.device,
     )
-    result.execution_time = time.perf_counter() - start
-    return result
+
+
+def all_checks(assignment: Assignment) -> Prober:
+    """Every check of the assignment against its reference; the reference stays in this process."""
+    return lambda st, ctx: run_checks(assignment.checks.checks, st, assignment.reference, ctx)
 
 
 def kernel_spec(assignment: Assignment, settings: GradeSettings) -> KernelSpec:
@@ -47,16 +59,6 @@ def kernel_spec(assignment: Assignment, settings: GradeSettings) -> KernelSpec:
         limits = type(limits)(**{**vars(limits), "notebook_timeout": settings.timeout})
     return KernelSpec(limits=limits, threads=settings.kernel_threads(), device=settings.resolved_device(),
                       seed=assignment.config.seed)
-
-
-def probe_and_check(box: Sandbox, assignment: Assignment, spec: KernelSpec) -> list[Outcome]:
-    """Run every check against the student's kernel; the reference stays in this process."""
-    st = KernelStudent(box.kernel.run_silently, box.private, spec.limits.probe_timeout, spec.device)
-    return [run_check(c, st, assignment.reference, check_seed_base(c, assignment)) for c in assignment.checks.checks]
-
-
-def check_seed_base(check: Check, assignment: Assignment) -> int:
-    return assignment.config.seed if check.public else assignment.config.hidden_seed
 
 
 def cell_errors(report: ExecutionReport) -> list[str]:

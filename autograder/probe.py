@@ -82,7 +82,22 @@ class Student(Protocol):
 
     def call(self, target: str, *args: Any, forbid: Forbid | None = None, no_grad: bool = False,
              seed: int | None = None, return_args: bool = False, description: str = "",
-             **kwargs: Any) -> Call: ...
+             eval_mode: bool = False, on_model_device: bool = False, **kwargs: Any) -> Call:
+        """Call a student function (or model) with grader-made arguments.
+
+        `no_grad`, `eval_mode`: run under torch.no_grad() / after model.eval();
+        `on_model_device`: move tensor arguments to the target model's device (trained models);
+        `return_args`: also bring back the arguments after the call (e.g. a model's state);
+        `seed`: torch.manual_seed before the call, so reference and student draw the same numbers.
+        """
+
+
+def call_request(target, args, kwargs, forbid, no_grad, seed, return_args, eval_mode, device) -> dict[str, Any]:
+    return {
+        "op": "call", "target": target, "args": args, "kwargs": kwargs,
+        "forbid": forbid.as_request() if forbid else {}, "no_grad": no_grad, "seed": seed,
+        "device": device, "return_args": return_args, "eval_mode": eval_mode,
+    }
 
 
 @dataclass
@@ -100,12 +115,9 @@ class KernelStudent:
         return self._ask({"op": "value", "target": name}, name, "")
 
     def call(self, target, *args, forbid=None, no_grad=False, seed=None, return_args=False,
-             description="", **kwargs):
-        request = {
-            "op": "call", "target": target, "args": args, "kwargs": kwargs,
-            "forbid": forbid.as_request() if forbid else {}, "no_grad": no_grad, "seed": seed,
-            "device": self.device, "return_args": return_args,
-        }
+             description="", eval_mode=False, on_model_device=False, **kwargs):
+        request = call_request(target, args, kwargs, forbid, no_grad, seed, return_args, eval_mode,
+                               "model" if on_model_device else self.device)
         return self._ask(request, target, description)
 
     def _ask(self, request: dict[str, Any], target: str, description: str) -> Call:
@@ -146,12 +158,9 @@ class LocalStudent:
         return self._local({"op": "value", "target": name}, name, "")
 
     def call(self, target, *args, forbid=None, no_grad=False, seed=None, return_args=False,
-             description="", **kwargs):
-        request = {
-            "op": "call", "target": target, "args": copy.deepcopy(args), "kwargs": copy.deepcopy(kwargs),
-            "forbid": forbid.as_request() if forbid else {}, "no_grad": no_grad, "seed": seed,
-            "device": self.device, "return_args": return_args,
-        }
+             description="", eval_mode=False, on_model_device=False, **kwargs):
+        request = call_request(target, copy.deepcopy(args), copy.deepcopy(kwargs), forbid, no_grad, seed,
+                               return_args, eval_mode, "model" if on_model_device else self.device)
         return self._local(request, target, description)
 
     def _local(self, request: dict[str, Any], target: str, description: str) -> Call:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .assignment import STUDENT_META, Assignment, load_student_checks
-from .checks import Outcome, run_check
+from .checks import Context, Outcome, run_checks
 from .errors import ConfigError
 from .probe import LocalStudent
 
@@ -78,9 +78,8 @@ class Grader:
         if question not in self.questions:
             raise ConfigError(f"no question {question!r}; questions are: {', '.join(self.questions)}")
         st = LocalStudent(self.namespace)
-        seed = self.assignment.config.seed
-        outcomes = tuple(run_check(c, st, self.assignment.reference, seed)
-                         for c in self.assignment.checks.for_question(question))
+        ctx = Context(self.assignment.config, "cpu", None, self.assignment.root / "data")
+        outcomes = tuple(run_checks(self.assignment.checks.for_question(question), st, self.assignment.reference, ctx))
         return QuestionReport(question, outcomes)
 
     def check_all(self) -> Summary:

@@ -1,57 +1,43 @@
-"""Golden notebooks: every example submission scores exactly its recorded points."""
+"""Golden notebooks: every assignment's example submissions score exactly their recorded points.
+
+Each `assignments/<name>/examples/expected.toml` lists, per example (plus `solution` and
+`blank`, which `assign` builds), the points per question and, under `diagnoses`, words the
+feedback must contain for a question, so each flawed example is shown to lose exactly the
+points of its mistake, for the right reason.
+"""
 
 from __future__ import annotations
 
-import tomllib
-
 import pytest
 
-from autograder.assignment import load_assignment
-from autograder.batch import grade_batch
-from autograder.config import GradeSettings
-from autograder.demo import example_submissions
-from conftest import ASSIGNMENTS
+from conftest import ASSIGNMENTS, GOLDEN, expected_points
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def convolution_grades(convolution_build, tmp_path_factory):
-    bundle = load_assignment(convolution_build.autograder_dir)
-    submissions = example_submissions(convolution_build.autograder_dir, ASSIGNMENTS / "convolution")
-    out = tmp_path_factory.mktemp("golden")
-    report = grade_batch(bundle, submissions, out, GradeSettings(jobs=2))
-    return {r.submission: r for r in report.graded}
+CASES = [(name, example) for name in GOLDEN for example in sorted(expected_points(name))]
 
 
-EXPECTED = tomllib.loads((ASSIGNMENTS / "convolution" / "examples" / "expected.toml").read_text())
-
-
-@pytest.mark.parametrize("example", sorted(EXPECTED))
-def test_example_scores_its_expected_points(convolution_grades, example):
-    result = convolution_grades[example]
+@pytest.mark.parametrize("assignment, example", CASES)
+def test_example_scores_its_expected_points(builds, assignment, example):
+    result = builds.graded_examples(assignment)[example]
+    expected = expected_points(assignment)[example]
     assert result.status == "ok", result.message
     got = {q.id: q.points for q in result.questions}
-    assert got == pytest.approx(EXPECTED[example]), "\n".join(
-        f"{q.id}/{o.check}: {o.message}" for q in result.questions for o in q.outcomes)
+    want = {k: v for k, v in expected.items() if k != "diagnoses"}
+    assert got == pytest.approx(want, abs=0.01), "\n".join(
+        f"{q.id}/{o.check}: {o.message} {o.hint}" for q in result.questions for o in q.outcomes if not o.passed)
+    for question, words in expected.get("diagnoses", {}).items():
+        q = next(q for q in result.questions if q.id == question)
+        feedback = " ".join(f"{o.message} {o.hint}" for o in q.outcomes if not o.passed)
+        assert words in feedback, f"{question}: {feedback}"
 
 
-def test_every_example_file_has_expected_points():
-    files = {p.stem for p in (ASSIGNMENTS / "convolution" / "examples").glob("*.ipynb")}
-    assert files | {"solution", "blank"} == set(EXPECTED)
+@pytest.mark.parametrize("assignment", GOLDEN)
+def test_every_example_file_has_expected_points(assignment):
+    files = {p.stem for p in (ASSIGNMENTS / assignment / "examples").glob("*.ipynb")}
+    assert files | {"solution", "blank"} == set(expected_points(assignment))
+    assert len(files) >= 4  # at least four realistic flawed submissions
 
 
-@pytest.mark.parametrize("example, question, words", [
-    ("flipped_kernel", "conv2d_single", "flipped kernel"),
-    ("flipped_kernel", "conv2d", "flipped kernel"),
-    ("off_by_one", "conv2d_single", "off by one"),
-    ("one_sided_padding", "conv2d", "one side only"),
-    ("library_conv", "conv2d", "does not allow (convolution)"),
-    ("pool_stride_one", "max_pool2d", "stride defaulted to 1"),
-    ("no_sqrt", "sobel", "square root is missing"),
-    ("partial", "conv2d", "returned None"),
-])
-def test_flawed_examples_get_the_diagnosis_of_their_mistake(convolution_grades, example, question, words):
-    q = next(q for q in convolution_grades[example].questions if q.id == question)
-    feedback = " ".join(f"{o.message} {o.hint}" for o in q.outcomes if not o.passed)
-    assert words in feedback
+def test_every_assignment_has_golden_examples():
+    assert set(GOLDEN) == {p.parent.name for p in ASSIGNMENTS.glob("*/assignment.toml")}
