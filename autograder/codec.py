@@ -28,20 +28,15 @@ class Opaque:
 
 @dataclass(frozen=True)
 class ModuleSnapshot:
-    """What crosses for an `nn.Module`: class, mode, state and hook counts."""
+    """What crosses for an `nn.Module`: class, mode, state, hook counts, submodule types, sizes."""
 
     type: str
     training: bool
     state: dict[str, torch.Tensor]
     hooks: dict[str, int]
-
-
-@dataclass(frozen=True)
-class TensorOnDevice:
-    """Unwrapped by `from_plain`; kept only to remember where a tensor lived."""
-
-    tensor: torch.Tensor
-    device: str
+    modules: dict[str, str]  # name (as in named_modules) → qualified class name
+    n_params: int  # parameters as model.parameters() yields them (shared ones once)
+    n_trainable: int
 
 
 def ref(name: str) -> dict[str, str]:
@@ -87,7 +82,8 @@ def from_plain(obj: Any, devices: list[str] | None = None) -> Any:
     if "__dtype__" in obj:
         return getattr(torch, obj["__dtype__"].removeprefix("torch."), obj["__dtype__"])
     if "__module__" in obj:
-        return ModuleSnapshot(obj["__module__"], obj["training"], obj["state"], obj["hooks"])
+        return ModuleSnapshot(obj["__module__"], obj["training"], obj["state"], obj["hooks"], obj["modules"],
+                              obj["n_params"], obj["n_trainable"])
     if "__dataframe__" in obj:
         import pandas
 

@@ -130,6 +130,9 @@ def to_plain(obj, depth=0):
             "training": bool(obj.training),
             "state": {k: v.detach().to("cpu").clone() for k, v in obj.state_dict().items()},
             "hooks": hook_counts(obj),
+            "modules": {name: type_name(m) for name, m in obj.named_modules()},
+            "n_params": sum(p.numel() for p in obj.parameters()),
+            "n_trainable": sum(p.numel() for p in obj.parameters() if p.requires_grad),
         }
     if isinstance(obj, torch.dtype):
         return {"__dtype__": str(obj)}
@@ -209,8 +212,24 @@ def answer(request, namespace):
     if seed is not None:
         torch.manual_seed(seed)
     context = torch.no_grad() if request.get("no_grad") else _Null()
+    forbid = request.get("forbid") or {}
     with context:
-        value, error, forbidden, seconds = guarded_call(obj, args, kwargs, request.get("forbid") or {})
+        value, error, forbidden, seconds = guarded_call(obj, args, kwargs, forbid)
+        then = request.get("then")
+        if then and error is None:  # calls on what the first call returned: obj(...).step(x), ...
+            made, results = value, []
+            for method, m_args, m_kwargs in then:
+                fn = made if method is None else getattr(made, method, None)
+                if fn is None:
+                    error = f"AttributeError: {type_name(made)} has no method {method!r}"
+                    break
+                m_args = materialise(m_args, namespace, device)
+                result, error, used, more = guarded_call(fn, m_args, m_kwargs, forbid)
+                forbidden, seconds = forbidden + used, seconds + more
+                if error is not None:
+                    break
+                results.append(result)
+            value = results
     response = {"missing": False, "error": error, "value": to_plain(value), "forbidden": forbidden,
                 "seconds": seconds, "type": type_name(value) if error is None else None}
     if request.get("return_args"):

@@ -82,9 +82,13 @@ class Student(Protocol):
 
     def call(self, target: str, *args: Any, forbid: Forbid | None = None, no_grad: bool = False,
              seed: int | None = None, return_args: bool = False, description: str = "",
-             eval_mode: bool = False, on_model_device: bool = False, **kwargs: Any) -> Call:
+             eval_mode: bool = False, on_model_device: bool = False,
+             then: list[tuple[str | None, tuple, dict]] | None = None, **kwargs: Any) -> Call:
         """Call a student function (or model) with grader-made arguments.
 
+        `then`: calls made on the returned object, in order, as (method name or None for the
+        object itself, args, kwargs); the Call's value is then the list of their results
+        (e.g. `st.call("EarlyStopping", 2, then=[("step", (0.5,), {})])`).
         `no_grad`, `eval_mode`: run under torch.no_grad() / after model.eval();
         `on_model_device`: move tensor arguments to the target model's device (trained models);
         `return_args`: also bring back the arguments after the call (e.g. a model's state);
@@ -92,11 +96,13 @@ class Student(Protocol):
         """
 
 
-def call_request(target, args, kwargs, forbid, no_grad, seed, return_args, eval_mode, device) -> dict[str, Any]:
+def call_request(target, args, kwargs, forbid, no_grad, seed, return_args, eval_mode, device,
+                 then=None) -> dict[str, Any]:
     return {
         "op": "call", "target": target, "args": args, "kwargs": kwargs,
         "forbid": forbid.as_request() if forbid else {}, "no_grad": no_grad, "seed": seed,
         "device": device, "return_args": return_args, "eval_mode": eval_mode,
+        "then": [(m, tuple(a), dict(k)) for m, a, k in then] if then else None,
     }
 
 
@@ -115,9 +121,9 @@ class KernelStudent:
         return self._ask({"op": "value", "target": name}, name, "")
 
     def call(self, target, *args, forbid=None, no_grad=False, seed=None, return_args=False,
-             description="", eval_mode=False, on_model_device=False, **kwargs):
+             description="", eval_mode=False, on_model_device=False, then=None, **kwargs):
         request = call_request(target, args, kwargs, forbid, no_grad, seed, return_args, eval_mode,
-                               "model" if on_model_device else self.device)
+                               "model" if on_model_device else self.device, then)
         return self._ask(request, target, description)
 
     def _ask(self, request: dict[str, Any], target: str, description: str) -> Call:
@@ -158,9 +164,10 @@ class LocalStudent:
         return self._local({"op": "value", "target": name}, name, "")
 
     def call(self, target, *args, forbid=None, no_grad=False, seed=None, return_args=False,
-             description="", eval_mode=False, on_model_device=False, **kwargs):
+             description="", eval_mode=False, on_model_device=False, then=None, **kwargs):
         request = call_request(target, copy.deepcopy(args), copy.deepcopy(kwargs), forbid, no_grad, seed,
-                               return_args, eval_mode, "model" if on_model_device else self.device)
+                               return_args, eval_mode, "model" if on_model_device else self.device,
+                               copy.deepcopy(then))
         return self._local(request, target, description)
 
     def _local(self, request: dict[str, Any], target: str, description: str) -> Call:

@@ -188,3 +188,29 @@ def test_convolution_checks(student, check, passes, words):
 def test_every_question_has_a_public_check():
     for q in SOURCE.config.question_ids:
         assert any(c.public for c in SOURCE.checks.for_question(q)), q
+
+
+def test_then_calls_methods_on_what_the_call_returned():
+    class Counter:
+        def __init__(self, start):
+            self.n = start
+
+        def step(self, by):
+            self.n += by
+            return self.n
+
+    st = LocalStudent({"Counter": Counter})
+    call = st.call("Counter", 10, then=[("step", (1,), {}), ("step", (5,), {})])
+    assert call.value == [11, 16]
+    missing = st.call("Counter", 1, then=[("jump", (), {})])
+    assert "no method 'jump'" in missing.error
+
+
+def test_module_snapshots_carry_types_and_parameter_counts():
+    from autograder.checks import module_snapshot
+
+    shared = torch.nn.Linear(3, 3)
+    model = torch.nn.Sequential(shared, torch.nn.ReLU(), shared, torch.nn.BatchNorm1d(3))
+    snap = module_snapshot(model)
+    assert snap.n_params == 12 + 6  # the shared layer once; BatchNorm's running stats are buffers
+    assert snap.modules["1"] == "torch.nn.modules.activation.ReLU"
