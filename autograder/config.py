@@ -159,8 +159,11 @@ class GradeSettings:
     def resolved_device(self) -> str:
         if self.device not in DEVICES:
             raise ConfigError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
-        if self.device != "auto":
-            return self.device
         import torch
 
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for, but torch sees no CUDA device here "
+                              "(use --device auto to fall back to the CPU)")
+        if self.device != "auto":
+            return self.device
         return "cuda" if torch.cuda.is_available() else "cpu"

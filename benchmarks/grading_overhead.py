@@ -3,7 +3,7 @@
 Overhead = the time to grade a submission minus the time its own cells ran: kernel start
 and stop, seeding, probes and checks. Run from the repository root:
 
-    python benchmarks/grading_overhead.py [--assignment convolution] [--repeat 1]
+    python benchmarks/grading_overhead.py [--assignment convolution] [--jobs 1 2] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -25,19 +25,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assignment", default="convolution")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         source = repo_root() / "assignments" / args.assignment
         start = time.perf_counter()
-        report = assign(source, tmp / "dist")
+        report = assign(source, tmp / "dist", GradeSettings(device=args.device))
         print(f"assign {args.assignment}: {time.perf_counter() - start:.1f} s (builds, records, grades solution and blank)")
         bundle = load_assignment(report.autograder_dir)
         submissions = example_submissions(report.autograder_dir, source)
         for jobs in args.jobs:
             start = time.perf_counter()
-            batch = grade_batch(bundle, submissions, tmp / f"jobs{jobs}", GradeSettings(jobs=jobs))
+            batch = grade_batch(bundle, submissions, tmp / f"jobs{jobs}", GradeSettings(device=args.device, jobs=jobs))
             wall = time.perf_counter() - start
             overhead = [r.execution_time - r.cell_time for r in batch.graded]
             cells = [r.cell_time for r in batch.graded]

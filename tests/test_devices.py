@@ -1,0 +1,57 @@
+"""Devices: the CPU path always; the CUDA path where a GPU exists (marked `cuda`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autograder.assignment import load_assignment
+from autograder.batch import grade_batch
+from autograder.config import GradeSettings
+from autograder.errors import ConfigError
+from autograder.probe import LocalStudent
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_auto_picks_what_is_there():
+    assert GradeSettings(device="auto").resolved_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where no GPU exists")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        GradeSettings(device="cuda").resolved_device()
+
+
+def test_threads_are_shared_between_jobs():
+    import os
+
+    cores = os.cpu_count() or 1
+    assert GradeSettings(jobs=1).kernel_threads() == cores
+    assert GradeSettings(jobs=cores * 2).kernel_threads() == 1
+
+
+def test_inputs_follow_the_grading_device_and_results_report_theirs():
+    st = LocalStudent({"f": lambda x: x.to("cpu") * 2}, device="cpu")
+    call = st.call("f", torch.ones(2))
+    assert call.devices == ("cpu",)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_inputs_are_moved_to_cuda_and_results_come_back_to_the_grader():
+    st = LocalStudent({"f": lambda x: x * 2, "stay": lambda x: x.cpu()}, device="cuda")
+    assert st.call("f", torch.ones(2)).devices == ("cuda",)
+    assert st.call("stay", torch.ones(2)).devices == ("cpu",)
+
+
+@pytest.mark.cuda
+@pytest.mark.slow
+@needs_cuda
+def test_convolution_solution_scores_full_marks_on_cuda(convolution_build, tmp_path):
+    bundle = load_assignment(convolution_build.autograder_dir)
+    report = grade_batch(bundle, [convolution_build.autograder_dir / "solution.ipynb"], tmp_path,
+                         GradeSettings(device="cuda"))
+    result = report.graded[0]
+    assert result.device == "cuda" and result.total == result.max_total, result.message
