@@ -69,3 +69,16 @@ def test_file_size_and_core_limits_are_set_in_the_kernel(tmp_path):
                             "b = resource.getrlimit(resource.RLIMIT_CORE)[0]")
     assert values["a"] == FILE_SIZE_LIMIT
     assert values["b"] == 0
+
+
+def test_the_kernel_has_no_network_where_the_host_allows_it(tmp_path):
+    from autograder.sandbox import no_network_prefix
+
+    probe = ("import socket\n"
+             "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=3); a = 'connected'\n"
+             "except OSError as e:\n    a = str(e)")
+    report, _, values = run(tmp_path, probe)
+    if no_network_prefix():
+        assert "unreachable" in values["a"]
+    else:
+        pytest.skip("this host allows no network namespaces: kernels keep the host's network")
