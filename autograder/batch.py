@@ -12,7 +12,7 @@ import multiprocessing
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -68,6 +68,7 @@ def grade_batch(assignment: Assignment, submissions: list[Path], out: Path, sett
         else:
             todo.append(path)
     report = BatchReport(write_gradebook(out, assignment.config), skipped=skipped)
+    gpus = gpu_count(settings)
 
     def finish(result: SubmissionResult) -> None:
         write_result(out, result)
@@ -76,12 +77,22 @@ def grade_batch(assignment: Assignment, submissions: list[Path], out: Path, sett
         if on_result:
             on_result(result)
 
+    work = [(path, replace(settings, gpu=i % gpus) if gpus > 1 else settings) for i, path in enumerate(todo)]
     if settings.jobs <= 1:
-        for path in todo:
-            finish(grade_safely(assignment, path, settings))
+        for path, each in work:
+            finish(grade_safely(assignment, path, each))
     else:
-        run_pool(assignment, todo, settings, finish)
+        run_pool(assignment, work, settings.jobs, finish)
     return report
+
+
+def gpu_count(settings: GradeSettings) -> int:
+    """How many GPUs the batch spreads its kernels over (submission i → GPU i mod n)."""
+    if settings.resolved_device() != "cuda":
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def grade_safely(assignment: Assignment, path: Path, settings: GradeSettings) -> SubmissionResult:
@@ -100,29 +111,29 @@ def _worker_grade(root: Path, path: Path, settings: GradeSettings) -> Submission
     return grade_safely(_WORKER_ASSIGNMENTS[root], path, settings)
 
 
-def run_pool(assignment: Assignment, todo: list[Path], settings: GradeSettings,
+def run_pool(assignment: Assignment, work: list[tuple[Path, GradeSettings]], jobs: int,
              finish: Callable[[SubmissionResult], None], retries: int = 1) -> None:
-    pending = list(todo)
+    pending = list(work)
     attempts: dict[Path, int] = {}
     context = multiprocessing.get_context("spawn")  # no forked torch state in workers
     while pending:
-        broken: list[Path] = []
-        with ProcessPoolExecutor(max_workers=min(settings.jobs, len(pending)), mp_context=context) as pool:
-            futures: dict[Future, Path] = {pool.submit(_worker_grade, assignment.root, p, settings): p
-                                           for p in pending}
+        broken: list[tuple[Path, GradeSettings]] = []
+        with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=context) as pool:
+            futures: dict[Future, tuple[Path, GradeSettings]] = {
+                pool.submit(_worker_grade, assignment.root, path, each): (path, each) for path, each in pending}
             pending = []
             while futures:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for future in done:
-                    path = futures.pop(future)
+                    item = futures.pop(future)
                     try:
                         finish(future.result())
                     except BrokenProcessPool:
-                        broken.append(path)
-        for path in broken:
+                        broken.append(item)
+        for path, each in broken:
             attempts[path] = attempts.get(path, 0) + 1
             if attempts[path] > retries:
                 finish(SubmissionResult.ungraded(path.stem, "error", "the grading worker process died",
                                                  assignment.config, str(path)))
             else:
-                pending.append(path)
+                pending.append((path, each))

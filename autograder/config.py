@@ -150,6 +150,7 @@ class GradeSettings:
     force: bool = False
     timeout: float | None = None  # overrides the assignment's notebook_timeout
     threads: int | None = None  # torch/OpenMP threads per kernel; default: cores // jobs
+    gpu: int | None = None  # set per submission by the batch on runners with several GPUs
 
     def kernel_threads(self) -> int:
         if self.threads:

@@ -47,6 +47,7 @@ class KernelSpec:
     threads: int
     device: str
     seed: int
+    gpu: int | None = None  # which GPU this kernel sees, on a runner with several
 
 
 def kernel_env(workdir: Path, private: Path, spec: KernelSpec) -> dict[str, str]:
@@ -69,6 +70,8 @@ def kernel_env(workdir: Path, private: Path, spec: KernelSpec) -> dict[str, str]
     )
     if spec.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
+    elif spec.gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(spec.gpu)
     return env
 
 

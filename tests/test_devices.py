@@ -55,3 +55,13 @@ def test_convolution_solution_scores_full_marks_on_cuda(convolution_build, tmp_p
                          GradeSettings(device="cuda"))
     result = report.graded[0]
     assert result.device == "cuda" and result.total == result.max_total, result.message
+
+
+def test_kernels_see_only_their_gpu_on_multi_gpu_runners(tmp_path):
+    from autograder.config import Limits
+    from autograder.sandbox import KernelSpec, kernel_env
+
+    spec = KernelSpec(Limits(), threads=1, device="cuda", seed=0, gpu=3)
+    assert kernel_env(tmp_path, tmp_path, spec)["CUDA_VISIBLE_DEVICES"] == "3"
+    cpu = KernelSpec(Limits(), threads=1, device="cpu", seed=0, gpu=None)
+    assert kernel_env(tmp_path, tmp_path, cpu)["CUDA_VISIBLE_DEVICES"] == ""
