@@ -348,3 +348,33 @@ def state_unchanged(what: str, before: Any, after: Any, mode: bool = True, hooks
         return failed(f"{what} left hooks on the model: {after.hooks} (before: {before.hooks}).",
                       "Keep the handle that register_forward_hook returns and call handle.remove().")
     return passed(f"{what} left the model as it was.")
+
+
+def int_answer(call, expected: int, misconceptions=(), verb: str = "returned") -> Verdict:
+    """A Python int equal to `expected`, with precise words for floats, tensors and known mistakes.
+
+    `verb` is "returned" for a function's result and "is" for a variable."""
+    problem = call_problem(call)
+    if problem:
+        return problem
+    value = call.value
+    if value is None or value is Ellipsis or getattr(value, "type", None) == "ellipsis":
+        return failed(f"{call.what} {verb} {'None' if value is None else '...'}, expected an int.",
+                      "Is the answer still `...`, or is a `return` missing?")
+    if isinstance(value, torch.Tensor):
+        return failed(f"{call.what} {verb} a tensor, expected a Python int.",
+                      "Convert with int(...) or .item(): sizes are plain numbers.")
+    if isinstance(value, float):
+        if value == expected:
+            return failed(f"{call.what} {verb} {value!r}, a float; expected the int {expected}.",
+                          "`/` always gives a float: use `//` (floor division) so the result is an int.")
+        return failed(f"{call.what} {verb} {value!r}, expected {expected}.",
+                      "The division must be rounded down and the result be an int: use `//`.")
+    if isinstance(value, bool) or not isinstance(value, int):
+        return failed(f"{call.what} {verb} {call.type or type(value).__name__}, expected an int.")
+    if value == expected:
+        return passed(f"{call.what} is {expected}.")
+    for m in misconceptions:
+        if m.expected != expected and value == m.expected:
+            return failed(f"{call.what} is {value}, expected {expected}: {m.label}.", m.hint)
+    return failed(f"{call.what} is {value}, expected {expected}.")

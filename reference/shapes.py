@@ -14,39 +14,11 @@ import copy
 
 import torch
 import torch.nn as nn
+
+from autograder.modelspec import build
 import torch.nn.functional as F
 
 # ------------------------------------------------------------------------------ model specs
-
-
-def build(spec):
-    """(layers, freeze, tie, training) → nn.Sequential. Same grammar as checks/public.py's `build`.
-
-    A layer is (kind, args, kwargs-pairs): a torch.nn class name, or "Sequential" (args are
-    layers), "Named" (args: (label, layer)) and "Same" (args: (label,)) for a module reused.
-    `tie` holds (destination, source) parameter names; `freeze` parameter names.
-    """
-    layers, freeze, tie, training = spec
-    named = {}
-
-    def make(item):
-        kind, args, kwargs = item
-        if kind == "Sequential":
-            return nn.Sequential(*(make(i) for i in args))
-        if kind == "Named":
-            named[args[0]] = make(args[1])
-            return named[args[0]]
-        if kind == "Same":
-            return named[args[0]]
-        return getattr(nn, kind)(*args, **dict(kwargs))
-
-    model = nn.Sequential(*(make(i) for i in layers))
-    for dst, src in tie:
-        path, _, attr = dst.rpartition(".")
-        setattr(model.get_submodule(path), attr, model.get_parameter(src))
-    for name in freeze:
-        model.get_parameter(name).requires_grad_(False)
-    return model.train(training)
 
 
 def as_model(model_or_spec) -> nn.Module:

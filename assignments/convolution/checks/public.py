@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder.checks import (CheckSet, Misconception, close, failed, first_failure, passed, randn,
+from autograder.checks import (CheckSet, Misconception, close, failed, first_failure, randn,
                                signature)
 from autograder.probe import Forbid
 

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from autograder.checks import int_answer
+from autograder.modelspec import build, describe, layer, spec
 from autograder.checks import (CheckSet, Misconception, Verdict, call_problem, close, failed, first_failure,
                                module_snapshot, passed, signature, state_unchanged)
 
@@ -22,85 +24,7 @@ checks = CheckSet()
 # ------------------------------------------------------------------------------ model specs
 
 
-def layer(kind, *args, **kwargs):
-    """One layer of a spec: a torch.nn class name with its arguments."""
-    return (kind, args, tuple(sorted(kwargs.items())))
-
-
-def seq(*layers):
-    return ("Sequential", layers, ())
-
-
-def spec(*layers, training=False, freeze=(), tie=()):
-    return (layers, tuple(freeze), tuple(tie), training)
-
-
-def build(model_spec):
-    """(layers, freeze, tie, training) → nn.Sequential; the reference's `build` reads the same grammar."""
-    layers, freeze, tie, training = model_spec
-    named = {}
-
-    def make(item):
-        kind, args, kwargs = item
-        if kind == "Sequential":
-            return nn.Sequential(*(make(i) for i in args))
-        if kind == "Named":
-            named[args[0]] = make(args[1])
-            return named[args[0]]
-        if kind == "Same":
-            return named[args[0]]
-        return getattr(nn, kind)(*args, **dict(kwargs))
-
-    model = nn.Sequential(*(make(i) for i in layers))
-    for dst, src in tie:
-        path, _, attr = dst.rpartition(".")
-        setattr(model.get_submodule(path), attr, model.get_parameter(src))
-    for name in freeze:
-        model.get_parameter(name).requires_grad_(False)
-    return model.train(training)
-
-
-def describe(model: nn.Module) -> str:
-    """A short picture of a model for messages: Sequential(Conv2d, BatchNorm2d, ReLU, ...)."""
-    if not isinstance(model, nn.Sequential):
-        return type(model).__name__
-    inner = [describe(m) for m in model]
-    if len(inner) > 8:
-        inner = inner[:7] + [f"... {len(inner) - 7} more"]
-    return f"Sequential({', '.join(inner)})"
-
-
 # ------------------------------------------------------------------------------ comparing ints
-
-
-def int_answer(call, expected: int, misconceptions=(), verb: str = "returned") -> Verdict:
-    """A Python int equal to `expected`, with precise words for floats, tensors and known mistakes.
-
-    `verb` is "returned" for a function's result and "is" for a variable."""
-    problem = call_problem(call)
-    if problem:
-        return problem
-    value = call.value
-    if value is None or value is Ellipsis or getattr(value, "type", None) == "ellipsis":
-        return failed(f"{call.what} {verb} {'None' if value is None else '...'}, expected an int.",
-                      "Is the answer still `...`, or is a `return` missing?")
-    if isinstance(value, torch.Tensor):
-        return failed(f"{call.what} {verb} a tensor, expected a Python int.",
-                      "Convert with int(...) or .item(): sizes are plain numbers.")
-    if isinstance(value, float):
-        if value == expected:
-            return failed(f"{call.what} {verb} {value!r}, a float; expected the int {expected}.",
-                          "`/` always gives a float: use `//` (floor division) so the result is an int.")
-        return failed(f"{call.what} {verb} {value!r}, expected {expected}.",
-                      "The division must be rounded down and the result be an int: use `//`.")
-    if isinstance(value, bool) or not isinstance(value, int):
-        return failed(f"{call.what} {verb} {call.type or type(value).__name__}, expected an int.")
-    if value == expected:
-        return passed(f"{call.what} is {expected}.")
-    for m in misconceptions:
-        if m.expected != expected and value == m.expected:
-            return failed(f"{call.what} is {value}, expected {expected}: {m.label}.", m.hint)
-    return failed(f"{call.what} is {value}, expected {expected}.")
 
 
 # ------------------------------------------------------------------------------ conv_output_size
