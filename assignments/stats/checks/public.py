@@ -1,0 +1,255 @@
+"""Public checks of the stats assignment: students run these while they work.
+
+Expected values are recorded from the reference when the assignment is built (the reference
+is always called on plain tensors: the whole data set at once, in float64); the inputs come
+from a generator seeded by each check's name, so they are the same every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from autograder.checks import CheckSet, Misconception, Verdict, close, failed, passed, randn, signature
+from autograder.loaders import OnePassLoader, batches_of
+from autograder.mnist import read_idx
+
+checks = CheckSet()
+RTOL, ATOL = 1e-4, 1e-6
+
+ONE_PASS = ("Compute everything in a single pass over the loader, with running sums per channel: "
+            "the pixel count, the sum of the pixels and the sum of their squares. At the end, mean = sum / count and "
+            "std = sqrt(sum_sq / count - mean**2). A loader over a large data set is too slow to read twice, "
+            "and some (like this one) cannot be read twice at all.")
+SAMPLE_STD = ("This is the sample std (divided by N - 1, torch.std's default). The question asks for the "
+              "population std, divided by N: sqrt(E[x²] - E[x]²), or torch.std(..., correction=0).")
+BATCH_MEAN = ("The statistics were averaged over batches as if all batches had the same size, but the last "
+              "batch is smaller. Add up sums and pixel counts over the whole loader and divide once at the end.")
+BATCH_STD = ("The std was computed inside each batch (around that batch's own mean) and then averaged. "
+             "Stds do not average: accumulate the sum of squares over all batches and compute "
+             "sqrt(E[x²] - E[x]²) once at the end.")
+
+
+# ---------------------------------------------------------------------------- channel_stats
+
+def channel_data(rng: torch.Generator, n: int, channels: int, h: int, w: int) -> torch.Tensor:
+    """Pixel-like values with a different mean and spread in every channel."""
+    scale = 0.25 + torch.rand(channels, generator=rng) * 2.0
+    offset = torch.linspace(-0.5, 2.5, channels) + 0.2 * torch.rand(channels, generator=rng)
+    return torch.rand(n, channels, h, w, generator=rng) * scale.view(1, -1, 1, 1) + offset.view(1, -1, 1, 1)
+
+
+def stats_misconceptions(ref, images: torch.Tensor, batch_size: int) -> list[tuple[str, str, tuple]]:
+    return [
+        ("sample std instead of population std", SAMPLE_STD, ref.sample_std_stats(images)),
+        ("per-batch statistics averaged with an uneven last batch", BATCH_MEAN,
+         ref.batch_mean_stats(images, batch_size)),
+        ("std computed per batch and averaged", BATCH_STD, ref.batch_std_stats(images, batch_size)),
+        ("std computed per batch and averaged", BATCH_STD, ref.batch_std_stats(images, batch_size, 1)),
+        ("std computed per batch and averaged", BATCH_STD, ref.batch_std_weighted_stats(images, batch_size)),
+    ]
+
+
+def channel_stats_case(st, ref, images: torch.Tensor, batch_size: int) -> Verdict:
+    """channel_stats on a one-pass loader over `images` in batches of `batch_size` (the last one smaller)."""
+    expected = ref.channel_stats_of(images)
+    wrong = stats_misconceptions(ref, images, batch_size)
+    labels = torch.zeros(len(images), dtype=torch.int64)
+    sizes = [len(b) for b, _ in batches_of(images, labels, batch_size)]
+    loader = OnePassLoader(batches_of(images, labels, batch_size))
+    what = (f"channel_stats(loader of {len(images)} images of shape {tuple(images.shape[1:])} "
+            f"in batches of {sizes[0]}, last {sizes[-1]})")
+    call = st.call("channel_stats", loader, description=what)
+    return compare_stats(call, expected, wrong)
+
+
+def compare_stats(call, expected: tuple, wrong: list[tuple[str, str, tuple]]):
+    if call.error and "iterated only once" in call.error:
+        return failed(f"{call.what} went over the loader more than once (it raised: {call.error}).", ONE_PASS)
+    if not call.ok:
+        return close(call, expected[0])  # the standard message for a missing name, an error, ...
+    value = call.value
+    if not (isinstance(value, (tuple, list)) and len(value) == 2):
+        return failed(f"{call.what} returned {call.type}, expected a tuple (mean, std) of two tensors.",
+                      "End with `return mean, std`.")
+    names = ("mean", "std")
+    parts = []
+    for name, v, e in zip(names, value, expected):
+        if not isinstance(v, torch.Tensor):
+            return failed(f"{call.what}: the {name} is a {type(v).__name__}, expected a tensor of shape "
+                          f"{tuple(e.shape)}.", "Return one value per channel as a 1-D tensor.")
+        if v.is_floating_point() and v.numel() == e.numel():
+            v = v.float().reshape(e.shape)  # float64 accumulators are fine
+        parts.append(v)
+    ok = [_close(p, e) for p, e in zip(parts, expected)]
+    if all(ok):
+        return passed(f"{call.what} matches the reference (mean and std of {expected[0].numel()} channel(s)).")
+    for label, hint, (m_mean, m_std) in wrong:
+        if _close(parts[0], m_mean) and _close(parts[1], m_std):
+            return failed(f"{call.what} is wrong: {label}.", hint)
+    bad = next(i for i, good in enumerate(ok) if not good)
+    part = dataclasses.replace(call, value=parts[bad], description=f"{call.what}, the {names[bad]},")
+    return close(part, expected[bad], rtol=RTOL, atol=ATOL)
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor) -> bool:
+    return (actual.shape == expected.shape and actual.dtype == expected.dtype
+            and bool(torch.allclose(actual, expected, rtol=RTOL, atol=ATOL)))
+
+
+@checks.public("channel_stats")
+def channel_stats_small(st, ref, rng):
+    """10 RGB-like 4×4 images with different channel means, in batches of 4, 4 and 2."""
+    return channel_stats_case(st, ref, channel_data(rng, 10, 3, 4, 4), 4)
+
+
+# ---------------------------------------------------------------------------- normalize
+
+def normalize_case(st, ref, images: torch.Tensor, mean, std):
+    as_floats = [float(m) for m in mean], [float(s) for s in std]
+    expected = ref.normalize(images, *as_floats)
+    misconceptions = [
+        Misconception("mean and std undone instead of applied",
+                      "Standardising subtracts the mean and divides by the std: (x - mean) / std.",
+                      images * torch.tensor(as_floats[1]).view(-1, 1, 1) + torch.tensor(as_floats[0]).view(-1, 1, 1)),
+        Misconception("divided by the variance",
+                      "Divide by the std itself, not its square.",
+                      (images - torch.tensor(as_floats[0]).view(-1, 1, 1)) / torch.tensor(as_floats[1]).view(-1, 1, 1)**2),
+    ]
+    if images.shape[-1] == len(as_floats[0]):
+        misconceptions.append(Misconception(
+            "the mean and std were applied along the last dimension (width), not the channels",
+            "A (C,) tensor broadcasts against the LAST dimension. Reshape mean and std to (C, 1, 1) so "
+            "that they line up with the channel dimension of (C, H, W) and (B, C, H, W).",
+            ref.normalize_last_dim(images, *as_floats)))
+    call = st.call("normalize", images, mean, std, description=signature("normalize", images, mean, std))
+    if call.error and "must match the size of tensor" in call.error:
+        return failed(f"{call.what} raised {call.error}",
+                      "A (C,) tensor broadcasts against the LAST dimension (the width). Reshape mean and std "
+                      "to (C, 1, 1) so that they line up with the channel dimension.")
+    return close(call, expected, rtol=1e-5, atol=1e-5, misconceptions=misconceptions, device=st.device)
+
+
+@checks.public("normalize")
+def normalize_batch_lists(st, ref, rng):
+    """A (2, 3, 4, 5) batch, mean and std given as lists of floats."""
+    return normalize_case(st, ref, randn(rng, 2, 3, 4, 5), [0.5, -0.25, 2.0], [0.5, 2.0, 0.1])
+
+
+@checks.public("normalize")
+def normalize_image_tensors(st, ref, rng):
+    """One (3, 5, 4) image, mean and std given as 1-D tensors."""
+    return normalize_case(st, ref, randn(rng, 3, 5, 4), torch.tensor([0.1, 0.2, 0.3]), torch.tensor([0.9, 1.5, 0.4]))
+
+
+# ---------------------------------------------------------------------------- make_transform
+
+ORDER = ("transforms.Normalize only works on float tensors, so ToTensor must come first: "
+         "transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)]).")
+
+
+def transform_case(st, ref, pixels: np.ndarray, mean: list[float], std: list[float], as_pil: bool):
+    """make_transform(mean, std) applied to a uint8 image given as a PIL image or an ndarray."""
+    from PIL import Image
+
+    tensor = torch.from_numpy(pixels)
+    expected = ref.transform_of(tensor, tuple(mean), tuple(std))
+    misconceptions = [
+        Misconception("the image was not normalised", "Add transforms.Normalize(mean, std) after ToTensor.",
+                      ref.unnormalised_transform_of(tensor)),
+        Misconception("pixels were normalised on the 0-255 scale",
+                      "transforms.ToTensor() scales uint8 pixels to [0, 1] before Normalize; the mean and std are "
+                      "on that scale. PILToTensor or torch.tensor(array) keep 0-255.",
+                      ref.unscaled_transform_of(tensor, tuple(mean), tuple(std))),
+    ]
+    image = Image.fromarray(pixels) if as_pil else pixels
+    layout = "(H, W, C)" if pixels.ndim == 3 else "(H, W)"
+    kind = f"{'PIL image' if as_pil else 'ndarray'} of shape {layout} = {tuple(pixels.shape)}"
+    call = st.call("make_transform", mean, std, then=[(None, (image,), {})],
+                   description=f"make_transform({mean}, {std}) on a uint8 {kind}")
+    if call.error and ("should be Tensor" in call.error or "float tensor" in call.error):
+        return failed(f"{call.what} raised {call.error}", ORDER)
+    if call.ok:
+        value = call.value[0] if isinstance(call.value, list) and call.value else None
+        call = dataclasses.replace(call, value=value, type=type(value).__name__)
+        h, w = pixels.shape[:2]
+        if isinstance(value, torch.Tensor) and value.dim() == 3 and tuple(value.shape[:2]) == (h, w) and \
+                expected.shape[0] != h:
+            return failed(f"{call.what} returned shape {tuple(value.shape)}: channels last, expected "
+                          f"{tuple(expected.shape)} (C, H, W).",
+                          "PyTorch is channels first: transforms.ToTensor() turns (H, W, C) into (C, H, W).")
+    return close(call, expected, rtol=1e-5, atol=1e-5, misconceptions=misconceptions)
+
+
+def uint8_image(rng: torch.Generator, *shape: int) -> np.ndarray:
+    return torch.randint(0, 256, shape, generator=rng, dtype=torch.uint8).numpy()
+
+
+@checks.public("make_transform")
+def make_transform_rgb_pil(st, ref, rng):
+    """An RGB PIL image 6 wide, 5 high."""
+    return transform_case(st, ref, uint8_image(rng, 5, 6, 3), [0.49, 0.48, 0.45], [0.25, 0.24, 0.26], as_pil=True)
+
+
+# ---------------------------------------------------------------------------- mnist_stats
+
+def mnist_images(data, split: str = "train") -> torch.Tensor:
+    prefix = "train" if split == "train" else "t10k"
+    return torch.from_numpy(read_idx(data / "MNIST" / "raw" / f"{prefix}-images-idx3-ubyte"))
+
+
+def number(call):
+    """A student's float, also accepted as a one-element tensor or array; None if it is not a number."""
+    v = call.value
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and v.dtype.is_floating_point:
+        return float(v.reshape(()).item())
+    if isinstance(v, np.ndarray) and v.size == 1 and np.issubdtype(v.dtype, np.floating):
+        return float(v.reshape(()))
+    return None
+
+
+def mnist_value_case(st, name: str, expected: float, misconceptions: list[tuple[str, str, float]]):
+    call = st.value(name)
+    if call.missing:
+        return failed(f"`{name}` is not defined.", "Compute it in the notebook from the MNIST training split.")
+    value = number(call)
+    if value is None:
+        return failed(f"{name} is {call.type}, expected a float.", "Use float(...) to turn a tensor into a number.")
+    if abs(value - expected) <= RTOL * abs(expected):
+        return passed(f"{name} = {value:.6f} matches the training split's statistic.")
+    for label, hint, wrong in misconceptions:
+        if abs(value - wrong) <= RTOL * abs(wrong):
+            return failed(f"{name} = {value:.6f} is wrong: {label}.", hint)
+    return failed(f"{name} = {value:.6f}, expected {expected:.6f} (relative tolerance {RTOL:g}).",
+                  "Use the train split (train=True), pixels scaled to [0, 1] by ToTensor, and the population std.")
+
+
+def mnist_stats_case(st, ref, ctx, which: int):
+    name = ("mnist_mean", "mnist_std")[which]
+    expected = ref.mnist_stats_of(mnist_images(ctx.data, "train"))[which]
+    test = ref.mnist_stats_of(mnist_images(ctx.data, "test"))[which]
+    misconceptions = [
+        ("pixels on the 0-255 scale", "Scale the pixels to [0, 1] (transforms.ToTensor() does it) before the "
+         "statistics.", 255 * expected),
+        ("the statistic of the test split", "Use the training split: datasets.MNIST(root='data', train=True, ...).",
+         test),
+    ]
+    return mnist_value_case(st, name, expected, misconceptions)
+
+
+@checks.public("mnist_stats")
+def mnist_mean_value(st, ref, rng, ctx):
+    """mnist_mean: the mean pixel of the shipped training images, in [0, 1]."""
+    return mnist_stats_case(st, ref, ctx, 0)
+
+
+@checks.public("mnist_stats")
+def mnist_std_value(st, ref, rng, ctx):
+    """mnist_std: the population std of the shipped training pixels, in [0, 1]."""
+    return mnist_stats_case(st, ref, ctx, 1)
