@@ -74,10 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=DEVICES, default="cpu", help="where student models run (default cpu)")
+    p.add_argument("--threads", type=int, help="torch/OpenMP threads per kernel (default: cores / jobs)")
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
-    report = assign(args.source, args.out, GradeSettings(device=args.device))
+    report = assign(args.source, args.out, GradeSettings(device=args.device, threads=args.threads))
     console.print(f"[bold green]built[/] {report.name} in {report.seconds:.1f} s")
     console.print(f"  solution: {report.solution.total:g}/{report.solution.max_total:g}   "
                   f"blank: {report.blank.total:g}/{report.blank.max_total:g}   public self-checks pass on the solution")
@@ -91,7 +92,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if assignment.kind == "student":
         raise ConfigError("this is a student bundle; grade with the autograder bundle or the source folder",
                           args.assignment)
-    settings = GradeSettings(device=args.device, jobs=args.jobs, force=args.force, timeout=args.timeout)
+    settings = GradeSettings(device=args.device, jobs=args.jobs, force=args.force, timeout=args.timeout,
+                             threads=args.threads)
     submissions = find_submissions(args.submissions)
     if not submissions:
         raise ConfigError("no notebooks found", args.submissions[0])
