@@ -204,16 +204,26 @@ def answer(request, namespace):
     device = request.get("device")
     if device == "model":  # the student's trained model decides where inputs go
         device = module_device(obj)
-    if request.get("eval_mode") and isinstance(obj, torch.nn.Module):
+    was_training = obj.training if isinstance(obj, torch.nn.Module) else None
+    if request.get("eval_mode") and was_training is not None:
         obj.eval()
+    try:
+        return call_and_answer(obj, request, namespace, device)
+    finally:  # the student's model keeps its mode (a self-check runs in the student's own process)
+        if was_training is not None:
+            obj.train(was_training)
+
+
+def call_and_answer(obj, request, namespace, device):
     args = materialise(request.get("args", ()), namespace, device)
     kwargs = materialise(request.get("kwargs", {}), namespace, device)
     seed = request.get("seed")
-    if seed is not None:
-        torch.manual_seed(seed)
+    rng = torch.random.fork_rng(devices=[]) if seed is not None else _Null()  # the caller's RNG state is kept
     context = torch.no_grad() if request.get("no_grad") else _Null()
     forbid = request.get("forbid") or {}
-    with context:
+    with rng, context:
+        if seed is not None:
+            torch.manual_seed(seed)
         value, error, forbidden, seconds = guarded_call(obj, args, kwargs, forbid)
         then = request.get("then")
         if then and error is None:  # calls on what the first call returned: obj(...).step(x), ...

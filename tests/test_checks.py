@@ -214,3 +214,14 @@ def test_module_snapshots_carry_types_and_parameter_counts():
     snap = module_snapshot(model)
     assert snap.n_params == 12 + 6  # the shared layer once; BatchNorm's running stats are buffers
     assert snap.modules["1"] == "torch.nn.modules.activation.ReLU"
+
+
+def test_a_self_check_leaves_the_students_model_mode_and_random_state_alone():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5)).train()
+    st = LocalStudent({"model": model})
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    st.call("model", torch.ones(1, 2), eval_mode=True, no_grad=True, seed=7)
+    assert model.training
+    assert torch.equal(torch.rand(1), expected_next)
