@@ -83,7 +83,7 @@ def test_a_killed_batch_keeps_its_grades_and_resumes(built, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     written = {p.stem for p in (out / "results").glob("*.json")}
-    assert 1 <= len(written) < len(subs)
+    assert 0 < len(written) < len(subs)  # killed mid-batch: some written, not all
     assert set(pd.read_csv(out / "gradebook.csv")["submission"]) == written
     resumed = torchgrade("grade", built / "autograder", *subs, "--out", out, check=True)
     assert f"skipped {len(written)} already graded" in resumed.stdout
