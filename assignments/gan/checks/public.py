@@ -154,7 +154,7 @@ def normal_verdict(what, before, after, mean, std, kind) -> Verdict:
     if torch.equal(before, after):
         hint = {"conv": "Handle nn.Conv2d and nn.ConvTranspose2d (one is not a subclass of the other): "
                         "isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)).",
-                "bn": "Handle nn.BatchNorm2d: nn.init.normal_(m.weight, 1.0, 0.02)."}[kind]
+                "bn": "Handle nn.BatchNorm2d too: its weight ~ N(1, 0.02²) and its bias set to 0."}[kind]
         return failed(f"{what} was left as it was: weights_init did not re-initialise it.", hint)
     n = after.numel()
     m, s = float(after.mean()), float(after.std())
@@ -166,21 +166,20 @@ def normal_verdict(what, before, after, mean, std, kind) -> Verdict:
         return passed(f"{what}: {stats}, as N({mean:g}, {std:g}²).")
     if abs(s - 10 * std) < std:
         return failed(f"{what}: {stats}: the standard deviation is 0.2, ten times too large.",
-                      f"Use std 0.02: nn.init.normal_(m.weight, {mean:.1f}, 0.02).")
+                      "The standard deviation is 0.02: nn.init.normal_ takes the mean, then the std.")
     if abs(s - std**2) < std**2 / 2:
         return failed(f"{what}: {stats}: the standard deviation is 0.0004 = 0.02², the variance.",
                       "The third argument of nn.init.normal_ is the standard deviation: 0.02.")
     if kind == "conv" and abs(m - 1) < 0.05:
         return failed(f"{what}: {stats}: the convolution weights are centred on 1.",
-                      "Convolution weights have mean 0: nn.init.normal_(m.weight, 0.0, 0.02); mean 1 is for "
-                      "BatchNorm2d weights.")
+                      "Convolution weights have mean 0; mean 1 is for BatchNorm2d weights.")
     if kind == "bn" and abs(m) < 0.05:
         return failed(f"{what}: {stats}: the BatchNorm2d weights are centred on 0, not 1.",
-                      "BatchNorm weights scale the normalised activations: start them near 1 with "
-                      "nn.init.normal_(m.weight, 1.0, 0.02).")
+                      "BatchNorm weights scale the normalised activations: start them near 1 "
+                      "(mean 1, std 0.02).")
     return failed(f"{what}: {stats}, {near:.1%} within one std of {mean:g}; expected N({mean:g}, {std:g}²) "
                   "(68.3% within one std).",
-                  f"Use nn.init.normal_(m.weight, {mean:.1f}, 0.02).")
+                  f"Draw from a normal distribution (nn.init.normal_) with mean {mean:g} and std 0.02.")
 
 
 def fixed(layer, value=0.5):

@@ -1,0 +1,61 @@
+"""Every assignment's student bundle holds no answer, no hidden check and no hidden data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from autograder.assign import build_bundles
+from conftest import ASSIGNMENTS
+
+NAMES = sorted(p.parent.name for p in ASSIGNMENTS.glob("*/assignment.toml"))
+
+
+def solution_lines(nb: dict) -> list[str]:
+    """Distinctive lines inside the master notebook's BEGIN/END SOLUTION blocks and `# SOLUTION` lines."""
+    lines, inside = [], False
+    for cell in nb["cells"]:
+        for line in "".join(cell["source"]).splitlines():
+            text = line.strip()
+            if "# END SOLUTION" in text:
+                inside = False
+            elif "# BEGIN SOLUTION" in text:
+                inside = True
+            elif (inside or text.endswith("# SOLUTION")) and len(text) > 20:
+                lines.append(text.removesuffix("# SOLUTION").strip())
+    return lines
+
+
+def digests(folder):
+    return {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_student_bundle_leaks_nothing(name, tmp_path):
+    student, autograder = build_bundles(ASSIGNMENTS / name, tmp_path / name)
+    files = {p.relative_to(student).as_posix() for p in student.rglob("*") if p.is_file()}
+    assert not [f for f in files if f.endswith(("hidden.py", "reference.py", "solution.ipynb"))]
+    assert {".torchgrade/public.py", ".torchgrade/assignment.toml", f"{name}.ipynb"} <= files
+
+    # the code students get holds none of the answers (prompts may quote the lecture's code on purpose)
+    student_nb = json.loads((student / f"{name}.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in student_nb["cells"] if c["cell_type"] == "code")
+    checks_code = "\n".join(p.read_text() for p in (student / ".torchgrade").glob("*.py"))
+    master = json.loads((ASSIGNMENTS / name / f"{name}.ipynb").read_text())
+    answers = solution_lines(master)
+    assert answers, "the master notebook has model answers"
+    assert not [line for line in answers if line in code]
+    assert not [line for line in answers if len(line) > 30 and line in checks_code]
+
+    meta = (student / ".torchgrade" / "assignment.toml").read_text()
+    assert "reference" not in meta and "hidden_seed = 0" in meta
+
+    hidden = autograder / "hidden"
+    if (hidden / "data").is_dir():
+        student_bytes = digests(student)
+        hidden_test = [p for p in (hidden / "data").rglob("t10k-*")]
+        assert hidden_test and not [p for p in hidden_test if hashlib.sha256(p.read_bytes()).hexdigest() in student_bytes]
+        assert sorted(p.name for p in (student / "data" / "MNIST" / "raw").iterdir()) == [
+            "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
