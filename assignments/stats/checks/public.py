@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from autograder.checks import CheckSet, Misconception, Verdict, close, failed, passed, randn, signature
+from autograder.checks import CheckSet, Misconception, Verdict, call_problem, close, failed, passed, randn, signature
 from autograder.loaders import OnePassLoader, batches_of
 from autograder.mnist import read_idx
 
@@ -68,8 +68,9 @@ def channel_stats_case(st, ref, images: torch.Tensor, batch_size: int) -> Verdic
 def compare_stats(call, expected: tuple, wrong: list[tuple[str, str, tuple]]):
     if call.error and "iterated only once" in call.error:
         return failed(f"{call.what} went over the loader more than once (it raised: {call.error}).", ONE_PASS)
-    if not call.ok:
-        return close(call, expected[0])  # the standard message for a missing name, an error, ...
+    problem = call_problem(call)
+    if problem:
+        return problem
     value = call.value
     if not (isinstance(value, (tuple, list)) and len(value) == 2):
         return failed(f"{call.what} returned {call.type}, expected a tuple (mean, std) of two tensors.",

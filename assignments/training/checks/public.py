@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from autograder.checks import CheckSet, accuracy, failed, passed, randn
+from autograder.checks import CheckSet, accuracy, call_problem, failed, passed, randn
 from autograder.mnist import read_idx
 
 checks = CheckSet()
@@ -136,9 +136,9 @@ def train_epoch_case(st, ref, spec, state, x, y, batch_size, *, shuffle=False, l
             f"SGD(lr={lr}, momentum={momentum}))")
     call = st.call("train_epoch", model, loader_of(x, y, batch_size, shuffle), nn.CrossEntropyLoss(), optimizer,
                    device=st.device, seed=seed, return_args=True, description=what)
-    if not call.ok:
-        return failed(f"{what} raised {call.error}") if call.error else failed(
-            "`train_epoch` is not defined.", "Run the cell that defines it.")
+    problem = call_problem(call)
+    if problem:
+        return problem
     loss = number(call.value)
     if loss is None:
         return failed(f"{what} returned {call.type}, expected the mean loss per sample as a float.",
@@ -188,9 +188,9 @@ def evaluate_case(st, ref, spec, state, x, y, batch_size, *, seed=0, training=Tr
     what = f"evaluate(model in {'train' if training else 'eval'} mode, {what_data(x, batch_size)})"
     call = st.call("evaluate", model, loader_of(x, y, batch_size), nn.CrossEntropyLoss(), device=st.device,
                    seed=seed, return_args=True, description=what)
-    if not call.ok:
-        return failed(f"{what} raised {call.error}") if call.error else failed(
-            "`evaluate` is not defined.", "Run the cell that defines it.")
+    problem = call_problem(call)
+    if problem:
+        return problem
     value = call.value
     pair = [number(v) for v in value] if isinstance(value, (tuple, list)) and len(value) == 2 else None
     if pair is None or None in pair:
@@ -271,9 +271,9 @@ def early_stopping_case(st, ref, patience: int, losses: list[float]):
     shown = ", ".join(f"{v:g}" for v in sent)
     what = f"EarlyStopping({patience}).step() for the losses [{shown}]"
     call = st.call("EarlyStopping", patience, then=[("step", (v,), {}) for v in sent], description=what)
-    if not call.ok:
-        return failed(f"{what} raised {call.error}") if call.error else failed(
-            "`EarlyStopping` is not defined.", "Run the cell that defines the class.")
+    problem = call_problem(call)
+    if problem:
+        return problem
     answers = stopping_answers(call.value)
     if answers is None:
         return failed(f"{what} returned {call.value!r}; step() must return a bool each time.",
@@ -324,9 +324,9 @@ def fit_case(st, ref, spec, state, train, valid, *, epochs, patience=None, lr=0.
     what = f"fit(..., epochs={epochs}{'' if patience is None else f', patience={patience}'})"
     call = st.call("fit", model, loader_of(*train), loader_of(*valid), nn.CrossEntropyLoss(), optimizer, epochs,
                    seed=seed, description=what, **kwargs)
-    if not call.ok:
-        return failed(f"{what} raised {call.error}") if call.error else failed(
-            "`fit` is not defined.", "Run the cell that defines it.")
+    problem = call_problem(call)
+    if problem:
+        return problem
     value = call.value
     if not isinstance(value, dict) or any(k not in value for k in HISTORY):
         keys = list(value) if isinstance(value, dict) else call.type
