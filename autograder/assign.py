@@ -25,7 +25,8 @@ from .config import CONFIG_NAME, GradeSettings
 from .errors import BuildError, ConfigError
 from .notebook import Master, write_notebook
 from .pipeline import grade_submission
-from .probe import Student
+from .kernel.isolation import trusted_isolation
+from .kernel.probe import Student
 from .recorded import Recording, Replay
 from .results import SubmissionResult
 
@@ -54,7 +55,7 @@ class BuildReport:
 
 def assign(source: Path, out: Path, settings: GradeSettings | None = None) -> BuildReport:
     start = time.perf_counter()
-    settings = settings or GradeSettings()
+    settings = settings or GradeSettings(isolation=trusted_isolation())
     student, autograder = build_bundles(source, out)
     solution, self_check = prove_solution(autograder, student, settings)
     blank = prove_blank(autograder, settings)

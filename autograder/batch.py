@@ -1,9 +1,12 @@
-"""Grading many submissions: N sandboxes at once, results written as each one finishes.
+"""Grading many submissions: N sandboxes at once, results recorded as each one finishes.
 
-Each submission is graded in a worker process (the student's code runs further down, in
-the worker's sandboxed kernel). A result is written the moment it arrives; a rerun skips
-submissions already written unless `force`. A grader failure on one submission becomes an
-`error` row; a worker process that dies is replaced and its unfinished work retried once.
+Each submission is graded in a worker process (the student's code runs further down, in a
+sandboxed kernel forked from the worker's zygote). A result is recorded by this process alone
+the moment it arrives (`report.records`), then its files and the gradebook are written from the
+records; a rerun skips a submission the records hold for the same notebook, unless `force`. A
+grader failure on one submission becomes an `error` row; a worker process that dies is
+replaced and its unfinished work retried once. Isolation is checked before any work starts:
+where it cannot be set up, the batch refuses (fails closed) unless isolation is "none".
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import pandas as pd
 from .assignment import Assignment, load_assignment
 from .config import GradeSettings
 from .errors import ConfigError
-from .gradebook import results_path, write_gradebook, write_result
+from .kernel.isolation import get_isolation
 from .pipeline import grade_submission
+from .report.gradebook import write_gradebook, write_result
+from .report.records import Records, notebook_digest
 from .results import SubmissionResult
 
 NOTEBOOK_SUFFIX = ".ipynb"
@@ -59,30 +64,36 @@ class BatchReport:
 
 def grade_batch(assignment: Assignment, submissions: list[Path], out: Path, settings: GradeSettings,
                 on_result: Callable[[SubmissionResult], None] | None = None) -> BatchReport:
-    out.mkdir(parents=True, exist_ok=True)
     settings.resolved_device()  # a wrong device name fails before any work starts
+    get_isolation(settings.isolation).check()  # so does a host that cannot isolate submissions
+    records = Records(out)
+    digests = {path.stem: notebook_digest(path) for path in submissions}
     todo, skipped = [], []
     for path in submissions:
-        if not settings.force and results_path(out, path.stem).exists():
+        if not settings.force and records.done(path.stem, digests[path.stem]):
             skipped.append(path.stem)
         else:
             todo.append(path)
-    report = BatchReport(write_gradebook(out, assignment.config), skipped=skipped)
+    report = BatchReport(write_gradebook(out, assignment.config, records.results()), skipped=skipped)
     gpus = gpu_count(settings)
 
     def finish(result: SubmissionResult) -> None:
+        records.add(result, digests.get(result.submission, ""))
         write_result(out, result)
-        report.gradebook = write_gradebook(out, assignment.config)
+        report.gradebook = write_gradebook(out, assignment.config, records.results())
         report.graded.append(result)
         if on_result:
             on_result(result)
 
     work = [(path, replace(settings, gpu=i % gpus) if gpus > 1 else settings) for i, path in enumerate(todo)]
-    if settings.jobs <= 1:
-        for path, each in work:
-            finish(grade_safely(assignment, path, each))
-    else:
-        run_pool(assignment, work, settings.jobs, finish)
+    try:
+        if settings.jobs <= 1:
+            for path, each in work:
+                finish(grade_safely(assignment, path, each))
+        else:
+            run_pool(assignment, work, settings.jobs, finish)
+    finally:
+        records.close()
     return report
 
 

@@ -25,7 +25,8 @@ import torch
 
 from .config import AssignmentConfig, Threshold
 from .errors import TorchgradeError
-from .probe import Call, Student
+from .kernel.codec import ModuleSnapshot, Opaque, ref
+from .kernel.probe import Call, Forbid, Student
 
 
 @dataclass(frozen=True)
@@ -327,7 +328,7 @@ def accuracy(call: Call, labels: torch.Tensor, threshold: Threshold, split: str 
 
 def module_snapshot(model: torch.nn.Module) -> Any:
     """The same `ModuleSnapshot` the probe returns for a student-side module, for a grader-side one."""
-    from . import codec, kernel_side
+    from .kernel import codec, kernel_side
 
     return codec.from_plain(kernel_side.to_plain(model))
 

@@ -18,7 +18,8 @@ from .assignment import STUDENT_META, load_assignment
 from .batch import find_submissions, grade_batch
 from .config import DEVICES, GradeSettings
 from .errors import ConfigError, TorchgradeError
-from .gradebook import FEEDBACK_DIR, GRADEBOOK, RESULTS_DIR
+from .kernel.isolation import trusted_isolation
+from .report.gradebook import FEEDBACK_DIR, GRADEBOOK, RESULTS_DIR
 from .pipeline import grade_submission
 from .results import SubmissionResult
 
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
     p.add_argument("--timeout", type=float, help="whole-notebook time limit in seconds (overrides the assignment's)")
     p.add_argument("--force", action="store_true", help="grade again submissions already in --out")
+    p.add_argument("--no-isolation", action="store_true",
+                   help="run kernels without a sandbox (trusted notebooks only: a submission could then read the "
+                        "reference, change other grades and outlive its kernel)")
     p.set_defaults(run=cmd_grade)
 
     p = sub.add_parser("check", help="run the public checks on a notebook in a fresh kernel")
@@ -78,7 +82,8 @@ def add_device(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
-    report = assign(args.source, args.out, GradeSettings(device=args.device, threads=args.threads))
+    settings = GradeSettings(device=args.device, threads=args.threads, isolation=trusted_isolation())
+    report = assign(args.source, args.out, settings)
     console.print(f"[bold green]built[/] {report.name} in {report.seconds:.1f} s")
     console.print(f"  solution: {report.solution.total:g}/{report.solution.max_total:g}   "
                   f"blank: {report.blank.total:g}/{report.blank.max_total:g}   public self-checks pass on the solution")
@@ -93,7 +98,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         raise ConfigError("this is a student bundle; grade with the autograder bundle or the source folder",
                           args.assignment)
     settings = GradeSettings(device=args.device, jobs=args.jobs, force=args.force, timeout=args.timeout,
-                             threads=args.threads)
+                             threads=args.threads, isolation="none" if args.no_isolation else "bwrap")
     submissions = find_submissions(args.submissions)
     if not submissions:
         raise ConfigError("no notebooks found", args.submissions[0])
@@ -108,8 +113,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 def run_batch(assignment, submissions, out: Path, settings: GradeSettings):
     start = time.perf_counter()
+    sandbox = "in sandboxes" if settings.isolation != "none" else "[yellow]without isolation[/]"
     console.print(f"grading {len(submissions)} submission(s) of [bold]{assignment.name}[/] "
-                  f"on {settings.resolved_device()} with {settings.jobs} job(s)")
+                  f"on {settings.resolved_device()} with {settings.jobs} job(s), {sandbox}")
     report = grade_batch(assignment, submissions, out, settings, on_result=print_progress)
     if report.skipped:
         console.print(f"skipped {len(report.skipped)} already graded (use --force to grade again)")
@@ -121,8 +127,9 @@ def run_batch(assignment, submissions, out: Path, settings: GradeSettings):
 
 def print_progress(result: SubmissionResult) -> None:
     colour = "green" if result.status == "ok" else "yellow"
+    flags = f"  [red]flagged: {', '.join(result.flag_kinds)}[/]" if result.flags else ""
     console.print(f"  {result.submission:<28} {result.total:>6g} / {result.max_total:g}  "
-                  f"[{colour}]{result.status}[/]  ({result.execution_time:.1f} s)")
+                  f"[{colour}]{result.status}[/]  ({result.execution_time:.1f} s){flags}")
 
 
 def print_gradebook(frame) -> None:
@@ -139,7 +146,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not (Path(folder) / STUDENT_META).is_dir() and Path(folder).name != STUDENT_META:
         raise ConfigError(f"no {STUDENT_META}/ folder here; pass --assignment <student folder>", folder)
     assignment = load_assignment(Path(folder))
-    result = grade_submission(args.notebook, assignment, GradeSettings())
+    result = grade_submission(args.notebook, assignment, GradeSettings(isolation="none"))  # the student's own work
     if result.status != "ok":
         console.print(f"[yellow]{result.status}[/]: {result.message}")
     for error in result.cell_errors:

@@ -24,8 +24,11 @@ class Limits:
 
     cell_timeout: float = 120.0
     notebook_timeout: float = 600.0
-    probe_timeout: float = 60.0
-    memory_mb: int = 4096
+    probe_timeout: float = 60.0  # one call of a student function by a check
+    total_timeout: float = 0.0  # the whole submission: cells, replays and probes; 0 = twice notebook_timeout
+    memory_mb: int = 4096  # everything the submission runs, together
+    processes: int = 256  # processes and threads the submission may run at once
+    disk_mb: int = 1024  # its working directory, and its /tmp, each
     output_kb: int = 256
 
 
@@ -151,6 +154,7 @@ class GradeSettings:
     timeout: float | None = None  # overrides the assignment's notebook_timeout
     threads: int | None = None  # torch/OpenMP threads per kernel; default: cores // jobs
     gpu: int | None = None  # set per submission by the batch on runners with several GPUs
+    isolation: str = "bwrap"  # "none" only for trusted notebooks (the instructor's own, a self-check)
 
     def kernel_threads(self) -> int:
         if self.threads:

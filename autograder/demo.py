@@ -30,6 +30,7 @@ def example_submissions(autograder: Path, source: Path) -> list[Path]:
 def run_demo(name: str, out: Path, jobs: int) -> None:
     from .assignment import load_assignment
     from .cli import console, run_batch
+    from .kernel.isolation import trusted_isolation
 
     source = repo_root() / "assignments" / name
     if not source.is_dir():
@@ -37,11 +38,15 @@ def run_demo(name: str, out: Path, jobs: int) -> None:
         raise ConfigError(f"no assignment {name!r}; known: {', '.join(known)}", source)
     dist, grades = out / "dist" / name, out / "grades" / name
     console.print(f"[bold]1. torchgrade assign {source} --out {dist}[/]")
-    report = assign(source, dist)
+    isolation = trusted_isolation()
+    if isolation == "none":
+        console.print("[yellow]this host cannot run sandboxes (bubblewrap or user namespaces are missing): the demo "
+                      "grades its own examples without isolation; `torchgrade grade` would refuse[/]")
+    report = assign(source, dist, GradeSettings(isolation=isolation))
     console.print(f"   solution {report.solution.total:g}/{report.solution.max_total:g}, blank "
                   f"{report.blank.total:g}, built in {report.seconds:.1f} s")
     bundle = load_assignment(report.autograder_dir)
     submissions = example_submissions(report.autograder_dir, source)
     console.print(f"[bold]2. torchgrade grade {report.autograder_dir} <{len(submissions)} examples> --out {grades}[/]")
-    run_batch(bundle, submissions, grades, GradeSettings(device="cpu", jobs=jobs, force=True))
+    run_batch(bundle, submissions, grades, GradeSettings(device="cpu", jobs=jobs, force=True, isolation=isolation))
     console.print(f"student bundle: {report.student_dir}  (open {report.student_dir / bundle.config.notebook})")

@@ -1,4 +1,4 @@
-"""Grading one submission: sandbox → execute → probe and check → score, in one straight line."""
+"""Grading one submission: read → sandbox → execute → probe and check → score, in one straight line."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from .assignment import Assignment
 from .checks import Context, Outcome, run_checks
 from .config import GradeSettings
 from .errors import InvalidSubmission
-from .execute import ExecutionReport, execute_notebook
+from .kernel.execute import ExecutionReport, execute_notebook
+from .kernel.integrity import Finding, needs_watch, scan_source
+from .kernel.probe import KernelStudent, Student
+from .kernel.session import Session
+from .kernel.spec import KernelSpec
 from .notebook import read_submission
-from .probe import KernelStudent, Student
 from .results import SubmissionResult, score
-from .sandbox import KernelSpec, open_sandbox
 
 Prober = Callable[[Student, Context], list[Outcome]]
 
@@ -31,10 +33,13 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
     data = assignment.student_files / "data" if assignment.student_files else None
     ctx = Context(assignment.config, spec.device, assignment.hidden, data)
     prober = prober or all_checks(assignment)
-    with open_sandbox(path, assignment.student_files, spec) as box:
-        report = execute_notebook(box, nb)
-        st = KernelStudent(box.kernel.run_silently, box.private, spec.limits.probe_timeout, spec.device)
+    flags = scan_source(nb)
+    with Session(path, assignment.student_files, spec) as session:
+        report = execute_notebook(session, nb)
+        st = KernelStudent(session, spec.limits.probe_timeout, spec.device, watch=needs_watch(flags))
         outcomes = prober(st, ctx)
+    flags += session.findings
+    flags += [Finding("malformed-answer", "kernel", m) for m in st.malformed]
     return SubmissionResult(
         submission=path.stem,
         status=report.status,
@@ -45,6 +50,9 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
         cell_time=report.cell_seconds,
         cell_errors=cell_errors(report),
         device=spec.device,
+        flags=[f.as_dict() for f in flags],
+        memory_peak_mb=round(session.memory_peak / 2**20, 1),
+        restarts=session.restarts,
     )
 
 
@@ -58,7 +66,7 @@ def kernel_spec(assignment: Assignment, settings: GradeSettings) -> KernelSpec:
     if settings.timeout is not None:
         limits = type(limits)(**{**vars(limits), "notebook_timeout": settings.timeout})
     return KernelSpec(limits=limits, threads=settings.kernel_threads(), device=settings.resolved_device(),
-                      seed=assignment.config.seed, gpu=settings.gpu)
+                      seed=assignment.config.seed, gpu=settings.gpu, isolation=settings.isolation)
 
 
 def cell_errors(report: ExecutionReport) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from . import codec, kernel_side
+from .kernel import codec, kernel_side
 from .errors import TorchgradeError
 
 

@@ -30,6 +30,13 @@ class SubmissionResult:
     cell_time: float = 0.0  # the notebook's own cells, seconds
     cell_errors: list[str] = field(default_factory=list)
     device: str = "cpu"
+    flags: list[dict[str, str]] = field(default_factory=list)  # integrity findings: kind, origin, detail
+    memory_peak_mb: float = 0.0
+    restarts: int = 0  # fresh kernels the submission needed (a kernel that died or would not stop)
+
+    @property
+    def flag_kinds(self) -> list[str]:
+        return sorted({f["kind"] for f in self.flags})
 
     @property
     def total(self) -> float:

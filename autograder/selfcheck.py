@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from .assignment import STUDENT_META, Assignment, load_student_checks
 from .checks import Context, Outcome, run_checks
 from .errors import ConfigError
-from .probe import LocalStudent
+from .kernel.probe import LocalStudent
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 from autograder.assignment import load_assignment
 from autograder.batch import grade_batch
 from autograder.config import GradeSettings
-from autograder.gradebook import GRADEBOOK
+from autograder.report.gradebook import GRADEBOOK
 from bad_submissions import EXPECTED, write_bad_submissions
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from autograder.assignment import load_assignment
 from autograder.checks import Misconception, close, exact, run_check
-from autograder.probe import Call, Forbid, LocalStudent
+from autograder.kernel.probe import Call, Forbid, LocalStudent
 from conftest import ASSIGNMENTS
 
 SOURCE = load_assignment(ASSIGNMENTS / "convolution")

@@ -16,7 +16,7 @@ import torch
 
 from autograder.assignment import load_assignment
 from autograder.checks import CheckSet, run_check
-from autograder.probe import LocalStudent
+from autograder.kernel.probe import LocalStudent
 from autograder.recorded import Recording
 from conftest import ASSIGNMENTS
 

@@ -9,7 +9,7 @@ from autograder.assignment import load_assignment
 from autograder.batch import grade_batch
 from autograder.config import GradeSettings
 from autograder.errors import ConfigError
-from autograder.probe import LocalStudent
+from autograder.kernel.probe import LocalStudent
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -59,9 +59,9 @@ def test_convolution_solution_scores_full_marks_on_cuda(convolution_build, tmp_p
 
 def test_kernels_see_only_their_gpu_on_multi_gpu_runners(tmp_path):
     from autograder.config import Limits
-    from autograder.sandbox import KernelSpec, kernel_env
+    from autograder.kernel.spec import KernelSpec, kernel_env
 
     spec = KernelSpec(Limits(), threads=1, device="cuda", seed=0, gpu=3)
-    assert kernel_env(tmp_path, tmp_path, spec)["CUDA_VISIBLE_DEVICES"] == "3"
+    assert kernel_env(spec, "/home/student", "/tmp")["CUDA_VISIBLE_DEVICES"] == "3"
     cpu = KernelSpec(Limits(), threads=1, device="cpu", seed=0, gpu=None)
-    assert kernel_env(tmp_path, tmp_path, cpu)["CUDA_VISIBLE_DEVICES"] == ""
+    assert kernel_env(cpu, "/home/student", "/tmp")["CUDA_VISIBLE_DEVICES"] == ""

@@ -1,36 +1,59 @@
-"""The sandbox and execution loop on small notebooks: isolation, seeds, limits, output cap."""
+"""The sandbox and the warm kernels, on small notebooks: what a kernel can see, do, and leave behind.
+
+Each test is an attack or a guarantee, run in a real sandboxed kernel: the notebook records what
+it managed to do in variables, and the test reads them back through the probe.
+"""
 
 from __future__ import annotations
 
+import os
+import time
+
 import nbformat
+import psutil
 import pytest
 
 from autograder.config import Limits
-from autograder.execute import execute_notebook
-from autograder.probe import KernelStudent
-from autograder.sandbox import KernelSpec, open_sandbox
+from autograder.kernel.execute import execute_notebook
+from autograder.kernel.isolation import Bubblewrap, bwrap_unavailable
+from autograder.kernel.probe import KernelStudent
+from autograder.kernel.session import Session
+from autograder.kernel.spec import FILE_SIZE_LIMIT, KernelSpec
+from autograder.kernel.limits import cgroups_unavailable
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(bwrap_unavailable() is not None, reason=f"no sandbox here: {bwrap_unavailable()}")]
+
+LIMITS = Limits(cell_timeout=20, notebook_timeout=40, probe_timeout=10)
 
 
-def run(tmp_path, *sources, limits=Limits(cell_timeout=20, notebook_timeout=40), student_files=None):
+def notebook(tmp_path, *sources, name="sub.ipynb"):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    path = tmp_path / "sub.ipynb"
+    path = tmp_path / name
     nbformat.write(nb, path)
-    spec = KernelSpec(limits=limits, threads=1, device="cpu", seed=7)
-    with open_sandbox(path, student_files, spec) as box:
-        report = execute_notebook(box, nb)
-        st = KernelStudent(box.kernel.run_silently, box.private, 20)
-        values = {name: st.value(name).value for name in ("a", "b", "c", "d")}
-    return report, nb, values
+    return path, nb
+
+
+def run(tmp_path, *sources, names=("a", "b", "c", "d"), limits=LIMITS, student_files=None, isolation="bwrap",
+        keep=None):
+    """Execute the cells in a fresh sandbox; returns the report, the values of `names` and the session."""
+    path, nb = notebook(tmp_path, *sources)
+    spec = KernelSpec(limits=limits, threads=1, device="cpu", seed=7, isolation=isolation)
+    with Session(path, student_files, spec) as session:
+        report = execute_notebook(session, nb)
+        st = KernelStudent(session, 20)
+        values = {name: st.value(name).value for name in names}
+        if keep is not None:
+            keep(session)
+    return report, values, session
 
 
 def test_seeds_threads_env_and_working_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHGRADE_TEST_SECRET", "s3cret")
     (tmp_path / "files").mkdir()
     (tmp_path / "files" / "data.txt").write_text("visible")
-    report, _, values = run(
+    report, values, _ = run(
         tmp_path,
         "import os, torch, random\na = [torch.rand(3).tolist(), random.random()]",
         "b = torch.get_num_threads()",
@@ -39,15 +62,15 @@ def test_seeds_threads_env_and_working_directory(tmp_path, monkeypatch):
         student_files=tmp_path / "files",
     )
     assert report.status == "ok"
-    _, _, again = run(tmp_path, "import torch, random\na = [torch.rand(3).tolist(), random.random()]")
-    assert values["a"] == again["a"]  # seeded: the same numbers on every run
+    _, again, _ = run(tmp_path, "import torch, random\na = [torch.rand(3).tolist(), random.random()]")
+    assert values["a"] == again["a"]  # seeded: the same numbers in every kernel the zygote forks
     assert values["b"] == 1
     assert values["c"] is None  # the grader's environment does not leak into the kernel
     assert values["d"] == ["data.txt", "sub.ipynb"]
 
 
 def test_errors_do_not_stop_later_cells(tmp_path):
-    report, _, values = run(tmp_path, "a = 1", "raise ValueError('boom')", "b = 2")
+    report, values, _ = run(tmp_path, "a = 1", "raise ValueError('boom')", "b = 2")
     assert report.status == "ok"
     assert [c.status for c in report.cells] == ["ok", "error", "ok"]
     assert "ValueError: boom" in report.cells[1].error
@@ -56,29 +79,285 @@ def test_errors_do_not_stop_later_cells(tmp_path):
 
 def test_output_is_capped_per_cell(tmp_path):
     limits = Limits(cell_timeout=30, notebook_timeout=60, output_kb=16)
-    report, nb, _ = run(tmp_path, "for i in range(100_000):\n    print('x' * 50)", limits=limits)
+    path, nb = notebook(tmp_path, "for i in range(100_000):\n    print('x' * 50)")
+    with Session(path, None, KernelSpec(limits, 1, "cpu", 0)) as session:
+        execute_notebook(session, nb)
     kept = sum(len(str(o)) for o in nb.cells[0].outputs)
     assert kept < 16 * 1024 + 2_000
     assert "output of this cell cut" in str(nb.cells[0].outputs[-1])
 
 
-def test_file_size_and_core_limits_are_set_in_the_kernel(tmp_path):
-    from autograder.sandbox import FILE_SIZE_LIMIT
+def test_limits_and_privileges_in_the_kernel(tmp_path):
+    _, values, _ = run(
+        tmp_path,
+        "import resource\na = [resource.getrlimit(r)[0] for r in (resource.RLIMIT_FSIZE, resource.RLIMIT_CORE)]",
+        "b = {l.split(':')[0]: l.split(':')[1].strip() for l in open('/proc/self/status') "
+        "if l.startswith(('Cap', 'NoNewPrivs'))}",
+    )
+    assert values["a"] == [FILE_SIZE_LIMIT, 0]
+    caps = values["b"]
+    assert all(int(caps[k], 16) == 0 for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")), caps
+    assert caps["NoNewPrivs"] == "1"
 
-    report, _, values = run(tmp_path, "import resource\na = resource.getrlimit(resource.RLIMIT_FSIZE)[0]",
-                            "b = resource.getrlimit(resource.RLIMIT_CORE)[0]")
-    assert values["a"] == FILE_SIZE_LIMIT
-    assert values["b"] == 0
+
+SEES = """import os
+def listing(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError as e:
+        return type(e).__name__
+a = {p: listing(p) for p in ('/', '/home', '/tmp', '/run', HOST_TMP, REPO, HOME)}
+b = sorted(os.listdir('/proc'))
+b = [p for p in b if p.isdigit()]
+"""
 
 
-def test_the_kernel_has_no_network_where_the_host_allows_it(tmp_path):
-    from autograder.sandbox import no_network_prefix
+def test_the_kernel_sees_only_the_system_its_environment_and_its_own_folders(tmp_path):
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hidden")
+    code = (f"HOST_TMP, REPO, HOME = {str(tmp_path)!r}, {repo!r}, {os.path.expanduser('~')!r}\n" + SEES
+            + f"try:\n    c = open({str(secret)!r}).read()\nexcept OSError as e:\n    c = type(e).__name__")
+    report, values, _ = run(tmp_path, code)
+    seen = values["a"]
+    assert report.status == "ok"
+    assert seen["/home"] == ["student"]
+    assert set(seen["/tmp"]) <= {".ipython", ".matplotlib"} or all(  # a private /tmp: only what the kernel made
+        n.startswith((".ipython", ".matplotlib", "ipykernel_")) for n in seen["/tmp"]), seen["/tmp"]
+    assert seen["/run"] == ["torchgrade", "torchgrade-files"]
+    assert seen[str(tmp_path)] == "FileNotFoundError"  # nothing of the grader's temporary files
+    for listing in (seen[repo], seen[os.path.expanduser("~")]):  # the repository: at most the engine package
+        assert listing == "FileNotFoundError" or set(listing) <= {"autograder", ".venv", "venv", ".pyenv"}, listing
+    assert values["c"] == "FileNotFoundError"
+    assert len(values["b"]) <= 4  # its own PID namespace: bubblewrap's init, its placeholder, the kernel
 
-    probe = ("import socket\n"
-             "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=3); a = 'connected'\n"
-             "except OSError as e:\n    a = str(e)")
-    report, _, values = run(tmp_path, probe)
-    if no_network_prefix():
-        assert "unreachable" in values["a"]
+
+def test_no_network_and_no_way_back_into_the_hosts_namespaces(tmp_path):
+    attack = """import ctypes, os, socket, errno, time
+libc = ctypes.CDLL(None, use_errno=True)
+child = os.fork()
+if child == 0:
+    time.sleep(5)
+    os._exit(0)
+def attempt(f):
+    try:
+        r = f()
+        return 'ok' if r in (0, None) else errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno()))
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e))
+a = {
+    'connect': attempt(lambda: socket.create_connection(('1.1.1.1', 53), timeout=3)),
+    'setns': attempt(lambda: libc.setns(os.open('/proc/1/ns/net', os.O_RDONLY), 0x40000000)),
+    'unshare_user': attempt(lambda: libc.unshare(0x10000000)),
+    'unshare_net': attempt(lambda: libc.unshare(0x40000000)),
+    'mount': attempt(lambda: libc.mount(b'none', b'/tmp', b'tmpfs', 0, None)),
+    'ptrace': attempt(lambda: libc.ptrace(16, 1, None, None)),  # PTRACE_ATTACH to the sandbox's init
+    'ptrace_child': attempt(lambda: libc.ptrace(16, child, None, None)),
+}
+"""
+    report, values, session = run(tmp_path, attack)
+    results = values["a"]
+    assert results["connect"] in ("ENETUNREACH", "EHOSTUNREACH", "ENONET", "EADDRNOTAVAIL"), results
+    for name in ("setns", "unshare_user", "unshare_net", "mount", "ptrace", "ptrace_child"):
+        assert results[name] in ("EPERM", "ENOSPC", "EACCES", "EINVAL"), (name, results)
+    assert {f.kind for f in session.findings} >= {"native"}  # ctypes from the notebook is reported
+
+
+DETACH = """import os, subprocess, sys, time
+marker = MARKER
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv(sys.executable, [sys.executable, '-c', 'import time\\nwhile True: time.sleep(1)', marker])
+    os._exit(0)
+time.sleep(0.5)
+a = 'spawned'
+"""
+
+
+def host_processes_with(marker: str) -> list[int]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if marker in " ".join(proc.info["cmdline"] or []):
+            found.append(proc.pid)
+    return found
+
+
+def test_detached_processes_end_with_the_submission_and_are_reported(tmp_path):
+    marker = f"tg-redteam-{os.getpid()}-{time.monotonic_ns()}"
+    seen = []
+    report, values, session = run(tmp_path, f"MARKER = {marker!r}\n" + DETACH,
+                                  keep=lambda s: seen.extend(host_processes_with(marker)))
+    assert values["a"] == "spawned"
+    assert seen, "the detached process should run while the submission does"
+    deadline = time.monotonic() + 5
+    while host_processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert host_processes_with(marker) == []
+    assert "detached-processes" in {f.kind for f in session.findings}
+
+
+def test_a_kernel_cannot_signal_anything_outside_its_sandbox(tmp_path):
+    attack = """import os, signal
+a = []
+for pid in range(1, 50000):
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        continue
+    status = dict(line.split(':', 1) for line in open(f'/proc/{pid}/status') if ':' in line)
+    if status['Tgid'].strip() == str(pid):  # a process, not one of its threads
+        a.append(open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')[0].decode())
+b = os.getppid()
+"""
+    _, values, _ = run(tmp_path, attack)
+    assert len(values["a"]) == 3, values["a"]  # bubblewrap's init, its placeholder, the kernel: nothing else
+    assert values["b"] == 0  # its parent is outside the sandbox, invisible
+
+
+MEMORY = """import os, time, torch
+if os.fork() == 0:
+    os.setsid()
+    hoard = torch.ones(CHILD_MB * 2**18)  # float32: 4 bytes each
+    time.sleep(30)
+    os._exit(0)
+time.sleep(1)
+mine = torch.ones(KERNEL_MB * 2**18)
+time.sleep(2)
+a = 'survived'
+"""
+
+
+@pytest.mark.parametrize("cgroups", [True, False], ids=["cgroups", "watchdog"])
+def test_one_memory_limit_covers_every_process_of_the_submission(tmp_path, cgroups, monkeypatch):
+    if cgroups and cgroups_unavailable():
+        pytest.skip(f"no cgroups here: {cgroups_unavailable()}")
+    monkeypatch.setattr("autograder.kernel.isolation.ISOLATIONS", {"bwrap": lambda: Bubblewrap(cgroups)})
+    limits = Limits(cell_timeout=20, notebook_timeout=40, memory_mb=900)
+    code = "CHILD_MB, KERNEL_MB = 500, 500\n" + MEMORY  # each below the limit, together above it
+    report, values, session = run(tmp_path, "a = 'before'", code, limits=limits)
+    assert report.status == "memory", report.message
+    assert values["a"] == "before"  # the cells before the one that passed the limit, replayed
+
+
+@pytest.mark.skipif(bool(cgroups_unavailable()), reason="the process limit without cgroups is RLIMIT_NPROC")
+def test_a_fork_bomb_is_contained(tmp_path):
+    bomb = """import os, time
+pids = []
+for i in range(400):
+    try:
+        pids.append(os.fork())
+    except OSError as e:
+        a = f'stopped at {i}: {e.strerror}'
+        break
+    if pids[-1] == 0:
+        time.sleep(30)
+        os._exit(0)
+else:
+    a = 'not stopped'
+"""
+    _, values, _ = run(tmp_path, bomb, limits=Limits(cell_timeout=30, notebook_timeout=60, processes=64))
+    assert values["a"].startswith("stopped at"), values["a"]
+
+
+def test_fork_bomb_without_cgroups_is_contained_by_the_process_limit(tmp_path, monkeypatch):
+    """RLIMIT_NPROC, counted in the sandbox's user namespace; as root (which it does not bind), the watchdog."""
+    monkeypatch.setattr("autograder.kernel.isolation.ISOLATIONS", {"bwrap": lambda: Bubblewrap(False)})
+    bomb = """import os, time
+a = 'not stopped'
+for i in range(400):
+    try:
+        pid = os.fork()
+    except OSError as e:
+        a = f'stopped at {i}: {e.strerror}'
+        break
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+"""
+    report, values, _ = run(tmp_path, "a = 'before'", bomb,
+                            limits=Limits(cell_timeout=30, notebook_timeout=60, processes=64))
+    if os.geteuid() == 0:
+        assert report.status == "crashed" and "process limit" in report.message, report.message
+        assert values["a"] == "before"
     else:
-        pytest.skip("this host allows no network namespaces: kernels keep the host's network")
+        assert values["a"].startswith("stopped at"), values["a"]
+
+
+def test_every_kernel_starts_pristine(tmp_path):
+    dirty = """import sys, os, torch, random
+torch.save = None
+sys.modules['planted'] = object()
+torch.manual_seed(123)
+random.seed(5)
+open('/tmp/planted.txt', 'w').write('x')
+open('planted.py', 'w').write('raise SystemExit')
+a = 1
+"""
+    check = """import sys, os, torch, random
+a = torch.save is None
+b = 'planted' in sys.modules
+c = [os.path.exists('/tmp/planted.txt'), os.path.exists('planted.py')]
+d = torch.rand(2).tolist()
+"""
+    run(tmp_path, dirty)
+    _, values, _ = run(tmp_path, check)
+    _, fresh, _ = run(tmp_path, "import torch\nd = torch.rand(2).tolist()")
+    assert values["a"] is False and values["b"] is False and values["c"] == [False, False]
+    assert values["d"] == fresh["d"]
+
+
+def test_the_kernel_imports_nothing_from_its_working_directory_before_the_notebook(tmp_path):
+    files = tmp_path / "files"
+    files.mkdir()
+    for name in ("ipykernel_launcher", "sitecustomize", "usercustomize", "IPython", "matplotlib_inline", "zmq",
+                 "torch", "numpy", "jedi", "comm", "debugpy"):
+        (files / f"{name}.py").write_text("open('/tmp/PWNED', 'w').write('x')\nraise SystemExit('planted')\n")
+    report, values, _ = run(tmp_path, "import os\na = os.path.exists('/tmp/PWNED')", student_files=files)
+    assert report.status == "ok" and values["a"] is False
+
+
+def test_a_hanging_probe_is_interrupted_and_the_kernel_keeps_its_state(tmp_path):
+    code = "def f(x):\n    while x > 1:\n        pass\n    return x\nstate = 42"
+    path, nb = notebook(tmp_path, code)
+    spec = KernelSpec(limits=LIMITS, threads=1, device="cpu", seed=0)
+    with Session(path, None, spec) as session:
+        execute_notebook(session, nb)
+        st = KernelStudent(session, 2)
+        start = time.monotonic()
+        hung = st.call("f", 2)
+        assert "did not finish within 2 s (interrupted)" in hung.error
+        assert time.monotonic() - start < 6
+        assert st.call("f", 1).value == 1 and st.value("state").value == 42
+        assert session.restarts == 0
+
+
+def test_a_probe_that_swallows_interrupts_gets_a_fresh_kernel_with_the_notebook_replayed(tmp_path):
+    code = ("import time\ndef f(x):\n    while x > 1:\n        try:\n            time.sleep(0.1)\n"
+            "        except KeyboardInterrupt:\n            pass\n    return x\nstate = 42")
+    path, nb = notebook(tmp_path, code)
+    spec = KernelSpec(limits=LIMITS, threads=1, device="cpu", seed=0)
+    with Session(path, None, spec) as session:
+        execute_notebook(session, nb)
+        st = KernelStudent(session, 2)
+        hung = st.call("f", 2)
+        assert "replaced by a fresh one" in hung.error
+        assert session.restarts == 1
+        assert st.call("f", 1).value == 1 and st.value("state").value == 42
+
+
+def test_the_budget_bounds_everything(tmp_path):
+    limits = Limits(cell_timeout=20, notebook_timeout=4, probe_timeout=10, total_timeout=8)
+    path, nb = notebook(tmp_path, "def f():\n    while True:\n        pass")
+    with Session(path, None, KernelSpec(limits, 1, "cpu", 0)) as session:
+        execute_notebook(session, nb)
+        st = KernelStudent(session, 10)
+        start = time.monotonic()
+        calls = [st.call("f") for _ in range(4)]
+        assert time.monotonic() - start < 8 + 2 * 5  # the budget, plus at most one interrupt grace
+        assert "time budget" in calls[-1].error
+
+
+def test_unisolated_kernels_work_for_trusted_notebooks(tmp_path):
+    report, values, _ = run(tmp_path, "import os\na = os.getcwd()\nb = 1 + 1", isolation="none")
+    assert report.status == "ok" and values["b"] == 2 and values["a"].endswith("files")

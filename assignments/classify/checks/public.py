@@ -17,10 +17,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from autograder.checks import (CheckSet, Misconception, Verdict, accuracy, call_problem, close, difference,
-                               failed, module_snapshot, passed, randn, state_unchanged)
-from autograder.codec import ModuleSnapshot
-from autograder.probe import Call, Forbid
+from autograder.checks import (Call, CheckSet, Forbid, Misconception, ModuleSnapshot, Verdict, accuracy,
+                               call_problem, close, difference, failed, module_snapshot, passed, randn,
+                               state_unchanged)
 
 checks = CheckSet()
 

@@ -10,7 +10,7 @@ import torch
 
 from autograder.checks import (CheckSet, Misconception, close, failed, first_failure, randn,
                                signature)
-from autograder.probe import Forbid
+from autograder.checks import Forbid
 
 checks = CheckSet()
 

@@ -1,8 +1,7 @@
 """Writing results: Gradescope results.json, readable feedback, and the gradebook CSV.
 
-Each submission's files are written atomically the moment it is graded; the gradebook is
-rebuilt from the results folder after each one, so a crash never loses a written grade and
-a rerun knows what is done.
+Each submission's files are written atomically the moment it is graded and recorded
+(`records.py`); the gradebook is written from the records, never from files in `--out`.
 """
 
 from __future__ import annotations
@@ -16,9 +15,9 @@ from typing import Callable
 
 import pandas as pd
 
-from .config import AssignmentConfig
-from .errors import ConfigError
-from .results import SubmissionResult
+from ..config import AssignmentConfig
+from ..errors import ConfigError
+from ..results import SubmissionResult
 
 RESULTS_DIR = "results"
 FEEDBACK_DIR = "feedback"
@@ -72,6 +71,9 @@ def gradescope_json(result: SubmissionResult) -> dict:
             "cell_time": round(result.cell_time, 2),
             "cell_errors": result.cell_errors,
             "device": result.device,
+            "flags": result.flags,
+            "memory_peak_mb": result.memory_peak_mb,
+            "restarts": result.restarts,
         },
     }
 
@@ -81,8 +83,17 @@ def status_line(result: SubmissionResult) -> str:
     return f"{text} ({result.message})" if result.message else text
 
 
+def flag_lines(result: SubmissionResult) -> list[str]:
+    """One line per integrity finding, for the instructor."""
+    return [f"{f['kind']} ({f['origin']}): {f['detail']}" for f in result.flags]
+
+
 def feedback_text(result: SubmissionResult) -> str:
     lines = [status_line(result), ""]
+    if result.flags:
+        lines.append("Integrity findings (for the instructor):")
+        lines += [f"  - {line}" for line in flag_lines(result)]
+        lines.append("")
     if result.cell_errors:
         lines.append("Cells that raised errors while your notebook ran:")
         lines += [f"  - {e}" for e in result.cell_errors]
@@ -103,9 +114,11 @@ def feedback_html(result: SubmissionResult) -> str:
             f"<pre>{html.escape(test['output'])}</pre>"
         )
     errors = "".join(f"<li><code>{html.escape(e)}</code></li>" for e in result.cell_errors)
+    flags = "".join(f"<li>{html.escape(line)}</li>" for line in flag_lines(result))
     return (
         f"<!doctype html><meta charset='utf-8'><title>{html.escape(result.submission)}</title>"
         f"<h2>{html.escape(status_line(result))}</h2>"
+        + (f"<p>Integrity findings (for the instructor):</p><ul>{flags}</ul>" if flags else "")
         + (f"<p>Cells that raised errors:</p><ul>{errors}</ul>" if errors else "")
         + "".join(rows)
     )
@@ -137,27 +150,23 @@ def write_result(out: Path, result: SubmissionResult, writers: tuple[str, ...] =
         get_writer(name)(out, result)
 
 
-def gradebook_frame(out: Path, config: AssignmentConfig) -> pd.DataFrame:
-    columns = ["submission", *config.question_ids, "total", "max_total", "status"]
+def gradebook_frame(results: list[SubmissionResult], config: AssignmentConfig) -> pd.DataFrame:
+    columns = ["submission", *config.question_ids, "total", "max_total", "status", "flags"]
     rows = []
-    for path in sorted((out / RESULTS_DIR).glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue  # a half-written file from a crash; its submission is graded again
-        points = {t["name"]: t["score"] for t in data.get("tests", [])}
-        extra = data.get("extra_data", {})
+    for result in sorted(results, key=lambda r: r.submission):
+        points = {q.id: q.points for q in result.questions}
         rows.append({
-            "submission": extra.get("submission", path.stem),
+            "submission": result.submission,
             **{q: points.get(q, 0.0) for q in config.question_ids},
-            "total": data.get("score", 0.0),
-            "max_total": extra.get("max_total", config.max_total),
-            "status": extra.get("status", "error"),
+            "total": result.total,
+            "max_total": result.max_total,
+            "status": result.status,
+            "flags": ";".join(result.flag_kinds),
         })
     return pd.DataFrame(rows, columns=columns)
 
 
-def write_gradebook(out: Path, config: AssignmentConfig) -> pd.DataFrame:
-    frame = gradebook_frame(out, config)
+def write_gradebook(out: Path, config: AssignmentConfig, results: list[SubmissionResult]) -> pd.DataFrame:
+    frame = gradebook_frame(results, config)
     atomic_write(out / GRADEBOOK, frame.to_csv(index=False))
     return frame

@@ -2,22 +2,20 @@
 
 Two student sides share one interface (`value`, `call`), so a check is written once:
 - `KernelStudent` (grading): each request crosses into the sandboxed kernel once, through
-  the codec; student code never sees the grader's process.
+  the session's probe channel and the codec; student code never sees the grader's process.
+  What the library guard saw comes from the integrity channel, never from the answer.
 - `LocalStudent` (self-check): the student's own namespace, in the student's own process.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
-from dataclasses import dataclass, field
-from pathlib import Path
+import functools
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Protocol
 
+from ..errors import ProbeError
 from . import codec, kernel_side
-from .errors import ProbeError
-
-KERNEL_SIDE_SOURCE = Path(kernel_side.__file__).read_text()
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,7 @@ class Forbid:
         return {"ops": self.ops, "modules": self.modules, "names": self.names} if self else {}
 
     def __bool__(self) -> bool:
-        return bool(self.ops or self.modules)
+        return bool(self.ops or (self.modules and self.names))
 
 
 @dataclass(frozen=True)
@@ -108,49 +106,41 @@ def call_request(target, args, kwargs, forbid, no_grad, seed, return_args, eval_
 
 @dataclass
 class KernelStudent:
-    """The student's namespace inside a sandboxed kernel, reached through probe files."""
+    """The student's namespace inside a sandboxed kernel, reached through the session's probe channel."""
 
-    run_silently: Any  # Kernel.run_silently(code, timeout) -> status
-    private_dir: Path
+    session: Any  # session.Session
     timeout: float
     device: str = "cpu"
-    _counter: itertools.count = field(default_factory=itertools.count)
-    broken: str | None = None
+    watch: bool = False  # the notebook's source reaches into the interpreter: guarded calls are watched closely
+    malformed: list[str] = field(default_factory=list)  # answers that were not what the probe sends
 
     def value(self, name: str) -> Call:
-        return self._ask({"op": "value", "target": name}, name, "")
+        return self._ask({"op": "value", "target": name}, name, "", guarded=False)
 
     def call(self, target, *args, forbid=None, no_grad=False, seed=None, return_args=False,
              description="", eval_mode=False, on_model_device=False, then=None, **kwargs):
         request = call_request(target, args, kwargs, forbid, no_grad, seed, return_args, eval_mode,
                                "model" if on_model_device else self.device, then)
-        return self._ask(request, target, description)
+        if forbid and self.watch:
+            request["forbid"]["watch"] = True
+        return self._ask(request, target, description, guarded=bool(forbid))
 
-    def _ask(self, request: dict[str, Any], target: str, description: str) -> Call:
-        if self.broken:
-            return Call(target, error=self.broken, description=description)
-        n = next(self._counter)
-        req, resp = self.private_dir / f"request-{n}.pt", self.private_dir / f"response-{n}.pt"
-        codec.write_request(request, req)
-        code = (
-            f"exec(compile({KERNEL_SIDE_SOURCE!r}, '<torchgrade-probe>', 'exec'), {{'__name__': '__torchgrade_probe__', "
-            f"'_TORCHGRADE_REQUEST': {str(req)!r}, '_TORCHGRADE_RESPONSE': {str(resp)!r}, "
-            f"'_TORCHGRADE_NAMESPACE': globals()}})"
-        )
-        status = self.run_silently(code, self.timeout)
-        req.unlink(missing_ok=True)
-        if status == "timeout":
-            return Call(target, error=f"did not finish within {self.timeout:g} s", description=description)
-        if status == "dead":
-            self.broken = "the kernel died while the grader was calling the student's code"
-            return Call(target, error=self.broken, description=description)
+    def _ask(self, request: dict[str, Any], target: str, description: str, guarded: bool) -> Call:
+        answer = self.session.probe(request, guarded, self.timeout)
+        if answer.status != "ok":
+            if answer.status == "error" and answer.data:
+                try:
+                    return Call.from_response(target, codec.decode_response(answer.data), description)
+                except ProbeError:
+                    pass
+            return Call(target, error=answer.message or "the kernel gave no answer", description=description)
         try:
-            response = codec.read_response(resp)
+            response = codec.decode_response(answer.data)
         except ProbeError as exc:
+            self.malformed.append(f"{target}: {exc.message}")
             return Call(target, error=exc.message, description=description)
-        finally:
-            resp.unlink(missing_ok=True)
-        return Call.from_response(target, response, description)
+        call = Call.from_response(target, response, description)
+        return replace(call, forbidden=tuple(answer.guard)) if answer.guard else call
 
 
 @dataclass
@@ -171,10 +161,19 @@ class LocalStudent:
         return self._local(request, target, description)
 
     def _local(self, request: dict[str, Any], target: str, description: str) -> Call:
-        response = kernel_side.answer(request, self.namespace)
+        sink = kernel_side.ListSink()
+        plain = kernel_side.answer(request, self.namespace, sink, _origin())
         devices: list[str] = []
-        response["value"] = codec.from_plain(response["value"], devices)
+        response = {k: plain[k] for k in ("missing", "error", "type", "seconds")}
+        response["value"] = codec.from_plain(plain["value"], devices)
         response["devices"] = devices
-        if "args" in response:
-            response["args"] = codec.from_plain(response["args"])
-        return Call.from_response(target, response, description)
+        if "args" in plain:
+            response["args"] = codec.from_plain(plain["args"])
+        call = Call.from_response(target, response, description)
+        used = tuple(d if k != "T" else f"guard tampered: {d}" for k, d in sink.events if k in ("O", "P", "T"))
+        return replace(call, forbidden=used) if used else call
+
+
+@functools.lru_cache(maxsize=1)
+def _origin() -> Any:
+    return kernel_side.default_origin()

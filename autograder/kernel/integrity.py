@@ -1,0 +1,264 @@
+"""What a submission did to the grader: from its source, from inside its kernel, from its sandbox.
+
+Findings never change points by themselves (the library guard's own findings fail the call they
+happened in); they are listed for the instructor: the gradebook's `flags` column, `flags` in the
+results' `extra_data`, a line each in the feedback.
+
+- `scan_source`: the notebook's code, read as Python (IPython magics and shell escapes
+  translated), for what taking the grader apart needs: call frames, the heap, the dispatch-mode
+  machinery, native code, the grader's own functions replaced, other processes, namespace tools.
+- `IntegrityChannel`: the pipe out of the kernel. The kernel's audit hook and library guard write
+  a line the moment they see something; a drain thread keeps every line, so a report cannot be
+  taken back by the code it reports on.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+import nbformat
+
+MAX_LINES = 5000
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # e.g. guard-tampered, introspection, grader-patched, detached-processes
+    origin: str  # source | kernel | sandbox
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.kind} ({self.origin}): {self.detail}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "origin": self.origin, "detail": self.detail}
+
+
+# ----------------------------------------------------------------------------- the notebook's source
+
+ATTRIBUTES = {
+    "_getframe": ("frames", "reads call frames (sys._getframe)"),
+    "currentframe": ("frames", "reads call frames (inspect.currentframe)"),
+    "f_back": ("frames", "walks up call frames (f_back)"),
+    "f_locals": ("frames", "reads another frame's locals (f_locals)"),
+    "tb_frame": ("frames", "reads frames through a traceback (tb_frame)"),
+    "_current_frames": ("frames", "reads every thread's frames (sys._current_frames)"),
+    "get_objects": ("introspection", "walks the heap (gc.get_objects)"),
+    "get_referrers": ("introspection", "walks the heap (gc.get_referrers)"),
+    "get_referents": ("introspection", "walks the heap (gc.get_referents)"),
+    "__globals__": ("introspection", "reaches a function's module globals (__globals__)"),
+    "__closure__": ("introspection", "reaches a function's closure (__closure__)"),
+    "cell_contents": ("introspection", "rewrites a closure (cell_contents)"),
+    "setprofile": ("guard-tampered", "replaces the profile hook (sys.setprofile)"),
+    "settrace": ("guard-tampered", "replaces the trace hook (sys.settrace)"),
+    "getprofile": ("guard-tampered", "reads the profile hook (sys.getprofile)"),
+    "_disable_current_modes": ("guard-tampered", "disables dispatch modes (_disable_current_modes)"),
+    "_pop_mode": ("guard-tampered", "pops a dispatch mode"),
+    "_pop_mode_temporarily": ("guard-tampered", "pops a dispatch mode"),
+    "_get_current_dispatch_mode": ("guard-tampered", "reads the active dispatch mode"),
+    "_get_current_dispatch_mode_stack": ("guard-tampered", "reads the dispatch-mode stack"),
+    "_python_dispatch": ("guard-tampered", "uses torch.utils._python_dispatch"),
+    "TorchDispatchMode": ("guard-tampered", "uses TorchDispatchMode"),
+    "_DisableTorchDispatch": ("guard-tampered", "disables Python dispatch (_DisableTorchDispatch)"),
+    "DisableTorchFunction": ("guard-tampered", "disables __torch_function__ (DisableTorchFunction)"),
+    "_pop_torch_dispatch_stack": ("guard-tampered", "pops the dispatch-mode stack"),
+    "_unset_dispatch_mode": ("guard-tampered", "unsets a dispatch mode"),
+    "shell_handlers": ("grader-patched", "rewires the kernel's message handlers (shell_handlers)"),
+    "addaudithook": ("guard-tampered", "adds an audit hook"),
+}
+MODULES = {
+    "ctypes": ("native", "loads native code (ctypes)"),
+    "cffi": ("native", "loads native code (cffi)"),
+    "torchgrade_probe": ("grader-patched", "imports the grader's probe"),
+    "autograder.kernel": ("grader-patched", "imports the grader's kernel code"),
+}
+STRINGS = {
+    re.compile(r"/proc/(\d|self/(fd|mem|environ|ns)|thread-self|[^/\s]*\*|\{)"):
+        ("processes", "reads other processes' /proc entries or its own open files"),
+    re.compile(r"kernel.*\.json|connection_file"): ("processes", "looks for kernel connection files"),
+    re.compile(r"torchgrade"): ("grader-patched", "names the grader"),
+    re.compile(r"\b(setns|unshare|nsenter|ptrace|PTRACE_)"): ("escape", "names a namespace or tracing tool"),
+}
+PATCHED_ROOTS = {"torch", "builtins", "__builtins__", "sys", "os", "io", "pickle", "F", "nn"}
+DYNAMIC = {"exec": "runs code built at run time (exec)", "eval": "runs code built at run time (eval)",
+           "compile": "compiles code at run time (compile)", "__import__": "imports by a computed name (__import__)"}
+
+
+def python_source(cell_source: str) -> str:
+    """A cell's code as Python: IPython magics and `!` shell escapes become the calls they stand for."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        return TransformerManager().transform_cell(cell_source)
+    except Exception:
+        return cell_source
+
+
+def scan_source(nb: nbformat.NotebookNode) -> list[Finding]:
+    findings: list[Finding] = []
+    number = 0
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        number += 1
+        source = python_source(cell.get("source", ""))
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        lines = source.splitlines()
+        for node in ast.walk(tree):
+            for kind, what in node_findings(node):
+                line = getattr(node, "lineno", 0)
+                text = lines[line - 1].strip()[:100] if 0 < line <= len(lines) else ""
+                findings.append(Finding(kind, "source", f"code cell {number}, line {line}: {what}: {text}"))
+    return unique(findings)
+
+
+def node_findings(node: ast.AST) -> Iterable[tuple[str, str]]:
+    if isinstance(node, ast.Attribute) and node.attr in ATTRIBUTES:
+        yield ATTRIBUTES[node.attr]
+    elif isinstance(node, ast.Name) and node.id in ATTRIBUTES:
+        yield ATTRIBUTES[node.id]
+    elif isinstance(node, (ast.Import, ast.ImportFrom)):
+        names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) and node.module
+                                                 else [])
+        for name in names:
+            for module, found in MODULES.items():
+                if name == module or name.startswith(module + "."):
+                    yield found
+            if name.split(".")[-1] in ATTRIBUTES:
+                yield ATTRIBUTES[name.split(".")[-1]]
+    elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+        for pattern, found in STRINGS.items():
+            if pattern.search(node.value):
+                yield found
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in DYNAMIC:
+        yield "dynamic-code", DYNAMIC[node.func.id]
+    elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        for target in targets:
+            root = target
+            while isinstance(root, (ast.Attribute, ast.Subscript)):
+                root = root.value
+            if target is not root and isinstance(root, ast.Name) and root.id in PATCHED_ROOTS:
+                yield "grader-patched", f"replaces {ast.unparse(target)}"
+
+
+def unique(findings: Iterable[Finding]) -> list[Finding]:
+    seen: dict[tuple[str, str, str], Finding] = {}
+    for f in findings:
+        seen.setdefault((f.kind, f.origin, f.detail), f)
+    return list(seen.values())
+
+
+# ----------------------------------------------------------------------------- the pipe out of the kernel
+
+KERNEL_KINDS = {"A": None, "T": "guard-tampered", "S": "grader-patched", "X": "kernel-start"}
+AUDIT_KINDS = {"introspection": "introspection", "native code": "native", "signals": "signals",
+               "network": "network", "processes": "processes", "escape": "escape", "dynamic code": "dynamic-code"}
+WATCH_KINDS = frozenset({"frames", "introspection", "guard-tampered", "grader-patched", "native", "dynamic-code"})
+
+
+def needs_watch(findings: Iterable[Finding]) -> bool:
+    """Source that reaches into the interpreter: guarded calls of this submission get the closer watch."""
+    return any(f.kind in WATCH_KINDS for f in findings)
+
+
+class IntegrityChannel:
+    """The read end of a kernel's integrity pipe, drained by a thread into a list of lines."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        self.lines: list[tuple[str, str]] = []
+        self.dropped = 0
+        self.closed = False
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._drain, daemon=True)
+        self.thread.start()
+
+    def handed_over(self) -> None:
+        """The kernel holds the write end now; the grader's copy goes, so the pipe closes with the kernel."""
+        if self.write_fd is not None:
+            os.close(self.write_fd)
+            self.write_fd = None
+
+    def _drain(self) -> None:
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(self.read_fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            pending = pending[-4096:]
+            with self.cond:
+                for raw in complete:
+                    text = raw.decode("utf-8", "replace")[:1000]
+                    kind, _, detail = text.partition(" ")
+                    if len(self.lines) < MAX_LINES:
+                        self.lines.append((kind, detail))
+                    else:
+                        self.dropped += 1
+                self.cond.notify_all()
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def call_events(self, call_id: str, data: bytes, timeout: float = 2.0) -> list[str]:
+        """What the library guard reported for one guarded call: forbidden functions used, tampering, or
+        why its report cannot be trusted (missing, or for other bytes than the grader received)."""
+        import hashlib
+
+        digest = hashlib.sha256(data).hexdigest()
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                begin = next((i for i, (k, d) in enumerate(self.lines) if k == "B" and d == call_id), None)
+                end = next((i for i, (k, d) in enumerate(self.lines) if k == "E" and d.split(" ")[0] == call_id),
+                           None)
+                if end is not None or self.closed or time.monotonic() > deadline:
+                    break
+                self.cond.wait(0.05)
+            if begin is None or end is None or end < begin:
+                return ["the library guard did not report on this call (the grader's probe was replaced or "
+                        "its pipe tampered with)"]
+            used: list[str] = []
+            for kind, detail in self.lines[begin + 1:end]:
+                if kind in ("O", "P") and detail not in used:
+                    used.append(detail)
+                elif kind == "T" and f"guard tampered: {detail}" not in used:
+                    used.append(f"guard tampered: {detail}")
+            reported = self.lines[end][1].split(" ")[1:]
+            if reported != [digest]:
+                used.append("guard tampered: the answer the grader received is not the one the guard saw")
+            return used
+
+    def findings(self) -> list[Finding]:
+        with self.cond:
+            lines = list(self.lines)
+        found: list[Finding] = []
+        for kind, detail in lines:
+            if kind == "A":
+                category = detail.split(":", 1)[0]
+                found.append(Finding(AUDIT_KINDS.get(category, "kernel"), "kernel", detail))
+            elif kind in KERNEL_KINDS and KERNEL_KINDS[kind]:
+                found.append(Finding(KERNEL_KINDS[kind], "kernel", detail))
+        if self.dropped:
+            found.append(Finding("flooded", "kernel", f"{self.dropped} more reports from the kernel were dropped"))
+        return unique(found)
+
+    def close(self) -> None:
+        self.handed_over()
+        self.thread.join(timeout=2)
+        if not self.thread.is_alive():
+            os.close(self.read_fd)

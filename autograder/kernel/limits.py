@@ -1,0 +1,192 @@
+"""One memory limit and one process limit over everything a sandbox runs, detached or not.
+
+Where the grader may create cgroups (v1 `memory` and `pids` controllers, usually as root), each
+sandbox gets its own pair: the kernel joins them before it exists, so every process it starts
+is counted, and the memory controller stops allocations at the limit (the OOM killer is off:
+the watchdog ends the whole sandbox instead, so the outcome does not depend on which process the
+kernel would have picked). Elsewhere, a watchdog sums the resident memory of every process in
+the sandbox's PID namespace, and the process limit is RLIMIT_NPROC, which the kernel counts per
+user namespace (each sandbox has its own).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterable
+
+import psutil
+
+_counter = itertools.count()
+
+
+@lru_cache(maxsize=1)
+def cgroup_roots() -> dict[str, Path]:
+    """Where this process's own v1 `memory` and `pids` cgroups are, by controller."""
+    mounts: dict[str, Path] = {}
+    try:
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            left, _, right = line.partition(" - ")
+            fields, extra = left.split(), right.split()
+            if len(extra) >= 3 and extra[0] == "cgroup":
+                for controller in ("memory", "pids"):
+                    if controller in extra[2].split(","):
+                        mounts[controller] = Path(fields[4])
+        own: dict[str, str] = {}
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            for controller in controllers.split(","):
+                own[controller] = path
+    except (OSError, ValueError):
+        return {}
+    return {c: mounts[c] / own[c].lstrip("/") for c in ("memory", "pids") if c in mounts and c in own}
+
+
+@lru_cache(maxsize=1)
+def cgroups_unavailable() -> str | None:
+    """Why per-sandbox cgroups cannot be made here, or None when they can."""
+    roots = cgroup_roots()
+    missing = [c for c in ("memory", "pids") if c not in roots]
+    if missing:
+        return f"no cgroup v1 {' or '.join(missing)} controller is mounted"
+    for controller, root in roots.items():
+        probe = root / f"torchgrade-probe-{os.getpid()}"
+        try:
+            probe.mkdir()
+            probe.rmdir()
+        except OSError as exc:
+            return f"cannot create a {controller} cgroup under {root} ({exc.strerror})"
+    return None
+
+
+class Cgroups:
+    """A memory and a pids cgroup for one sandbox."""
+
+    def __init__(self, memory_bytes: int, processes: int):
+        roots = cgroup_roots()
+        name = f"torchgrade-{os.getpid()}-{next(_counter)}"
+        self.memory, self.pids = roots["memory"] / name, roots["pids"] / name
+        self.memory.mkdir()
+        self.pids.mkdir()
+        (self.memory / "memory.limit_in_bytes").write_text(str(memory_bytes))
+        swap = self.memory / "memory.memsw.limit_in_bytes"
+        if swap.exists():
+            try:
+                swap.write_text(str(memory_bytes))
+            except OSError:
+                pass
+        (self.memory / "memory.oom_control").write_text("1")
+        (self.pids / "pids.max").write_text(str(processes))
+
+    @property
+    def procs_files(self) -> list[str]:
+        return [str(self.memory / "cgroup.procs"), str(self.pids / "cgroup.procs")]
+
+    def under_oom(self) -> bool:
+        try:
+            return "under_oom 1" in (self.memory / "memory.oom_control").read_text()
+        except OSError:
+            return False
+
+    def usage(self) -> int:
+        try:
+            return int((self.memory / "memory.usage_in_bytes").read_text())
+        except (OSError, ValueError):
+            return 0
+
+    def peak(self) -> int:
+        try:
+            return int((self.memory / "memory.max_usage_in_bytes").read_text())
+        except (OSError, ValueError):
+            return 0
+
+    def pids_peak(self) -> int:
+        try:
+            return int((self.pids / "pids.peak").read_text())
+        except (OSError, ValueError):
+            return 0
+
+    def close(self, wait: float = 5.0) -> None:
+        """Remove both cgroups once the processes in them are gone."""
+        deadline = time.monotonic() + wait
+        for group in (self.memory, self.pids):
+            while True:
+                try:
+                    group.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.01)
+
+
+def remove_stale_cgroups() -> None:
+    """Empty cgroups left by a grader that was killed (SIGKILL leaves no chance to clean up)."""
+    for root in cgroup_roots().values():
+        try:
+            for group in root.glob("torchgrade-*"):
+                pid = group.name.split("-")[1]
+                if pid.isdigit() and not psutil.pid_exists(int(pid)):
+                    try:
+                        group.rmdir()
+                    except OSError:
+                        pass
+        except OSError:
+            pass
+
+
+def private_bytes(pids: Iterable[int]) -> int:
+    """Memory the processes hold that no process outside them shares (USS): a kernel's pages still shared
+    with the zygote it was forked from are not the submission's, and are not counted twice for its children."""
+    total = 0
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_full_info().uss
+        except psutil.Error:
+            continue
+    return total
+
+
+class Watchdog(threading.Thread):
+    """Ends a sandbox when everything it runs together passes the memory limit (or, where no pids cgroup
+    and no RLIMIT_NPROC can count them, the process limit: RLIMIT_NPROC does not bind root)."""
+
+    def __init__(self, limit_bytes: int, processes: Callable[[], list[int]], kill: Callable[[], None],
+                 cgroups: Cgroups | None = None, interval: float = 0.05, process_limit: int | None = None):
+        super().__init__(daemon=True)
+        self.limit, self.processes, self.kill, self.cgroups = limit_bytes, processes, kill, cgroups
+        self.process_limit = process_limit if os.geteuid() == 0 else None
+        self.interval = interval
+        self.tripped: str | None = None  # "memory" | "processes"
+        self.peak = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            if self.cgroups is not None:
+                over = self.cgroups.under_oom()
+                self.peak = max(self.peak, self.cgroups.usage())
+            else:
+                pids = self.processes()
+                used = private_bytes(pids)
+                self.peak = max(self.peak, used)
+                over = used > self.limit
+                if self.process_limit is not None and len(pids) > self.process_limit:
+                    self.tripped = "processes"
+                    self.kill()
+                    return
+            if over:
+                self.tripped = "memory"
+                self.kill()
+                return
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.cgroups is not None:
+            self.peak = max(self.peak, self.cgroups.peak())

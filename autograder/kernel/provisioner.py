@@ -1,0 +1,180 @@
+"""How jupyter_client starts a warm kernel in a sandbox, so that nbclient drives it as any other.
+
+`ForkProvisioner` is a jupyter_client kernel provisioner: jupyter_client's own `LocalProvisioner`
+prepares the connection (ports, key, connection file); instead of running a command, the
+provisioner asks the session's launcher, which has the zygote fork a kernel into the sandbox.
+The kernel is not the grader's child, so its lifetime is followed through a pidfd.
+`SandboxKernelManager` uses that provisioner, and `ReadyClient` knows the kernel is ready as soon
+as it answers (jupyter_client's default waits a fixed extra moment on every start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import signal
+import time
+from queue import Empty
+from typing import Any, Callable
+
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.kernelspec import KernelSpec as JupyterKernelSpec
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning import LocalProvisioner
+from traitlets import Any as AnyTrait
+
+# launcher(connection_info) -> pid: fork a kernel that will listen as `connection_info` says
+Launcher = Callable[[dict[str, Any]], int]
+
+
+class KernelProcess:
+    """A kernel process that is not our child: signalled and followed through a pidfd."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        try:
+            self.pidfd: int | None = os.pidfd_open(pid)
+        except (OSError, AttributeError):  # gone already, or a kernel older than Linux 5.3
+            self.pidfd = None
+
+    def exited(self) -> bool:
+        if self.pidfd is None:
+            try:
+                os.kill(self.pid, 0)
+                return False
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+        ready, _, _ = select.select([self.pidfd], [], [], 0)
+        return bool(ready)
+
+    def wait(self, timeout: float) -> bool:
+        if self.pidfd is None:
+            return self.exited()
+        ready, _, _ = select.select([self.pidfd], [], [], timeout)
+        return bool(ready)
+
+    def signal(self, signum: int) -> None:
+        if self.exited():
+            return
+        try:
+            if self.pidfd is not None:
+                signal.pidfd_send_signal(self.pidfd, signum)
+            else:
+                os.kill(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+
+class ForkProvisioner(LocalProvisioner):
+    """A provisioner whose kernels are forked by the zygote into a sandbox."""
+
+    kernel: KernelProcess | None = None
+
+    @property
+    def has_process(self) -> bool:
+        return self.kernel is not None
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> dict[str, Any]:
+        launcher: Launcher = self.parent.launcher
+        self.kernel = KernelProcess(launcher(dict(self.connection_info)))
+        self.pid = self.kernel.pid
+        return self.connection_info
+
+    async def poll(self) -> int | None:
+        if self.kernel is None or self.kernel.exited():
+            return -signal.SIGKILL
+        return None
+
+    async def wait(self) -> int | None:
+        while await self.poll() is None:
+            await asyncio.sleep(0.05)
+        return -signal.SIGKILL
+
+    async def send_signal(self, signum: int) -> None:
+        if self.kernel is not None:
+            self.kernel.signal(signum)
+
+    async def kill(self, restart: bool = False) -> None:
+        await self.send_signal(signal.SIGKILL)
+        if self.kernel is not None:
+            self.kernel.wait(2.0)  # so that the manager finds it dead, rather than polling for it
+
+    async def terminate(self, restart: bool = False) -> None:
+        await self.send_signal(signal.SIGTERM)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        if self.kernel is not None:
+            self.kernel.close()
+        self.kernel = None
+
+
+class ReadyClient(AsyncKernelClient):
+    """Ready when the kernel answers `kernel_info` on the shell channel and its IOPub messages arrive."""
+
+    async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout or 60.0)
+        while time.monotonic() < deadline:
+            if not await self._async_is_alive():
+                raise RuntimeError("the kernel died before it answered")
+            msg_id = self.kernel_info()
+            if not await self._reply_to(msg_id, min(1.0, deadline - time.monotonic())):
+                continue
+            if await self._iopub_from(msg_id, 0.05):  # subscribed: nothing the kernel publishes is lost
+                return
+        raise RuntimeError(f"the kernel did not answer within {timeout:g} s")
+
+    wait_for_ready = _async_wait_for_ready  # the base class binds its own at class creation
+
+    async def _reply_to(self, msg_id: str, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while (left := end - time.monotonic()) > 0:
+            try:
+                msg = await self.shell_channel.get_msg(timeout=left)
+            except (Empty, asyncio.TimeoutError):
+                return False
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return True
+        return False
+
+    async def _iopub_from(self, msg_id: str, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        found = False
+        while (left := end - time.monotonic()) > 0:
+            try:
+                msg = await self.iopub_channel.get_msg(timeout=left)
+            except (Empty, asyncio.TimeoutError):
+                return found
+            if msg["parent_header"].get("msg_id") == msg_id:
+                found = True
+                if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+                    return True
+        return found
+
+
+class SandboxKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernels come from `launcher` through a `ForkProvisioner`."""
+
+    launcher = AnyTrait(allow_none=True)
+
+    def __init__(self, launcher: Launcher, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.launcher = launcher
+        self.client_factory = ReadyClient
+        self._kernel_spec = JupyterKernelSpec(argv=["python3", "-m", "ipykernel_launcher", "-f",
+                                                    "{connection_file}"],
+                                              display_name="torchgrade", language="python",
+                                              interrupt_mode="signal", metadata={})
+
+    async def _async_pre_start_kernel(self, **kw: Any):
+        if self.provisioner is None:
+            self.provisioner = ForkProvisioner(kernel_id=self.kernel_id or "torchgrade",
+                                               kernel_spec=self._kernel_spec, parent=self)
+        return await super()._async_pre_start_kernel(**kw)

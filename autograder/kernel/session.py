@@ -1,0 +1,405 @@
+"""One submission's kernel from start to stop, under one time budget.
+
+A `Session` owns the sandbox, the warm kernel forked into it, the nbclient client that runs the
+cells, the integrity channel out of the kernel and the memory watchdog; and one budget that the
+cells, any replay and every probe draw from. A probe that does not answer in time is
+interrupted; a kernel that does not come back, or dies, is replaced by a fresh sandbox and
+kernel in which the cells that had run are replayed, and grading goes on with the next check.
+Whatever happens, `stop` (or leaving the `with` block) ends every process of the submission.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import secrets
+import select
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.util import run_sync
+
+from ..errors import TorchgradeError
+from .codec import MAX_RESPONSE_BYTES, encode_request
+from .integrity import Finding, IntegrityChannel
+from .isolation import Sandbox, SandboxLimits, get_isolation
+from .limits import Watchdog
+from .provisioner import KernelProcess, SandboxKernelManager
+from .spec import FILE_SIZE_LIMIT, KernelSpec, base_env, kernel_env
+from .zygote import Zygote
+
+MIB = 1024 * 1024
+MAX_ERROR = 2000
+INTERRUPT_GRACE = 5.0  # how long an interrupted call has to give control back
+START_TIMEOUT = 120.0
+
+
+class KernelStartError(TorchgradeError):
+    """A kernel could not be started for a submission."""
+
+
+@dataclass
+class Budget:
+    """The seconds one submission may use in all: cells, replays, probes."""
+
+    seconds: float
+    started: float = field(default_factory=time.monotonic)
+
+    def left(self) -> float:
+        return max(0.0, self.seconds - (time.monotonic() - self.started))
+
+    def limit(self, seconds: float) -> float:
+        return min(seconds, self.left())
+
+
+@dataclass
+class CellRun:
+    index: int
+    status: str  # ok | error | timeout | dead
+    seconds: float
+    error: str = ""
+    label: str = ""
+
+
+@dataclass
+class ProbeAnswer:
+    """What came back for one probe request: bytes to decode, or why there are none."""
+
+    status: str  # ok | timeout | dead | budget | broken | error
+    data: bytes = b""
+    guard: list[str] = field(default_factory=list)  # forbidden library use or guard tampering seen in the call
+    message: str = ""
+
+
+class CappedClient(NotebookClient):
+    """nbclient's client with a cap on how much output one cell may keep."""
+
+    output_limit: int = 256 * 1024
+
+    def output(self, outs, msg, display_id, cell_index):
+        if msg["msg_type"] == "error":
+            return super().output(outs, msg, display_id, cell_index)
+        sizes = self.__dict__.setdefault("_output_sizes", {})
+        used = sizes.get(cell_index, 0)
+        size = len(str(msg["content"]))
+        sizes[cell_index] = used + size
+        if used + size <= self.output_limit:
+            return super().output(outs, msg, display_id, cell_index)
+        if used <= self.output_limit:
+            outs.append(nbformat.v4.new_output(
+                "stream", name="stderr",
+                text=f"\n[torchgrade: output of this cell cut at {self.output_limit // 1024} KiB]\n"))
+        return None
+
+
+_ZYGOTES: dict[tuple, Zygote] = {}
+
+
+def zygote_for(spec: KernelSpec) -> Zygote:
+    """This worker's fork server for kernels like `spec` (one per thread count, seed and device)."""
+    env = base_env(spec)
+    key = tuple(sorted(env.items()))
+    if key not in _ZYGOTES:
+        _ZYGOTES[key] = Zygote(env)
+    return _ZYGOTES[key]
+
+
+@atexit.register
+def close_zygotes() -> None:
+    for zygote in _ZYGOTES.values():
+        zygote.close()
+    _ZYGOTES.clear()
+
+
+def total_budget(spec: KernelSpec) -> float:
+    limits = spec.limits
+    return limits.total_timeout or 2 * limits.notebook_timeout
+
+
+class Session:
+    """A submission's sandboxed kernel: start, run cells, probe, interrupt, restart and replay, stop."""
+
+    def __init__(self, notebook: Path, student_files: Path | None, spec: KernelSpec):
+        self.notebook, self.student_files, self.spec = notebook, student_files, spec
+        self.isolation = get_isolation(spec.isolation)
+        self.budget = Budget(total_budget(spec))
+        self.box: Sandbox | None = None
+        self.client: CappedClient | None = None
+        self.channel: IntegrityChannel | None = None
+        self.watchdog: Watchdog | None = None
+        self.nb = nbformat.v4.new_notebook()  # the submission's notebook, once execution starts
+        self.ran: list[tuple[int, nbformat.NotebookNode]] = []  # cells that ran to their end, for a replay
+        self.findings: list[Finding] = []
+        self.restarts = 0
+        self.broken: str | None = None
+        self.memory_peak = 0
+
+    # ------------------------------------------------------------------------- lifetime
+
+    def __enter__(self) -> "Session":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        limits = self.spec.limits
+        self.box = self.isolation.open(self.notebook, self.student_files, SandboxLimits(
+            memory_bytes=limits.memory_mb * MIB, processes=limits.processes, disk_bytes=limits.disk_mb * MIB,
+            file_bytes=FILE_SIZE_LIMIT, gpu=self.spec.device == "cuda"))
+        self.channel = IntegrityChannel()
+        self.probe_socket, self._kernel_end = socket.socketpair()
+        km = SandboxKernelManager(self.launch, transport="ipc", ip=str(self.box.runtime / "kernel"),
+                                  connection_file=str(self.box.private / "kernel.json"))
+        self.client = CappedClient(nbformat.v4.new_notebook(), km=km, timeout=int(limits.cell_timeout),
+                                   allow_errors=True, interrupt_on_timeout=False, startup_timeout=120,
+                                   shutdown_kernel="immediate")
+        self.client.output_limit = limits.output_kb * 1024
+        try:
+            run_sync(self.client.async_start_new_kernel)()
+            run_sync(self.client.async_start_new_kernel_client)()
+        except KernelStartError:
+            self.stop()
+            raise
+        except Exception as exc:
+            self.stop()
+            raise KernelStartError(f"the kernel did not start: {exc}") from exc
+
+    def launch(self, connection: dict[str, Any]) -> int:
+        """Fork a kernel into the sandbox (the provisioner's launcher); returns its pid."""
+        box, spec = self.box, self.spec
+        assert box is not None and self.channel is not None
+        view = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in connection.items()}
+        view["ip"] = f"{box.runtime_view}/kernel"
+        (box.runtime / "kernel.json").write_text(json.dumps(view))
+        request = {
+            "join": box.join, "cgroups": box.cgroups.procs_files if box.cgroups else [], "cwd": box.workdir,
+            "populate": box.populate, "env": kernel_env(spec, box.workdir, box.tmp_view),
+            "connection_file": f"{box.runtime_view}/kernel.json", "seed": spec.seed, "threads": spec.threads,
+            "rlimits": box.rlimits, "seccomp": box.seccomp,
+        }
+        box.kernel_pid = zygote_for(spec).spawn(request, [self.channel.write_fd, self._kernel_end.fileno()])
+        self.channel.handed_over()
+        self._kernel_end.close()
+        self.watchdog = Watchdog(spec.limits.memory_mb * MIB, box.processes, box.kill, box.cgroups,
+                                 process_limit=box.process_limit)
+        self.watchdog.start()
+        process = KernelProcess(box.kernel_pid)
+        try:  # its sockets are bound once it says so: clients connect at once, with no reconnect delay
+            header, _ = recv_frame(self.probe_socket, time.monotonic() + START_TIMEOUT, process.exited)
+        except (TimeoutError, EOFError, OSError, ValueError) as exc:
+            why = next((d for k, d in self.channel.lines if k == "X"), "") or f"no answer ({exc or type(exc).__name__})"
+            raise KernelStartError(f"the kernel did not start: {why}") from None
+        finally:
+            process.close()
+        if not header.get("ready"):
+            raise KernelStartError("the kernel did not start: it did not say it was ready")
+        return box.kernel_pid
+
+    def stop(self) -> None:
+        """End the kernel and everything its sandbox runs; keep what the channel reported."""
+        if self.box is not None and self.box.detached():
+            self.findings.append(Finding("detached-processes", "sandbox",
+                                         "processes left the kernel and ran on: " + ", ".join(self.box.detached()[:5])))
+        if self.watchdog is not None:
+            self.watchdog.stop()
+            self.memory_peak = max(self.memory_peak, self.watchdog.peak)
+        if self.client is not None:
+            try:
+                run_sync(self.client._async_cleanup_kernel)()
+            except Exception:  # the sandbox below is ended regardless
+                pass
+        if self.box is not None:
+            self.box.close()
+        if self.channel is not None:
+            self.channel.close()
+            self.findings += [f for f in self.channel.findings() if f not in self.findings]
+        for sock in (getattr(self, "probe_socket", None), getattr(self, "_kernel_end", None)):
+            if sock is not None:
+                sock.close()
+        self.box = self.client = self.channel = self.probe_socket = self._kernel_end = None
+
+    @property
+    def killed_for_memory(self) -> bool:
+        return bool(self.watchdog and self.watchdog.tripped == "memory")
+
+    @property
+    def killed_for_processes(self) -> bool:
+        return bool(self.watchdog and self.watchdog.tripped == "processes")
+
+    def alive(self) -> bool:
+        return self.client is not None and bool(run_sync(self.client.km.is_alive)())
+
+    # ------------------------------------------------------------------------- cells
+
+    def run_cell(self, cell: nbformat.NotebookNode, index: int, timeout: float) -> CellRun:
+        assert self.client is not None
+        self.client.timeout = max(1, int(timeout))
+        start = time.monotonic()
+        try:
+            self.client.execute_cell(cell, index)
+        except CellTimeoutError:
+            return CellRun(index, "timeout", time.monotonic() - start, label=cell_label(cell, index))
+        except DeadKernelError:
+            return CellRun(index, "dead", time.monotonic() - start, label=cell_label(cell, index))
+        error = cell_error(cell)
+        run = CellRun(index, "error" if error else "ok", time.monotonic() - start, error, cell_label(cell, index))
+        self.ran.append((index, nbformat.from_dict(cell)))
+        return run
+
+    def run_silently(self, code: str, timeout: float) -> str:
+        """Runs code outside any cell; returns 'ok', 'error', 'timeout' or 'dead'."""
+        return run_sync(self._run_silently)(code, timeout)
+
+    async def _run_silently(self, code: str, timeout: float) -> str:
+        kc = self.client.kc
+        msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                msg = await kc.shell_channel.get_msg(timeout=min(left, 0.25))
+            except (Empty, asyncio.TimeoutError):
+                if not await self.client.km.is_alive():
+                    return "dead"
+                continue
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return "ok" if msg["content"].get("status") == "ok" else "error"
+        return "timeout"
+
+    def interrupt(self, grace: float = INTERRUPT_GRACE) -> bool:
+        """Interrupt the kernel; True if it answers again within `grace` seconds."""
+        if not self.alive():
+            return False
+        run_sync(self.client.km.interrupt_kernel)()
+        return self.run_silently("pass", grace) == "ok"
+
+    def restart(self, why: str) -> bool:
+        """A fresh sandbox and kernel, with the cells that had run replayed; False if that failed."""
+        ran = self.ran
+        self.stop()
+        self.restarts += 1
+        self.ran = []
+        if self.budget.left() <= 1:
+            self.broken = f"{why}; no time was left in the submission's budget to restart its kernel"
+            return False
+        try:
+            self.start()
+        except TorchgradeError as exc:
+            self.broken = f"{why}; the kernel could not be restarted ({exc.message})"
+            return False
+        self.client.nb = nbformat.from_dict(self.nb)  # replayed outputs do not replace the first run's
+        for index, cell in ran:
+            run = self.run_cell(nbformat.from_dict(cell), index, self.budget.limit(self.spec.limits.cell_timeout))
+            if run.status in ("timeout", "dead"):
+                self.broken = f"{why}; replaying {run.label} in a fresh kernel failed ({run.status})"
+                return False
+        return True
+
+    # ------------------------------------------------------------------------- probes
+
+    def probe(self, request: dict[str, Any], guarded: bool, timeout: float) -> ProbeAnswer:
+        """One request to the probe server in the kernel, with the budget's and the call's time limits."""
+        if self.broken:
+            return ProbeAnswer("broken", message=self.broken)
+        timeout = self.budget.limit(timeout)
+        if timeout <= 0:
+            return ProbeAnswer("budget", message=f"the submission's time budget ({self.budget.seconds:g} s) ran out")
+        call_id = secrets.token_hex(8)
+        deadline = time.monotonic() + timeout
+        try:
+            send_frame(self.probe_socket, {"id": call_id, "guarded": guarded}, encode_request(request), deadline)
+            status, data = self._reply(call_id, deadline)
+        except TimeoutError:
+            return self._after_timeout(call_id, timeout)
+        except (EOFError, OSError, ValueError):
+            why = "the kernel passed the memory limit" if self.killed_for_memory else "the kernel died"
+            self.restart(why)
+            return ProbeAnswer("dead", message=f"{why} during this call")
+        guard = self.channel.call_events(call_id, data) if guarded else []
+        return ProbeAnswer(status if status in ("ok", "error") else "error", data, guard)
+
+    def _reply(self, call_id: str, deadline: float) -> tuple[str, bytes]:
+        """The kernel's answer to `call_id` (answers to calls given up on earlier are skipped)."""
+        while True:
+            header, data = recv_frame(self.probe_socket, deadline, self._kernel_gone)
+            if header.get("id") == call_id:
+                return str(header.get("status", "error")), data
+
+    def _kernel_gone(self) -> bool:
+        provisioner = self.client.km.provisioner if self.client is not None else None
+        kernel = getattr(provisioner, "kernel", None)
+        return kernel is None or kernel.exited()
+
+    def _after_timeout(self, call_id: str, timeout: float) -> ProbeAnswer:
+        message = f"did not finish within {timeout:g} s"
+        run_sync(self.client.km.interrupt_kernel)()
+        try:
+            self._reply(call_id, time.monotonic() + INTERRUPT_GRACE)
+            return ProbeAnswer("timeout", message=f"{message} (interrupted)")
+        except (TimeoutError, EOFError, OSError, ValueError):
+            self.restart(f"a call {message} and did not stop when interrupted")
+            return ProbeAnswer("timeout", message=f"{message}; the kernel did not stop when interrupted and was "
+                                                  "replaced by a fresh one")
+
+
+def send_frame(sock: socket.socket, header: dict[str, Any], payload: bytes, deadline: float) -> None:
+    """A JSON header and a payload, each behind its length (the kernel side reads `kernel_side.read_frame`)."""
+    head = json.dumps(header).encode()
+    sock.settimeout(max(0.001, deadline - time.monotonic()))
+    try:
+        sock.sendall(struct.pack("!II", len(head), len(payload)) + head + payload)
+    except socket.timeout:
+        raise TimeoutError from None
+
+
+def recv_frame(sock: socket.socket, deadline: float, gone=lambda: False,
+               limit: int = MAX_RESPONSE_BYTES) -> tuple[dict[str, Any], bytes]:
+    head_size, size = struct.unpack("!II", _recv_exact(sock, 8, deadline, gone))
+    if head_size > 65536 or size > limit:
+        raise ValueError(f"an answer of {size} bytes is over the limit")
+    header = json.loads(_recv_exact(sock, head_size, deadline, gone))
+    if not isinstance(header, dict):
+        raise ValueError("a malformed answer header")
+    return header, _recv_exact(sock, size, deadline, gone)
+
+
+def _recv_exact(sock: socket.socket, n: int, deadline: float, gone) -> bytes:
+    chunks, left = [], n
+    while left:
+        wait = deadline - time.monotonic()
+        if wait <= 0:
+            raise TimeoutError
+        ready, _, _ = select.select([sock], [], [], min(wait, 0.25))
+        if not ready:
+            if gone():
+                raise EOFError("the kernel is gone")
+            continue
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            raise EOFError("the kernel closed the probe channel")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def cell_label(cell: nbformat.NotebookNode, index: int) -> str:
+    """`cell 12 (for epoch in range(...))`: the number, and the first line so students find it."""
+    first = next((line.strip() for line in cell.get("source", "").splitlines() if line.strip()), "")
+    return f"cell {index + 1} ({first[:60]})" if first else f"cell {index + 1}"
+
+
+def cell_error(cell: nbformat.NotebookNode) -> str:
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            return f"{out.get('ename', 'Error')}: {out.get('evalue', '')}"[:MAX_ERROR]
+    return ""
