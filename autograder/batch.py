@@ -79,8 +79,8 @@ def grade_batch(assignment: Assignment, submissions: list[Path], out: Path, sett
 
     def finish(result: SubmissionResult) -> None:
         records.add(result, digests.get(result.submission, ""))
-        write_result(out, result)
         report.gradebook = write_gradebook(out, assignment.config, records.results())
+        write_result(out, result)
         report.graded.append(result)
         if on_result:
             on_result(result)

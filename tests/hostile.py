@@ -191,8 +191,10 @@ def replaced(solution: Path, name: str, source: str) -> nbformat.NotebookNode:
 
 
 def hanging(solution: Path, body: str) -> nbformat.NotebookNode:
-    """The solution whose conv2d hangs when stride > 1, and works otherwise."""
+    """The solution whose conv2d hangs when stride > 1, and works otherwise; its own cells never call it with
+    a stride (its self-checks are gone), so only the grader's calls hang."""
     nb = nbformat.read(solution, as_version=4)
+    nb.cells = [c for c in nb.cells if "grader.check" not in c.source]
     index = cell_index_defining(nb, "conv2d")
     nb.cells[index].source = nb.cells[index].source.replace("def conv2d(", "def _conv2d(", 1)
     nb.cells.insert(index + 1, nbformat.v4.new_code_cell(body))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -46,7 +47,8 @@ def test_grade_writes_gradebook_results_and_feedback(built, tmp_path):
     torchgrade("grade", built / "autograder", *subs, "--out", out, "--jobs", "2", check=True)
     frame = pd.read_csv(out / "gradebook.csv")
     assert list(frame.columns) == ["submission", "conv2d_single", "conv2d", "max_pool2d", "sobel", "total",
-                                   "max_total", "status"]
+                                   "max_total", "status", "flags"]
+    assert frame["flags"].isna().all()  # honest notebooks: nothing to flag
     rows = frame.set_index("submission")
     assert rows.loc["solution", "total"] == 21 and rows.loc["flipped_kernel", "total"] == 8
     assert rows.loc["no_sqrt", "sobel"] == 1 and set(rows["status"]) == {"ok"}
@@ -84,7 +86,8 @@ def test_a_killed_batch_keeps_its_grades_and_resumes(built, tmp_path):
     proc.wait()
     written = {p.stem for p in (out / "results").glob("*.json")}
     assert 0 < len(written) < len(subs)  # killed mid-batch: some written, not all
-    assert set(pd.read_csv(out / "gradebook.csv")["submission"]) == written
+    rows = set(pd.read_csv(out / "gradebook.csv")["submission"])  # recorded, then the gradebook, then the files:
+    assert written <= rows and len(rows - written) <= 1  # a kill between the last two leaves one row ahead
     resumed = torchgrade("grade", built / "autograder", *subs, "--out", out, check=True)
     assert f"skipped {len(written)} already graded" in resumed.stdout
     assert len(pd.read_csv(out / "gradebook.csv")) == len(subs)
@@ -156,6 +159,22 @@ def test_bad_command_lines_get_clear_errors(built, tmp_path):
     assert not_assignment.returncode == 2 and "assignment.toml" in not_assignment.stdout
     student = torchgrade("grade", built / "student", EXAMPLES / "partial.ipynb", "--out", tmp_path / "o")
     assert student.returncode == 2 and "student bundle" in student.stdout
+
+
+def test_grading_refuses_where_submissions_cannot_be_isolated(built, tmp_path):
+    env = {**os.environ, "TORCHGRADE_BWRAP": str(tmp_path / "no-bwrap")}
+    sub = built / "autograder" / "solution.ipynb"
+    refused = subprocess.run([sys.executable, "-m", "autograder.cli", "grade", str(built / "autograder"), str(sub),
+                              "--out", str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=600)
+    assert refused.returncode == 2
+    assert "cannot isolate submissions here" in refused.stdout and "--no-isolation" in refused.stdout
+    assert not (tmp_path / "o" / "gradebook.csv").exists()
+    trusted = subprocess.run([sys.executable, "-m", "autograder.cli", "grade", str(built / "autograder"), str(sub),
+                              "--out", str(tmp_path / "o"), "--no-isolation"], capture_output=True, text=True, env=env,
+                             timeout=600)
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    assert "without isolation" in trusted.stdout
+    assert pd.read_csv(tmp_path / "o" / "gradebook.csv").loc[0, "total"] == 21
 
 
 def test_demo_runs_offline_on_cpu(tmp_path):

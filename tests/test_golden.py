@@ -22,6 +22,7 @@ def test_example_scores_its_expected_points(builds, assignment, example):
     result = builds.graded_examples(assignment)[example]
     expected = expected_points(assignment)[example]
     assert result.status == "ok", result.message
+    assert result.flags == [], result.flags  # honest notebooks, realistic mistakes: nothing to flag
     got = {q.id: q.points for q in result.questions}
     want = {k: v for k, v in expected.items() if k != "diagnoses"}
     assert got == pytest.approx(want, abs=0.01), "\n".join(

@@ -1,0 +1,147 @@
+"""Integrity findings without a kernel: the source scan, the integrity channel, the sandbox's command line."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import nbformat
+import pytest
+
+from autograder.config import Limits
+from autograder.kernel import isolation
+from autograder.kernel.integrity import Finding, IntegrityChannel, needs_watch, scan_source
+from autograder.kernel.spec import KernelSpec, kernel_env
+
+
+def kinds(*sources: str) -> set[str]:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    return {f.kind for f in scan_source(nb)}
+
+
+@pytest.mark.parametrize("source, kind", [
+    ("import sys\nf = sys._getframe(1)", "frames"),
+    ("import inspect\nf = inspect.currentframe().f_back", "frames"),
+    ("import gc\nobjs = gc.get_objects()", "introspection"),
+    ("g = f.__globals__", "introspection"),
+    ("from torch.utils._python_dispatch import _disable_current_modes", "guard-tampered"),
+    ("import torch\nwith torch._C._DisableTorchDispatch():\n    pass", "guard-tampered"),
+    ("import sys\nsys.setprofile(None)", "guard-tampered"),
+    ("import torch\ntorch.save = lambda *a, **k: None", "grader-patched"),
+    ("import builtins\nbuiltins.compile = None", "grader-patched"),
+    ("import sys\nsys.modules['torch'] = None", "grader-patched"),
+    ("get_ipython().kernel.shell_handlers.clear()", "grader-patched"),
+    ("import ctypes", "native"),
+    ("open('/proc/1/cmdline').read()", "processes"),
+    ("import os\nos.listdir('/proc/self/fd')", "processes"),
+    ("!cat /proc/1/environ", "processes"),
+    ("import glob\nglob.glob('/tmp/*/kernel-*.json')", "processes"),
+    ("import subprocess\nsubprocess.run(['unshare', '-U'])", "escape"),
+    ("exec(payload)", "dynamic-code"),
+    ("m = __import__(name)", "dynamic-code"),
+])
+def test_the_source_scan_finds_what_taking_the_grader_apart_needs(source, kind):
+    assert kind in kinds(source)
+
+
+def test_honest_notebooks_are_not_flagged():
+    honest = [
+        "from autograder.selfcheck import Grader\ngrader = Grader()",
+        "import gc, torch\nmodel.eval()\ngc.collect()\nresult = model.compile if hasattr(model, 'compile') else None",
+        "!nvidia-smi\n%matplotlib inline\nprint(open('/proc/cpuinfo').read()[:10])",
+        "import torch.nn.functional as F\ny = F.conv2d(x, w)  # a library call is the guard's business, not a flag",
+        "def train(model, loader):\n    for x, y in loader:\n        loss = F.cross_entropy(model(x), y)\n    return loss",
+        "def broken(:\n    pass",  # a syntax error is the student's problem, not an integrity finding
+    ]
+    assert kinds(*honest) == set()
+
+
+def test_the_closer_watch_is_for_source_that_reaches_into_the_interpreter():
+    assert needs_watch([Finding("frames", "source", "x")])
+    assert not needs_watch([Finding("processes", "source", "x"), Finding("escape", "source", "y")])
+
+
+def feed(channel: IntegrityChannel, *lines: str) -> None:
+    os.write(channel.write_fd, "".join(f"{line}\n" for line in lines).encode())
+
+
+def test_the_channel_attributes_forbidden_operators_to_their_call():
+    channel = IntegrityChannel()
+    digest = hashlib.sha256(b"answer").hexdigest()
+    feed(channel, "O conv2d", "B one", "O convolution", "P scipy.signal.convolve2d", "O convolution",
+         f"E one {digest}", "B two", f"E two {hashlib.sha256(b'other').hexdigest()}",
+         "A introspection: gc.get_objects at line 3: gc.get_objects()", "S the notebook replaced torch.save")
+    assert channel.call_events("one", b"answer") == ["convolution", "scipy.signal.convolve2d"]
+    assert channel.call_events("two", b"answer") == [
+        "guard tampered: the answer the grader received is not the one the guard saw"]
+    assert "did not report" in channel.call_events("three", b"answer", timeout=0.2)[0]
+    channel.close()
+    assert {f.kind for f in channel.findings()} == {"introspection", "grader-patched"}
+
+
+def test_the_channel_keeps_a_bounded_record_of_a_flood():
+    channel = IntegrityChannel()
+    feed(channel, *(["A network: socket.connect"] * 6000))
+    channel.close()
+    assert len(channel.lines) == 5000
+    assert "flooded" in {f.kind for f in channel.findings()}
+
+
+LIMITS = isolation.SandboxLimits(memory_bytes=1 << 30, processes=64, disk_bytes=256 << 20, file_bytes=1 << 20)
+
+
+def test_the_sandbox_command_line(tmp_path):
+    files, runtime = tmp_path / "files", tmp_path / "runtime"
+    cmd = isolation.bwrap_command("bwrap", files, runtime, [tmp_path / "env"], LIMITS)
+    joined = " ".join(cmd)
+    for option in ("--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+                   "--cap-drop ALL", "--clearenv", "--proc /proc", "--dev /dev"):
+        assert option in joined
+    assert f"--ro-bind {tmp_path / 'env'} {tmp_path / 'env'}" in joined  # the Python environment, read-only
+    assert f"--ro-bind {files} {isolation.FILES}" in joined and f"--bind {runtime} {isolation.RUNTIME}" in joined
+    assert f"--size {256 << 20} --tmpfs /tmp" in joined and f"--tmpfs {isolation.WORKDIR}" in joined
+    writable = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--bind"]
+    assert writable == [str(runtime)]  # the only host folder the kernel can write
+    assert "/dev/nvidia0" not in joined and "/sys" not in cmd
+
+
+def test_a_cuda_sandbox_sees_the_gpu_devices(tmp_path):
+    devices = ("/dev/nvidia0", "/dev/nvidiactl", "/dev/nvidia-uvm")
+    cmd = isolation.bwrap_command("bwrap", tmp_path, tmp_path, [], LIMITS, devices)
+    joined = " ".join(cmd)
+    for device in devices:
+        assert f"--dev-bind {device} {device}" in joined
+    assert "--ro-bind /sys /sys" in joined
+
+
+def test_gpu_device_files_are_found_by_name(monkeypatch):
+    monkeypatch.setattr(isolation.os, "listdir", lambda path: ["null", "nvidia0", "nvidiactl", "nvidia-uvm", "dri",
+                                                                "tty"])
+    assert isolation.gpu_devices() == ("/dev/dri", "/dev/nvidia-uvm", "/dev/nvidia0", "/dev/nvidiactl")
+
+
+def test_each_kernel_sees_only_its_gpu():
+    spec = KernelSpec(Limits(), threads=1, device="cuda", seed=0, gpu=3)
+    assert kernel_env(spec, "/home/student", "/tmp")["CUDA_VISIBLE_DEVICES"] == "3"
+    cpu = KernelSpec(Limits(), threads=1, device="cpu", seed=0, gpu=None)
+    assert kernel_env(cpu, "/home/student", "/tmp")["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_a_host_without_bubblewrap_fails_closed(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCHGRADE_BWRAP", str(tmp_path / "missing-bwrap"))
+    isolation.bwrap_unavailable.cache_clear()
+    try:
+        with pytest.raises(isolation.IsolationUnavailable, match="--no-isolation"):
+            isolation.Bubblewrap().check()
+        assert isolation.trusted_isolation() == "none"
+        isolation.Unisolated().check()  # trusted work needs nothing
+    finally:
+        isolation.bwrap_unavailable.cache_clear()
+
+
+def test_unknown_isolation_is_a_named_error():
+    from autograder.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown isolation 'docker'; known: bwrap, none"):
+        isolation.get_isolation("docker")
