@@ -12,6 +12,7 @@ where it cannot be set up, the batch refuses (fails closed) unless isolation is 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -25,7 +26,8 @@ from .assignment import Assignment, load_assignment
 from .config import GradeSettings
 from .errors import ConfigError
 from .kernel.isolation import get_isolation
-from .pipeline import grade_submission
+from .kernel.session import start_zygote
+from .pipeline import grade_submission, kernel_spec
 from .report.gradebook import write_gradebook, write_result
 from .report.records import Records, notebook_digest
 from .results import SubmissionResult
@@ -85,7 +87,9 @@ def grade_batch(assignment: Assignment, submissions: list[Path], out: Path, sett
         if on_result:
             on_result(result)
 
-    work = [(path, replace(settings, gpu=i % gpus) if gpus > 1 else settings) for i, path in enumerate(todo)]
+    zygote = start_zygote(kernel_spec(assignment, settings)) if todo else None  # imports while workers start
+    shared = replace(settings, zygote=zygote.address) if zygote else settings
+    work = [(path, replace(shared, gpu=i % gpus) if gpus > 1 else shared) for i, path in enumerate(todo)]
     try:
         if settings.jobs <= 1:
             for path, each in work:
@@ -94,6 +98,8 @@ def grade_batch(assignment: Assignment, submissions: list[Path], out: Path, sett
             run_pool(assignment, work, settings.jobs, finish)
     finally:
         records.close()
+        if zygote is not None:
+            zygote.close()
     return report
 
 
@@ -118,6 +124,9 @@ def grade_safely(assignment: Assignment, path: Path, settings: GradeSettings) ->
 
 def _worker_grade(root: Path, path: Path, settings: GradeSettings) -> SubmissionResult:
     if root not in _WORKER_ASSIGNMENTS:
+        import torch
+
+        torch.set_num_threads(1)  # a worker's checks are small; the cores are the kernels'
         _WORKER_ASSIGNMENTS[root] = load_assignment(root)
     return grade_safely(_WORKER_ASSIGNMENTS[root], path, settings)
 
@@ -126,7 +135,9 @@ def run_pool(assignment: Assignment, work: list[tuple[Path, GradeSettings]], job
              finish: Callable[[SubmissionResult], None], retries: int = 1) -> None:
     pending = list(work)
     attempts: dict[Path, int] = {}
-    context = multiprocessing.get_context("spawn")  # no forked torch state in workers
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # inherited by the workers' server when it starts
+    context = multiprocessing.get_context("forkserver")  # workers forked from a server that imported once,
+    context.set_forkserver_preload(["autograder.batch"])  # before any torch computation: no forked OpenMP pool
     while pending:
         broken: list[tuple[Path, GradeSettings]] = []
         with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=context) as pool:

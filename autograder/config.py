@@ -155,6 +155,7 @@ class GradeSettings:
     threads: int | None = None  # torch/OpenMP threads per kernel; default: cores // jobs
     gpu: int | None = None  # set per submission by the batch on runners with several GPUs
     isolation: str = "bwrap"  # "none" only for trusted notebooks (the instructor's own, a self-check)
+    zygote: str | None = None  # set by the batch: the fork server its workers share
 
     def kernel_threads(self) -> int:
         if self.threads:

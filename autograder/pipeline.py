@@ -66,7 +66,8 @@ def kernel_spec(assignment: Assignment, settings: GradeSettings) -> KernelSpec:
     if settings.timeout is not None:
         limits = type(limits)(**{**vars(limits), "notebook_timeout": settings.timeout})
     return KernelSpec(limits=limits, threads=settings.kernel_threads(), device=settings.resolved_device(),
-                      seed=assignment.config.seed, gpu=settings.gpu, isolation=settings.isolation)
+                      seed=assignment.config.seed, gpu=settings.gpu, isolation=settings.isolation,
+                      zygote=settings.zygote)
 
 
 def cell_errors(report: ExecutionReport) -> list[str]:

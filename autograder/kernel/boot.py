@@ -165,6 +165,7 @@ def start_kernel(request: dict[str, Any], probe: dict[str, Any]) -> None:
     import numpy
     import torch
     from ipykernel.kernelapp import IPKernelApp
+    from traitlets.config import Config
 
     seed = int(request["seed"])
     random.seed(seed)
@@ -173,9 +174,13 @@ def start_kernel(request: dict[str, Any], probe: dict[str, Any]) -> None:
     torch.set_num_threads(int(request["threads"]))
     cwd = os.getcwd()
     sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
-    app = IPKernelApp.instance()
-    app.initialize(["-f", request["connection_file"], "--IPKernelApp.quiet=True",
-                    "--HistoryManager.enabled=False", "--Completer.use_jedi=False"])
+    config = Config()  # as configuration, not command-line options: traitlets parses those for a quarter second
+    config.IPKernelApp.connection_file = request["connection_file"]
+    config.IPKernelApp.quiet = True
+    config.HistoryManager.enabled = False
+    config.Completer.use_jedi = False
+    app = IPKernelApp.instance(config=config)
+    app.initialize([])
     probe["serve"](app.kernel, INTEGRITY_FD, PROBE_FD, probe["origin"])
     probe["write_frame"](PROBE_FD, {"ready": True}, b"")  # its sockets are bound: the grader may connect
     app.start()

@@ -105,12 +105,20 @@ _ZYGOTES: dict[tuple, Zygote] = {}
 
 
 def zygote_for(spec: KernelSpec) -> Zygote:
-    """This worker's fork server for kernels like `spec` (one per thread count, seed and device)."""
+    """The fork server for kernels like `spec`: the batch's (`spec.zygote`), or one of this process's own
+    (one per thread count, seed and device)."""
     env = base_env(spec)
-    key = tuple(sorted(env.items()))
+    key = (spec.zygote, *sorted(env.items()))
     if key not in _ZYGOTES:
-        _ZYGOTES[key] = Zygote(env)
+        _ZYGOTES[key] = Zygote(env, spec.zygote)
     return _ZYGOTES[key]
+
+
+def start_zygote(spec: KernelSpec) -> Zygote:
+    """A zygote for a whole batch, importing in the background from now on; pass its address to workers."""
+    zygote = Zygote(base_env(spec))
+    zygote.launch()
+    return zygote
 
 
 @atexit.register

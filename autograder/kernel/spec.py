@@ -24,6 +24,7 @@ class KernelSpec:
     seed: int
     gpu: int | None = None  # which GPU this kernel sees, on a runner with several
     isolation: str = "bwrap"  # see isolation.ISOLATIONS
+    zygote: str | None = None  # the address of the batch's fork server; None: this process starts its own
 
 
 def base_env(spec: KernelSpec) -> dict[str, str]:
@@ -35,6 +36,7 @@ def base_env(spec: KernelSpec) -> dict[str, str]:
         PYTHONHASHSEED=str(spec.seed),
         OMP_NUM_THREADS=threads,
         MKL_NUM_THREADS=threads,
+        OMP_WAIT_POLICY="PASSIVE",  # idle OpenMP threads sleep: spinning ones take the core another kernel needs
         OPENBLAS_NUM_THREADS="1",  # numpy's own pool would start threads in the zygote; torch has its own
         MPLBACKEND="Agg",
         PYTHONDONTWRITEBYTECODE="1",

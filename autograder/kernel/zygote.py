@@ -6,15 +6,19 @@ code, then waits. It never runs student code and never initialises CUDA, so ever
 forks starts from the same pristine interpreter: no modules, globals, files, processes or
 random state of an earlier submission survive into the next. `boot` does the rest in the child.
 
-Protocol (a SOCK_SEQPACKET pair): the worker sends one JSON request with the kernel's end of the
-integrity pipe and of the probe socket attached (SCM_RIGHTS); the zygote answers `{"pid": ...}`
-or `{"error": ...}`.
+One zygote serves a whole batch: the process that starts the batch starts it (its imports run
+while the workers start), and every worker connects to its socket, in a folder only the grader's
+user can enter. Protocol (SOCK_SEQPACKET): on connecting, a worker receives a greeting once the
+imports are done; then it sends one JSON request per kernel with the kernel's end of the integrity
+pipe and of the probe socket attached (SCM_RIGHTS); the zygote answers `{"pid": ...}` or
+`{"error": ...}`. It ends with the process that started it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,7 +32,8 @@ from typing import Any
 from ..errors import TorchgradeError
 
 PRELOAD = ("numpy", "torch", "torchvision", "pandas", "matplotlib", "matplotlib.pyplot", "scipy", "IPython",
-           "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "matplotlib_inline.backend_inline",
+           "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger",
+           "matplotlib_inline.backend_inline",
            "autograder.selfcheck", "autograder.kernel.kernel_side")
 PR_SET_CHILD_SUBREAPER = 36
 MAX_MESSAGE = 1 << 20
@@ -51,7 +56,10 @@ def preload() -> list[str]:
     return loaded
 
 
-def serve(sock: socket.socket) -> None:
+def serve(listener: socket.socket) -> None:
+    """Import once, then fork kernels for every worker that connects, one request at a time."""
+    import selectors
+
     from . import boot, kernel_side
 
     start = time.perf_counter()
@@ -66,32 +74,49 @@ def serve(sock: socket.socket) -> None:
     except Exception:  # a slower first guarded call, not a failure
         pass
     import ctypes
+    import gc
 
+    gc.collect()
+    gc.freeze()  # what was imported is never collected: a kernel's collections stay small, and its pages shared
     ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphaned kernels are reaped here...
     signal.signal(signal.SIGCHLD, lambda *_: reap())  # ...at once: a sandbox ends only when all its pids are free
-    sock.send(json.dumps({"ready": True, "pid": os.getpid(), "seconds": time.perf_counter() - start,
-                          "preloaded": loaded, "threads": len(os.listdir("/proc/self/task"))}).encode())
+    greeting = json.dumps({"ready": True, "pid": os.getpid(), "seconds": time.perf_counter() - start,
+                           "preloaded": loaded, "threads": len(os.listdir("/proc/self/task"))}).encode()
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
     while True:
-        try:
-            message, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 2)
-        except InterruptedError:
-            continue
-        if not message:
-            return  # the worker is gone
-        try:
-            request = json.loads(message)
-            torch = sys.modules.get("torch")
-            if torch is not None and torch.cuda.is_initialized():  # never true: nothing here touches CUDA
-                raise ZygoteError("CUDA was initialised in the zygote; refusing to fork")
-            if len(fds) != 2:
-                raise ZygoteError("a kernel needs its integrity pipe and its probe socket")
-            reply: dict[str, Any] = {"pid": boot.spawn(request, fds, probe)}
-        except Exception as exc:
-            reply = {"error": f"{type(exc).__name__}: {exc}"}
-        finally:
-            for fd in fds:
-                os.close(fd)
-        sock.send(json.dumps(reply).encode())
+        for key, _ in selector.select():
+            if key.fileobj is listener:
+                client, _ = listener.accept()
+                client.send(greeting)
+                selector.register(client, selectors.EVENT_READ)
+                continue
+            client = key.fileobj
+            try:
+                message, fds, _, _ = socket.recv_fds(client, MAX_MESSAGE, 2)
+            except (InterruptedError, ConnectionError, OSError):
+                message, fds = b"", []
+            if not message:
+                selector.unregister(client)
+                client.close()
+                continue
+            client.send(json.dumps(handle(message, fds, probe, boot)).encode())
+
+
+def handle(message: bytes, fds: list[int], probe: dict[str, Any], boot: Any) -> dict[str, Any]:
+    try:
+        request = json.loads(message)
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():  # never true: nothing here touches CUDA
+            raise ZygoteError("CUDA was initialised in the zygote; refusing to fork")
+        if len(fds) != 2:
+            raise ZygoteError("a kernel needs its integrity pipe and its probe socket")
+        return {"pid": boot.spawn(request, fds, probe)}
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def reap() -> None:
@@ -105,55 +130,83 @@ def reap() -> None:
 
 
 class Zygote:
-    """The worker's handle on its fork server: started on first use, restarted if it died."""
+    """A handle on a fork server: the one this process started (and stops), or one another process
+    started for the whole batch, reached by its socket's path. A zygote that died is replaced by one of
+    this process's own."""
 
-    def __init__(self, env: dict[str, str], start_timeout: float = 180.0):
+    def __init__(self, env: dict[str, str], address: str | None = None, start_timeout: float = 300.0):
         self.env = env
+        self.address = address
         self.start_timeout = start_timeout
         self.process: subprocess.Popen | None = None
+        self.folder: str | None = None
         self.sock: socket.socket | None = None
         self.info: dict[str, Any] = {}
         self.lock = threading.Lock()
 
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def start(self) -> None:
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    def launch(self) -> str:
+        """Start a zygote of this process's own; it imports in the background. Returns its address."""
+        self.folder = tempfile.mkdtemp(prefix="torchgrade-zygote-")
+        self.address = os.path.join(self.folder, "zygote.sock")
         self.stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            [sys.executable, "-c", BOOTSTRAP, str(PACKAGE_PARENT), str(theirs.fileno())],
-            env=self.env, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            [sys.executable, "-c", BOOTSTRAP, str(PACKAGE_PARENT), self.address, str(os.getpid())],
+            env={**self.env, "MPLCONFIGDIR": self.folder}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=self.stderr, cwd="/", start_new_session=True,
         )
-        theirs.close()
-        mine.settimeout(self.start_timeout)
+        return self.address
+
+    def connect(self) -> None:
+        if self.address is None:
+            self.launch()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        deadline = time.monotonic() + self.start_timeout
+        while True:  # the zygote binds its socket first thing; give it a moment to exist
+            try:
+                sock.connect(self.address)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline or (self.process is not None and self.process.poll() is not None):
+                    sock.close()
+                    raise ZygoteError(f"the kernel fork server did not start{self._why()}") from None
+                time.sleep(0.02)
+        sock.settimeout(self.start_timeout)
         try:
-            self.info = json.loads(mine.recv(MAX_MESSAGE) or b"{}")
-        except (socket.timeout, json.JSONDecodeError) as exc:
-            self.close()
-            raise ZygoteError(f"the kernel fork server did not start ({exc})") from exc
+            self.info = json.loads(sock.recv(MAX_MESSAGE) or b"{}")
+        except (OSError, json.JSONDecodeError) as exc:
+            sock.close()
+            raise ZygoteError(f"the kernel fork server did not start ({exc}){self._why()}") from exc
         if not self.info.get("ready"):
-            self.stderr.seek(0)
-            detail = self.stderr.read().decode(errors="replace")[-2000:]
-            self.close()
-            raise ZygoteError(f"the kernel fork server did not start: {detail.strip()}")
-        mine.settimeout(None)
-        self.sock = mine
+            sock.close()
+            raise ZygoteError(f"the kernel fork server did not start{self._why()}")
+        self.sock = sock
+
+    def _why(self) -> str:
+        if self.process is None:
+            return ""
+        self.stderr.seek(0)
+        detail = self.stderr.read().decode(errors="replace").strip()[-2000:]
+        return f": {detail}" if detail else ""
 
     def spawn(self, request: dict[str, Any], fds: list[int], timeout: float = 60.0) -> int:
         """Fork a kernel as `request` says (see `boot.spawn`), handing it `fds`; returns its host pid."""
         with self.lock:
-            if not self.alive():
-                self.close()
-                self.start()
+            if self.sock is None:
+                try:
+                    self.connect()
+                except ZygoteError:
+                    if self.process is not None:
+                        raise
+                    self.address = None  # the batch's zygote is gone: start one of our own
+                    self.connect()
             assert self.sock is not None
             self.sock.settimeout(timeout)
             try:
                 socket.send_fds(self.sock, [json.dumps(request).encode()], fds)
                 reply = json.loads(self.sock.recv(MAX_MESSAGE) or b"{}")
-            except (OSError, socket.timeout, json.JSONDecodeError) as exc:
-                self.close()
+            except (OSError, json.JSONDecodeError) as exc:
+                self.sock.close()
+                self.sock = None
                 raise ZygoteError(f"the kernel fork server failed ({exc})") from exc
         if "pid" not in reply:
             raise ZygoteError(f"could not start a kernel: {reply.get('error', 'no answer')}")
@@ -172,20 +225,29 @@ class Zygote:
             self.process.wait()
             self.process = None
             self.stderr.close()
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
 
 
 # The zygote finds this package even when torchgrade runs from a checkout that is not installed.
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent.parent
 BOOTSTRAP = ("import sys, importlib.util; sys.path.remove('') if '' in sys.path else None; "
              "sys.path.append(sys.argv[1]) if importlib.util.find_spec('autograder') is None else None; "
-             "from autograder.kernel.zygote import main; main(int(sys.argv[2]))")
+             "from autograder.kernel.zygote import main; main(sys.argv[2], int(sys.argv[3]))")
+PR_SET_PDEATHSIG = 1
 
 
-def main(fd: int) -> None:
-    sock = socket.socket(fileno=fd)
+def main(address: str, owner: int) -> None:
+    import ctypes
+
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # it ends with the process that owns it
+    if os.getppid() != owner:
+        return
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(address)  # first of all, so that workers can connect while the imports run
+    listener.listen(64)
     try:
-        serve(sock)
+        serve(listener)
     except KeyboardInterrupt:
         pass
-
-
