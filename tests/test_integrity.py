@@ -145,3 +145,16 @@ def test_unknown_isolation_is_a_named_error():
 
     with pytest.raises(ConfigError, match="unknown isolation 'docker'; known: bwrap, none"):
         isolation.get_isolation("docker")
+
+
+def test_the_zygote_refuses_to_fork_once_cuda_is_initialised(monkeypatch):
+    import sys
+    import types
+
+    from autograder.kernel import zygote
+
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(is_initialized=lambda: True))
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    read, write = os.pipe()
+    reply = zygote.handle(b"{}", [read, write], {}, boot=None)
+    assert "CUDA was initialised" in reply["error"]

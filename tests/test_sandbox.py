@@ -361,3 +361,18 @@ def test_the_budget_bounds_everything(tmp_path):
 def test_unisolated_kernels_work_for_trusted_notebooks(tmp_path):
     report, values, _ = run(tmp_path, "import os\na = os.getcwd()\nb = 1 + 1", isolation="none")
     assert report.status == "ok" and values["b"] == 2 and values["a"].endswith("files")
+
+
+def test_the_zygote_is_single_threaded_and_never_touches_cuda(tmp_path):
+    import torch
+
+    from autograder.kernel.session import zygote_for
+
+    path, nb = notebook(tmp_path, "import torch\na = torch.cuda.is_initialized()")
+    spec = KernelSpec(limits=LIMITS, threads=1, device="cpu", seed=0)
+    with Session(path, None, spec) as session:
+        execute_notebook(session, nb)
+        assert KernelStudent(session, 10).value("a").value is False
+    info = zygote_for(spec).info
+    assert info["ready"] and info["threads"] == 1  # a fork copies one thread: there must be no other
+    assert {"torch", "torchvision", "numpy", "IPython", "ipykernel.kernelapp"} <= set(info["preloaded"])
