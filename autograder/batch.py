@@ -26,7 +26,7 @@ from .assignment import Assignment, load_assignment
 from .config import GradeSettings
 from .errors import ConfigError
 from .kernel.isolation import get_isolation
-from .kernel.session import start_zygote
+from .kernel.session import Prefetch, start_zygote
 from .pipeline import grade_submission, kernel_spec
 from .report.gradebook import write_gradebook, write_result
 from .report.records import Records, notebook_digest
@@ -92,8 +92,12 @@ def grade_batch(assignment: Assignment, submissions: list[Path], out: Path, sett
     work = [(path, replace(shared, gpu=i % gpus) if gpus > 1 else shared) for i, path in enumerate(todo)]
     try:
         if settings.jobs <= 1:
-            for path, each in work:
-                finish(grade_safely(assignment, path, each))
+            with Prefetch() as prefetch:  # the next sandbox and kernel start while this submission is graded
+                for i, (path, each) in enumerate(work):
+                    if i + 1 < len(work):
+                        prefetch.prepare(work[i + 1][0], assignment.student_files,
+                                         kernel_spec(assignment, work[i + 1][1]))
+                    finish(grade_safely(assignment, path, each, prefetch))
         else:
             run_pool(assignment, work, settings.jobs, finish)
     finally:
@@ -112,10 +116,11 @@ def gpu_count(settings: GradeSettings) -> int:
     return torch.cuda.device_count()
 
 
-def grade_safely(assignment: Assignment, path: Path, settings: GradeSettings) -> SubmissionResult:
+def grade_safely(assignment: Assignment, path: Path, settings: GradeSettings,
+                 prefetch: Prefetch | None = None) -> SubmissionResult:
     """Grade one submission; a failure of the grader itself becomes an `error` row."""
     try:
-        return grade_submission(path, assignment, settings)
+        return grade_submission(path, assignment, settings, prefetch=prefetch)
     except Exception as exc:  # the batch goes on; the row says what went wrong
         detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return SubmissionResult.ungraded(path.stem, "error", f"the grader failed: {detail}",

@@ -13,7 +13,7 @@ from .errors import InvalidSubmission
 from .kernel.execute import ExecutionReport, execute_notebook
 from .kernel.integrity import Finding, needs_watch, scan_source
 from .kernel.probe import KernelStudent, Student
-from .kernel.session import Session
+from .kernel.session import Prefetch, Session
 from .kernel.spec import KernelSpec
 from .notebook import read_submission
 from .results import SubmissionResult, score
@@ -22,8 +22,9 @@ Prober = Callable[[Student, Context], list[Outcome]]
 
 
 def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings,
-                     prober: Prober | None = None) -> SubmissionResult:
-    """Grade one notebook. `prober` replaces the default step "run every check of the assignment"."""
+                     prober: Prober | None = None, prefetch: Prefetch | None = None) -> SubmissionResult:
+    """Grade one notebook. `prober` replaces the default step "run every check of the assignment";
+    `prefetch` may hold this notebook's sandbox and kernel, prepared while the previous one was graded."""
     start = time.perf_counter()
     try:
         nb = read_submission(path)
@@ -34,7 +35,9 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
     ctx = Context(assignment.config, spec.device, assignment.hidden, data)
     prober = prober or all_checks(assignment)
     flags = scan_source(nb)
-    with Session(path, assignment.student_files, spec) as session:
+    session = prefetch.session(path, assignment.student_files, spec) if prefetch else Session(
+        path, assignment.student_files, spec)
+    with session:
         report = execute_notebook(session, nb)
         st = KernelStudent(session, spec.limits.probe_timeout, spec.device, watch=needs_watch(flags))
         outcomes = prober(st, ctx)

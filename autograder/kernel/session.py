@@ -18,6 +18,7 @@ import select
 import socket
 import struct
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
@@ -150,6 +151,9 @@ class Session:
         self.restarts = 0
         self.broken: str | None = None
         self.memory_peak = 0
+        self.connection: dict[str, Any] = {}
+        self.probe_socket: socket.socket | None = None
+        self._kernel_end: socket.socket | None = None
 
     # ------------------------------------------------------------------------- lifetime
 
@@ -161,21 +165,11 @@ class Session:
         self.stop()
 
     def start(self) -> None:
-        limits = self.spec.limits
-        self.box = self.isolation.open(self.notebook, self.student_files, SandboxLimits(
-            memory_bytes=limits.memory_mb * MIB, processes=limits.processes, disk_bytes=limits.disk_mb * MIB,
-            file_bytes=FILE_SIZE_LIMIT, gpu=self.spec.device == "cuda"))
-        self.channel = IntegrityChannel()
-        self.probe_socket, self._kernel_end = socket.socketpair()
-        km = SandboxKernelManager(self.launch, transport="ipc", ip=str(self.box.runtime / "kernel"),
-                                  connection_file=str(self.box.private / "kernel.json"))
-        self.client = CappedClient(nbformat.v4.new_notebook(), km=km, timeout=int(limits.cell_timeout),
-                                   allow_errors=True, interrupt_on_timeout=False, startup_timeout=120,
-                                   shutdown_kernel="immediate")
-        self.client.output_limit = limits.output_kb * 1024
+        """Prepare the sandbox and the kernel (unless `Prefetch` did already), then connect nbclient to it."""
         try:
-            run_sync(self.client.async_start_new_kernel)()
-            run_sync(self.client.async_start_new_kernel_client)()
+            if self.box is None:
+                self.prepare()
+            self.attach()
         except KernelStartError:
             self.stop()
             raise
@@ -183,13 +177,19 @@ class Session:
             self.stop()
             raise KernelStartError(f"the kernel did not start: {exc}") from exc
 
-    def launch(self, connection: dict[str, Any]) -> int:
-        """Fork a kernel into the sandbox (the provisioner's launcher); returns its pid."""
-        box, spec = self.box, self.spec
-        assert box is not None and self.channel is not None
-        view = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in connection.items()}
-        view["ip"] = f"{box.runtime_view}/kernel"
-        (box.runtime / "kernel.json").write_text(json.dumps(view))
+    def prepare(self) -> None:
+        """The sandbox, and a kernel forked into it that boots on its own: no event loop involved, so this may
+        run on another (long-lived) thread while the previous submission is graded."""
+        limits, spec = self.spec.limits, self.spec
+        self.box = box = self.isolation.open(self.notebook, self.student_files, SandboxLimits(
+            memory_bytes=limits.memory_mb * MIB, processes=limits.processes, disk_bytes=limits.disk_mb * MIB,
+            file_bytes=FILE_SIZE_LIMIT, gpu=spec.device == "cuda"))
+        self.channel = IntegrityChannel()
+        self.probe_socket, self._kernel_end = socket.socketpair()
+        self.connection = {"transport": "ipc", "ip": str(box.runtime / "kernel"), "key": secrets.token_hex(32),
+                           "signature_scheme": "hmac-sha256", "shell_port": 1, "iopub_port": 2, "stdin_port": 3,
+                           "control_port": 4, "hb_port": 5, "kernel_name": "python3"}
+        (box.runtime / "kernel.json").write_text(json.dumps({**self.connection, "ip": f"{box.runtime_view}/kernel"}))
         request = {
             "join": box.join, "cgroups": box.cgroups.procs_files if box.cgroups else [], "cwd": box.workdir,
             "populate": box.populate, "env": kernel_env(spec, box.workdir, box.tmp_view),
@@ -199,11 +199,31 @@ class Session:
         box.kernel_pid = zygote_for(spec).spawn(request, [self.channel.write_fd, self._kernel_end.fileno()])
         self.channel.handed_over()
         self._kernel_end.close()
-        self.watchdog = Watchdog(spec.limits.memory_mb * MIB, box.processes, box.kill, box.cgroups,
+        self.watchdog = Watchdog(limits.memory_mb * MIB, box.processes, box.kill, box.cgroups,
                                  process_limit=box.process_limit)
         self.watchdog.start()
+
+    def attach(self) -> None:
+        """nbclient's client and jupyter_client's manager, on the kernel `prepare` started."""
+        limits, box = self.spec.limits, self.box
+        km = SandboxKernelManager(self.launch, connection_file=str(box.private / "kernel.json"))
+        km.load_connection_info({**self.connection, "key": self.connection["key"].encode()})
+        self.client = CappedClient(nbformat.v4.new_notebook(), km=km, timeout=int(limits.cell_timeout),
+                                   allow_errors=True, interrupt_on_timeout=False, startup_timeout=120,
+                                   shutdown_kernel="immediate")
+        self.client.output_limit = limits.output_kb * 1024
+        run_sync(self.client.async_start_new_kernel)()
+        run_sync(self.client.async_start_new_kernel_client)()
+
+    def launch(self, connection: dict[str, Any]) -> int:
+        """The provisioner's launcher: the kernel `prepare` forked, once it says its sockets are bound (so
+        clients connect at once, with no reconnect delay); returns its pid."""
+        box = self.box
+        assert box is not None and box.kernel_pid is not None
+        if int(connection["shell_port"]) != self.connection["shell_port"]:
+            raise KernelStartError("the kernel manager chose other ports than the kernel listens on")
         process = KernelProcess(box.kernel_pid)
-        try:  # its sockets are bound once it says so: clients connect at once, with no reconnect delay
+        try:
             header, _ = recv_frame(self.probe_socket, time.monotonic() + START_TIMEOUT, process.exited)
         except (TimeoutError, EOFError, OSError, ValueError) as exc:
             why = next((d for k, d in self.channel.lines if k == "X"), "") or f"no answer ({exc or type(exc).__name__})"
@@ -232,10 +252,10 @@ class Session:
         if self.channel is not None:
             self.channel.close()
             self.findings += [f for f in self.channel.findings() if f not in self.findings]
-        for sock in (getattr(self, "probe_socket", None), getattr(self, "_kernel_end", None)):
+        for sock in (self.probe_socket, self._kernel_end):
             if sock is not None:
                 sock.close()
-        self.box = self.client = self.channel = self.probe_socket = self._kernel_end = None
+        self.box = self.client = self.channel = self.probe_socket = self._kernel_end = self.watchdog = None
 
     @property
     def killed_for_memory(self) -> bool:
@@ -398,6 +418,58 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float, gone) -> bytes:
         chunks.append(chunk)
         left -= len(chunk)
     return b"".join(chunks)
+
+
+class Prefetch:
+    """Prepares the next submission's sandbox and kernel while the current one is graded (one job at a time).
+
+    Preparing runs on one long-lived thread: a sandbox ends with the thread that started it (bubblewrap's
+    `--die-with-parent`), so that thread outlives every sandbox it prepared, until `close`.
+    """
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchgrade-prefetch")
+        self.pending: dict[tuple, Future] = {}
+
+    def __enter__(self) -> "Prefetch":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def prepare(self, notebook: Path, student_files: Path | None, spec: KernelSpec) -> None:
+        key = (notebook, student_files, spec)
+        if key not in self.pending:
+            self.pending[key] = self.pool.submit(self._prepared, notebook, student_files, spec)
+
+    @staticmethod
+    def _prepared(notebook: Path, student_files: Path | None, spec: KernelSpec) -> Session:
+        session = Session(notebook, student_files, spec)
+        try:
+            session.prepare()
+        except BaseException:
+            session.stop()
+            raise
+        return session
+
+    def session(self, notebook: Path, student_files: Path | None, spec: KernelSpec) -> Session:
+        """The prepared session for this notebook, or a new one (also when preparing it failed)."""
+        future = self.pending.pop((notebook, student_files, spec), None)
+        if future is not None:
+            try:
+                return future.result()
+            except Exception:  # the session starts again from scratch, and says why if it fails again
+                pass
+        return Session(notebook, student_files, spec)
+
+    def close(self) -> None:
+        for future in self.pending.values():
+            try:
+                future.result().stop()
+            except Exception:
+                pass
+        self.pending.clear()
+        self.pool.shutdown(wait=True)
 
 
 def cell_label(cell: nbformat.NotebookNode, index: int) -> str:
