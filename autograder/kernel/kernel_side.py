@@ -532,8 +532,10 @@ class AuditWatch:
                 self.report("T", f"reached the grader's call frames or hooks ({detail}) during a guarded call "
                                  f"at {self.origin.where(student)}")
             return
-        if event in ("open", "os.listdir", "os.scandir", "subprocess.Popen", "os.system", "os.exec",
-                     "os.posix_spawn", "os.spawn"):
+        what = self.what(event, args)  # decided from the event alone first: frames are walked only when it matters
+        if what is None:
+            return
+        if event in self.PATHS or event in self.PROGRAMS:
             student = self.origin.student_caller(frame, through=None)  # the path or program says what it is
         elif event in ("os.kill", "os.killpg", "signal.pthread_kill"):
             student = self.origin.student_caller(frame, through=("os", "signal", "subprocess"))
@@ -541,35 +543,37 @@ class AuditWatch:
             student = self.origin.student_caller(frame)
         if student is None:
             return
-        where = self.origin.where(student)
+        if what.startswith(("introspection", "dynamic code", "native code")):
+            AuditWatch.suspicious = True
+        self.report("A", f"{what} at {self.origin.where(student)}")
+
+    PATHS = frozenset({"open", "os.listdir", "os.scandir"})
+    PROGRAMS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn"})
+
+    def what(self, event, args):
+        """What an event means, if it is worth reporting: `category: detail`."""
         if event.startswith("gc.") or event == "sys._current_frames":
-            AuditWatch.suspicious = True
-            self.report("A", f"introspection: {event} at {where}")
-        elif event in ("exec", "compile", "pickle.find_class", "marshal.loads"):
-            AuditWatch.suspicious = True
-            self.report("A", f"dynamic code: {event} at {where}")
-        elif event.startswith("ctypes."):
-            AuditWatch.suspicious = True
-            self.report("A", f"native code: {event} at {where}")
-        elif event in ("os.kill", "os.killpg", "signal.pthread_kill"):
-            self.report("A", f"signals: {event}{tuple(args)!r} at {where}")
-        elif event.startswith("socket."):
-            self.report("A", f"network: {event} at {where}")
-        elif event in ("open", "os.listdir", "os.scandir"):
+            return f"introspection: {event}"
+        if event in ("exec", "compile", "pickle.find_class", "marshal.loads"):
+            return f"dynamic code: {event}"
+        if event.startswith("ctypes."):
+            return f"native code: {event}"
+        if event in ("os.kill", "os.killpg", "signal.pthread_kill"):
+            return f"signals: {event}{tuple(args)!r}"
+        if event.startswith("socket."):
+            return f"network: {event}"
+        if event in self.PATHS:
             path = args[0] if args else None
             if isinstance(path, bytes):
                 path = path.decode("utf-8", "replace")
-            if isinstance(path, str) and self.snooping(path):
-                self.report("A", f"processes: {event} {path} at {where}")
-        else:
-            program = args[0] if args else ""
-            if isinstance(program, (list, tuple)):
-                program = program[0] if program else ""
-            name = os.path.basename(os.fsdecode(program)) if isinstance(program, (str, bytes, os.PathLike)) else ""
-            if event == "os.system" and isinstance(program, str):
-                name = os.path.basename(program.split()[0]) if program.split() else ""
-            if name in self.ESCAPE_TOOLS:
-                self.report("A", f"escape: runs {name} at {where}")
+            return f"processes: {event} {path}" if isinstance(path, str) and self.snooping(path) else None
+        program = args[0] if args else ""
+        if isinstance(program, (list, tuple)):
+            program = program[0] if program else ""
+        if event == "os.system" and isinstance(program, str):
+            program = program.split()[0] if program.split() else ""
+        name = os.path.basename(os.fsdecode(program)) if isinstance(program, (str, bytes, os.PathLike)) else ""
+        return f"escape: runs {name}" if name in self.ESCAPE_TOOLS else None
 
     @staticmethod
     def snooping(path):
