@@ -106,6 +106,12 @@ def test_the_sandbox_command_line(tmp_path):
     assert "/dev/nvidia0" not in joined and "/sys" not in cmd
 
 
+def test_an_environment_below_tmp_is_not_hidden_by_the_private_tmp(tmp_path):
+    venv = "/tmp/ci/venv"
+    cmd = isolation.bwrap_command("bwrap", tmp_path, tmp_path, [isolation.Path(venv)], LIMITS)
+    assert cmd.index("/tmp") < cmd.index(venv)  # bubblewrap mounts in order: the bind goes on top of the tmpfs
+
+
 def test_a_cuda_sandbox_sees_the_gpu_devices(tmp_path):
     devices = ("/dev/nvidia0", "/dev/nvidiactl", "/dev/nvidia-uvm")
     cmd = isolation.bwrap_command("bwrap", tmp_path, tmp_path, [], LIMITS, devices)

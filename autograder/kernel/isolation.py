@@ -261,6 +261,8 @@ def bwrap_command(bwrap: str, files: Path, runtime: Path, libraries: list[Path],
     """The bubblewrap command line (without `--info-fd` and the command): a pure function of its inputs."""
     cmd = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
            "--cap-drop", "ALL", "--hostname", "torchgrade", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"]
+    for mount in ("/tmp", WORKDIR):  # first: the environment may live below one of them (a venv in /tmp)
+        cmd += (["--size", str(limits.disk_bytes)] if sized else []) + ["--tmpfs", mount]
     bound: list[str] = []
     for path in SYSTEM_DIRS:
         if os.path.islink(path):
@@ -282,8 +284,6 @@ def bwrap_command(bwrap: str, files: Path, runtime: Path, libraries: list[Path],
         cmd += ["--dev-bind", device, device]
     if devices:
         cmd += ["--ro-bind", "/sys", "/sys"]
-    for mount in ("/tmp", WORKDIR):
-        cmd += (["--size", str(limits.disk_bytes)] if sized else []) + ["--tmpfs", mount]
     cmd += ["--bind", str(runtime), RUNTIME, "--ro-bind", str(files), FILES, "--chdir", WORKDIR]
     return cmd
 

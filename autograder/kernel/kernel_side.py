@@ -50,6 +50,7 @@ _getframe = sys._getframe
 _setprofile, _getprofile = sys.setprofile, sys.getprofile
 _torch_save, _torch_load = torch.save, torch.load
 _stack_len, _stack_at = torch._C._len_torch_dispatch_stack, torch._C._get_dispatch_stack_at
+_stack_pop = torch._C._pop_torch_dispatch_stack
 _perf_counter = time.perf_counter
 _sha256 = hashlib.sha256
 _enumerate_threads = threading.enumerate
@@ -232,13 +233,15 @@ class ForbiddenOps(TorchDispatchMode):
         super().__init__()
         self.fragments = tuple(fragments)
         self.report = report
+        self.seen = {}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = str(func.overloadpacket.__name__)
-        for fragment in self.fragments:
-            if fragment in name:
-                self.report("O", name)
-                break
+        hit = self.seen.get(func)
+        if hit is None:  # once per operator and guard: which fragment it matches, if any
+            name = str(func.overloadpacket.__name__)
+            hit = self.seen[func] = name if any(fragment in name for fragment in self.fragments) else ""
+        if hit:
+            self.report("O", hit)
         return func(*args, **(kwargs or {}))
 
 
@@ -283,7 +286,10 @@ class CallWatch:
     def __exit__(self, *exc):
         if _getprofile() != self._watch:
             self.report("T", "the library guard's profile hook was replaced during the call")
-        _setprofile(self.previous)
+        try:
+            _setprofile(self.previous)
+        except TypeError:  # a profiler that is not a Python callable (cProfile) cannot be put back
+            _setprofile(None)
         return False
 
 
@@ -324,10 +330,17 @@ class Guard:
         if not self.forbid:
             return False
         Guard.active = False
-        if _stack_len() != self.depth or _stack_at(self.depth - 1) is not self.ops:
+        intact = _stack_len() == self.depth and _stack_at(self.depth - 1) is self.ops
+        if not intact:
             self.report("T", "the library guard was removed during the call")
         try:
-            self.ops.__exit__(*exc)
+            if intact:
+                self.ops.__exit__(*exc)
+            else:  # pop down to the guard if it is still there, so no later call runs under it
+                while _stack_len() and any(_stack_at(i) is self.ops for i in range(_stack_len())):
+                    _stack_pop()
+        except Exception:
+            pass
         finally:
             if self.watch is not None:
                 self.watch.__exit__(*exc)
