@@ -239,6 +239,7 @@ def library_paths() -> list[Path]:
     paths.update(sysconfig.get_paths().values())
     paths.update(site.getsitepackages())
     paths.add(str(Path(__file__).resolve().parent.parent))  # the autograder package (no solutions in it)
+    paths.update(p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p)  # CUDA, MKL...
     for entry in sys.path:
         if entry and entry != "." and os.path.isdir(entry) and ("site-packages" in entry or "dist-packages" in entry
                                                               or entry.startswith(sys.base_prefix)):
