@@ -21,6 +21,7 @@ from . import mnist
 from .assignment import (BUNDLE_HIDDEN, BUNDLE_REFERENCE, BUNDLE_SOLUTION, BUNDLE_STUDENT_FILES, CHECKS_DIR,
                          EXPECTED_NAME, STUDENT_META, Assignment, load_assignment, load_student_checks)
 from .checks import Context, Outcome, run_checks
+from .checks.render import outcome_lines
 from .config import CONFIG_NAME, GradeSettings
 from .errors import BuildError, ConfigError
 from .notebook import Master, write_notebook
@@ -177,6 +178,7 @@ def prove_solution(autograder: Path, student: Path, settings: GradeSettings) -> 
         return outcomes
 
     solution = grade_submission(autograder / BUNDLE_SOLUTION, bundle, settings, record_grade_replay)
+    refuse_check_errors(solution, "solution", autograder)
     if solution.status != "ok" or solution.total != solution.max_total:
         raise BuildError("the solution does not score full marks:\n" + explain(solution), autograder)
     failing = [o for o in replayed if not o.passed]
@@ -187,9 +189,18 @@ def prove_solution(autograder: Path, student: Path, settings: GradeSettings) -> 
 
 def prove_blank(autograder: Path, settings: GradeSettings) -> SubmissionResult:
     blank = grade_submission(autograder / BLANK_NAME, load_assignment(autograder), settings)
+    refuse_check_errors(blank, "blank notebook", autograder)
     if blank.total != 0:
         raise BuildError("the blank notebook scores above zero:\n" + explain(blank, failing=False), autograder)
     return blank
+
+
+def refuse_check_errors(result: SubmissionResult, what: str, where: Path) -> None:
+    """A check that cannot run on the solution or the blank is a bug in the assignment: say where."""
+    errors = [o for q in result.questions for o in q.outcomes if o.status == "error"]
+    if errors:
+        raise BuildError(f"checks could not run on the {what}:\n" + "\n".join(
+            f"  {o.question}/{o.check}:\n{o.detail}" for o in errors), where)
 
 
 def explain(result: SubmissionResult, failing: bool = True) -> str:
@@ -201,4 +212,4 @@ def explain(result: SubmissionResult, failing: bool = True) -> str:
 
 
 def explain_outcomes(outcomes: list[Outcome]) -> str:
-    return "\n".join(f"  {o.question}/{o.check}: {o.message} {o.hint}".rstrip() for o in outcomes)
+    return "\n".join(f"  {o.question}:\n" + "\n".join(outcome_lines(o, "instructor")) for o in outcomes)

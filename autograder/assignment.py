@@ -18,7 +18,7 @@ from typing import Any
 
 from .checks import CheckSet
 from .config import CONFIG_NAME, AssignmentConfig
-from .errors import ConfigError
+from .errors import ConfigError, TorchgradeError
 from .recorded import Replay
 
 CHECKS_DIR = "checks"
@@ -58,7 +58,11 @@ def load_assignment(path: Path) -> Assignment:
     config = AssignmentConfig.load(config_path)
     bundle = (path / BUNDLE_REFERENCE).is_file() and (path / BUNDLE_STUDENT_FILES).is_dir()
     checks_pkg = load_package(path / CHECKS_DIR, f"{config.name}_{'bundle' if bundle else 'source'}")
-    checks = module_checks(checks_pkg, "public", path) + module_checks(checks_pkg, "hidden", path)
+    try:
+        checks = module_checks(checks_pkg, "public", path) + module_checks(checks_pkg, "hidden", path)
+        checks.validate(config.question_ids, path / CHECKS_DIR)
+    except TorchgradeError as exc:
+        raise ConfigError(exc.message, path / CHECKS_DIR) from exc
     if bundle:
         reference = load_module(path / BUNDLE_REFERENCE, f"reference_{config.name}")
         student_files = path / BUNDLE_STUDENT_FILES
@@ -75,6 +79,7 @@ def load_student_checks(meta: Path) -> Assignment:
     config = AssignmentConfig.load(meta / CONFIG_NAME)
     checks_pkg = load_package(meta, f"{config.name}_student")
     checks = module_checks(checks_pkg, "public", meta)
+    checks.validate(config.question_ids, meta)
     replay = Replay.load(meta / EXPECTED_NAME)
     return Assignment(meta.parent, "student", config, checks, replay, meta.parent)
 

@@ -82,7 +82,7 @@ def grade_batch(assignment: Assignment, submissions: list[Path], out: Path, sett
     def finish(result: SubmissionResult) -> None:
         records.add(result, digests.get(result.submission, ""))
         report.gradebook = write_gradebook(out, assignment.config, records.results())
-        write_result(out, result)
+        write_result(out, result, assignment.config)
         report.graded.append(result)
         if on_result:
             on_result(result)

@@ -21,10 +21,11 @@ from . import __version__
 from .assign import assign, build_bundles
 from .assignment import STUDENT_META, load_assignment
 from .batch import find_submissions, grade_batch
+from .checks.render import outcomes_text, public_summary
 from .config import DEVICES, GradeSettings
 from .errors import ConfigError, TorchgradeError
 from .kernel.isolation import trusted_isolation
-from .report.gradebook import FEEDBACK_DIR, GRADEBOOK, RESULTS_DIR
+from .report.gradebook import FEEDBACK_DIR, GRADEBOOK, INSTRUCTOR_DIR, RESULTS_DIR
 from .pipeline import grade_submission
 from .results import SubmissionResult
 
@@ -126,7 +127,9 @@ def run_batch(assignment, submissions, out: Path, settings: GradeSettings):
         console.print(f"skipped {len(report.skipped)} already graded (use --force to grade again)")
     print_gradebook(report.gradebook)
     console.print(f"{len(report.graded)} graded in {time.perf_counter() - start:.1f} s")
-    console.print(f"  gradebook: {out / GRADEBOOK}\n  results:   {out / RESULTS_DIR}/\n  feedback:  {out / FEEDBACK_DIR}/")
+    console.print(f"  gradebook: {out / GRADEBOOK}\n  results:   {out / RESULTS_DIR}/\n  feedback:  {out / FEEDBACK_DIR}/ "
+                  f"(for students)\n  instructor: {out / INSTRUCTOR_DIR}/ (everything, integrity findings included)",
+                  markup=False)
     return report
 
 
@@ -158,13 +161,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         console.print(f"[yellow]{error}[/]")
     all_passed = True
     for q in result.questions:
-        n_ok = sum(o.passed for o in q.outcomes)
-        all_passed &= n_ok == len(q.outcomes)
-        console.print(f"[bold]{q.id}[/]: {n_ok}/{len(q.outcomes)} public checks passed")
-        for o in q.outcomes:
-            console.print(f"  {'[green]✔[/]' if o.passed else '[red]✘[/]'} {o.message}")
-            if o.hint and not o.passed:
-                console.print(f"      hint: {o.hint}")
+        all_passed &= all(o.passed for o in q.outcomes)
+        console.print(public_summary(q.id, q.outcomes), style="bold", markup=False)
+        for line in outcomes_text(q.outcomes, "student", symbols=True):
+            console.print(line, markup=False)
     return 0 if all_passed else 1
 
 

@@ -48,6 +48,7 @@ class Threshold:
 
 
 DATA_SETS = ("mnist",)
+VISIBILITIES = ("visible", "after_published", "hidden")  # Gradescope's
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class AssignmentConfig:
     limits: Limits = field(default_factory=Limits)
     data: tuple[str, ...] = ()  # data sets `assign` writes: "mnist" → data/MNIST (student), hidden/MNIST (grader)
     thresholds: dict[str, dict[str, Threshold]] = field(default_factory=dict)  # name → device → threshold
+    hidden_visibility: str = "after_published"  # Gradescope visibility of hidden checks' tests
 
     def threshold(self, name: str, device: str) -> Threshold:
         try:
@@ -108,6 +110,9 @@ class AssignmentConfig:
         ids = config.question_ids
         if len(set(ids)) != len(ids):
             raise ConfigError(f"question ids repeat: {ids}", path)
+        if config.hidden_visibility not in VISIBILITIES:
+            raise ConfigError(f"hidden_visibility must be one of {', '.join(VISIBILITIES)}, not "
+                              f"{config.hidden_visibility!r}", path)
         unknown = set(config.data) - set(DATA_SETS)
         if unknown:
             raise ConfigError(f"unknown data sets {sorted(unknown)}; known: {', '.join(DATA_SETS)}", path)
@@ -123,6 +128,7 @@ class AssignmentConfig:
             f"hidden_seed = {self.hidden_seed}",
             f"student_files = [{', '.join(_q(f) for f in self.student_files)}]",
             f"data = [{', '.join(_q(d) for d in self.data)}]",
+            f"hidden_visibility = {_q(self.hidden_visibility)}",
         ]
         if self.reference:
             lines.append(f"reference = {_q(self.reference)}")

@@ -43,6 +43,8 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
         outcomes = prober(st, ctx)
     flags += session.findings
     flags += [Finding("malformed-answer", "kernel", m) for m in st.malformed]
+    flags += [Finding("check-error", "grader", f"{o.question}/{o.check}: {o.message}") for o in outcomes
+              if o.status == "error"]  # a grader fault is never billed to the student silently
     return SubmissionResult(
         submission=path.stem,
         status=report.status,

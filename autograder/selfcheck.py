@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from .assignment import STUDENT_META, Assignment, load_student_checks
 from .checks import Context, Outcome, run_checks
+from .checks.render import outcomes_text, public_summary
 from .errors import ConfigError
 from .kernel.probe import LocalStudent
 
@@ -30,13 +31,8 @@ class QuestionReport:
         return all(o.passed for o in self.outcomes)
 
     def lines(self) -> list[str]:
-        n_ok = sum(o.passed for o in self.outcomes)
-        head = f"{self.question}: {n_ok}/{len(self.outcomes)} public checks passed"
-        out = [head + (" ✔" if self.passed else "")]
-        for o in self.outcomes:
-            out.append(f"  {'✔' if o.passed else '✘'} {o.message}")
-            if o.hint and not o.passed:
-                out.append(f"      hint: {o.hint}")
+        out = [public_summary(self.question, self.outcomes) + (" ✔" if self.passed else "")]
+        out += outcomes_text(self.outcomes, "student", symbols=True)
         if self.passed:
             out.append("  (hidden checks run when your notebook is graded)")
         return out

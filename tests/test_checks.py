@@ -67,14 +67,112 @@ def test_exact(value, expected, passed):
     assert exact(Call("f", value=value), expected).passed is passed
 
 
-def test_a_check_that_raises_becomes_a_failed_outcome():
+def test_a_check_that_raises_is_an_error_outcome_with_its_traceback():
     from autograder.checks import Check
 
     def broken(st, ref, rng):
         raise KeyError("oops")
 
     outcome = run_check(Check("broken", "q", broken, public=True), LocalStudent({}), REF, 0)
-    assert outcome.score == 0 and "could not run" in outcome.message
+    assert outcome.status == "error" and outcome.score == 0 and "could not run" in outcome.message
+    assert "KeyError: 'oops'" in outcome.detail and "def broken" not in outcome.message
+
+
+@pytest.mark.parametrize("fraction, status", [(1.0, "passed"), (0.5, "partial"), (0.0, "failed")])
+def test_outcomes_carry_a_status(fraction, status):
+    from autograder.checks import Check, Verdict
+
+    check = Check("c", "q", lambda st, ref, rng: Verdict(fraction >= 1, "m", fraction=fraction), public=True)
+    assert run_check(check, LocalStudent({}), REF, 0).status == status
+
+
+def test_ctx_is_given_by_name_even_keyword_only():
+    from autograder.checks import Check, Context, passed
+
+    seen = {}
+
+    def wants_ctx(st, rng, *, ctx):
+        seen["ctx"] = ctx
+        return passed("ok")
+
+    ctx = Context(SOURCE.config)
+    assert run_check(Check("k", "conv2d", wants_ctx, public=True), LocalStudent({}), REF, 0, ctx).passed
+    assert seen["ctx"] is ctx
+
+
+def test_a_check_with_a_parameter_no_one_gives_is_refused_at_registration():
+    from autograder.checks import CheckSet
+    from autograder.errors import TorchgradeError
+
+    with pytest.raises(TorchgradeError, match="takes context"):
+        CheckSet().public("q")(lambda st, ref, rng, context: None)
+
+
+def test_check_names_are_unique_across_public_and_hidden():
+    from autograder.checks import CheckSet
+    from autograder.errors import TorchgradeError
+
+    public, hidden = CheckSet(), CheckSet()
+    public.public("q")(lambda st, ref, rng: None)
+    hidden.hidden("q")(lambda st, ref, rng: None)
+    with pytest.raises(TorchgradeError, match="two checks are named '<lambda>'"):
+        public + hidden
+
+
+def test_a_check_under_a_question_the_configuration_lacks_is_refused_at_load(tmp_path):
+    import shutil
+
+    from autograder.errors import ConfigError
+
+    source = tmp_path / "convolution"
+    shutil.copytree(ASSIGNMENTS / "convolution", source)
+    config = source / "assignment.toml"
+    config.write_text(config.read_text().replace('reference = "../../reference/convolution.py"',
+                                                 f'reference = "{ASSIGNMENTS.parent / "reference" / "convolution.py"}"'))
+    hidden = source / "checks" / "hidden.py"
+    hidden.write_text(hidden.read_text() + '\n\n@checks.hidden("conv2d_singel")\ndef typo(st, ref, rng):\n'
+                                           '    return None\n')
+    with pytest.raises(ConfigError, match="conv2d_singel"):
+        load_assignment(source)
+
+
+def test_difference_counts_with_the_tolerance_it_reports():
+    expected = torch.zeros(4)
+    verdict = close(Call("f", value=torch.tensor([0.0, 0.0, 5e-4, 5e-2])), expected, rtol=0, atol=1e-3)
+    assert "1 of 4 values differ" in verdict.message and "atol=0.001" in verdict.message
+
+
+def test_calls_on_returned_objects_get_their_keyword_arguments_materialised():
+    from autograder.checks import ref
+
+    class Box:
+        def put(self, value=None):
+            return value * 2
+
+    st = LocalStudent({"Box": Box, "seven": 7})
+    call = st.call("Box", then=[("put", (), {"value": ref("seven")})])
+    assert call.error is None and call.value == [14]
+
+
+def test_forbidden_modules_without_names_refuse_every_function_of_theirs():
+    scipy_signal = pytest.importorskip("scipy.signal")
+    st = LocalStudent({"smooth": lambda x: scipy_signal.convolve(x, [1, 1]).sum()})
+    call = st.call("smooth", [1.0, 2.0, 3.0], forbid=Forbid(modules=("scipy.signal",)))
+    assert call.forbidden and any("scipy.signal" in f for f in call.forbidden)
+
+
+def test_recorded_values_do_not_depend_on_the_device_they_were_built_on():
+    from autograder.recorded import Recording, Replay
+
+    class Reference:
+        @staticmethod
+        def run(x, device):
+            return x * 2
+
+    recording = Recording(Reference())
+    recording.run(torch.ones(2), "cuda")
+    replay = Replay(recording.records)
+    assert torch.equal(replay.run(torch.ones(2), "cpu"), torch.ones(2) * 2)
 
 
 # ------------------------------------------------------------------ the guard against library code

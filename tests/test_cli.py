@@ -56,9 +56,17 @@ def test_grade_writes_gradebook_results_and_feedback(built, tmp_path):
     assert result["score"] == 8 and "execution_time" in result
     for test in result["tests"]:
         assert set(test) >= {"name", "score", "max_score", "status", "output", "visibility"}
-    assert [t["name"] for t in result["tests"]] == ["conv2d_single", "conv2d", "max_pool2d", "sobel"]
+    questions = [t["name"].split(" / ")[0] for t in result["tests"]]
+    assert list(dict.fromkeys(questions)) == ["conv2d_single", "conv2d", "max_pool2d", "sobel"]  # a test per check
+    assert sum(t["score"] for t in result["tests"]) == pytest.approx(8, abs=0.01)
+    public = {c.name for c in load_assignment(built / "autograder").checks.checks if c.public}
+    for test in result["tests"]:
+        check = test["name"].split(" / ")[1]
+        assert test["visibility"] == ("visible" if check in public else "after_published"), test
+    assert "path" not in result["extra_data"]  # no path of the grader's machine in a student-facing file
     text = (out / "feedback" / "flipped_kernel.txt").read_text()
     assert "flipped kernel" in text and (out / "feedback" / "flipped_kernel.html").exists()
+    assert (out / "instructor" / "flipped_kernel.txt").exists()
 
     again = torchgrade("grade", built / "autograder", *subs, "--out", out, check=True)
     assert "skipped 3 already graded" in again.stdout

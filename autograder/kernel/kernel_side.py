@@ -270,7 +270,7 @@ class CallWatch:
             name, caller = getattr(arg, "__name__", ""), frame
         else:
             return
-        if self.modules and module.startswith(self.modules) and any(n in name for n in self.names):
+        if self.modules and module.startswith(self.modules) and (not self.names or any(n in name for n in self.names)):
             self.report("P", f"{module}.{name}")
         if module.startswith(self.GUARD_MODULES) or (module == "torch._C" and "dispatch" in name.lower()):
             student = self.origin.student_caller(caller)

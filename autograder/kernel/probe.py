@@ -20,8 +20,8 @@ from . import codec, kernel_side
 
 @dataclass(frozen=True)
 class Forbid:
-    """Library functions a student's call must not use: aten operator name fragments,
-    plus Python modules whose functions with these name fragments are refused."""
+    """Library functions a student's call must not use: aten operator name fragments, plus Python
+    modules whose functions are refused (only those whose names hold one of `names`, if given)."""
 
     ops: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
@@ -31,7 +31,7 @@ class Forbid:
         return {"ops": self.ops, "modules": self.modules, "names": self.names} if self else {}
 
     def __bool__(self) -> bool:
-        return bool(self.ops or (self.modules and self.names))
+        return bool(self.ops or self.modules)
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,14 @@ from typing import Callable
 
 import pandas as pd
 
+from ..checks.render import outcome_lines, outcomes_text
 from ..config import AssignmentConfig
 from ..errors import ConfigError
 from ..results import SubmissionResult
 
 RESULTS_DIR = "results"
 FEEDBACK_DIR = "feedback"
+INSTRUCTOR_DIR = "instructor"
 GRADEBOOK = "gradebook.csv"
 
 
@@ -36,27 +38,25 @@ def results_path(out: Path, submission: str) -> Path:
     return out / RESULTS_DIR / f"{submission}.json"
 
 
-def gradescope_json(result: SubmissionResult) -> dict:
-    """Gradescope's results.json shape; torchgrade's own fields sit under `extra_data`."""
+def gradescope_json(result: SubmissionResult, config: AssignmentConfig) -> dict:
+    """Gradescope's results.json shape, one test per check, in the student's view: public tests visible,
+    hidden ones as `hidden_visibility` says. torchgrade's own fields sit under `extra_data`."""
     tests = []
     for q in result.questions:
-        lines = []
+        weights = sum(o.weight for o in q.outcomes) or 1.0
         for o in q.outcomes:
-            mark = "PASS" if o.passed else ("PART" if o.score > 0 else "FAIL")
-            kind = "public" if o.public else "hidden"
-            lines.append(f"[{mark}] {o.check} ({kind}): {o.message}")
-            if o.hint and not o.passed:
-                lines.append(f"       hint: {o.hint}")
-        if not q.outcomes and result.message:
-            lines.append(result.message)
-        tests.append({
-            "name": q.id,
-            "score": q.points,
-            "max_score": q.max_points,
-            "status": "passed" if q.points >= q.max_points else "failed",
-            "output": "\n".join(lines),
-            "visibility": "visible",
-        })
+            share = q.max_points * o.weight / weights
+            tests.append({
+                "name": f"{q.id} / {o.check}",
+                "score": round(share * o.score, 4),
+                "max_score": round(share, 4),
+                "status": "passed" if o.status == "passed" else "failed",
+                "output": "\n".join(outcome_lines(o, "student")),
+                "visibility": "visible" if o.public else config.hidden_visibility,
+            })
+        if not q.outcomes:
+            tests.append({"name": q.id, "score": 0.0, "max_score": q.max_points, "status": "failed",
+                          "output": result.message or "not graded", "visibility": "visible"})
     return {
         "score": result.total,
         "execution_time": round(result.execution_time, 2),
@@ -64,9 +64,9 @@ def gradescope_json(result: SubmissionResult) -> dict:
         "tests": tests,
         "extra_data": {
             "submission": result.submission,
-            "path": result.path,
             "status": result.status,
             "message": result.message,
+            "questions": {q.id: q.points for q in result.questions},
             "max_total": result.max_total,
             "cell_time": round(result.cell_time, 2),
             "cell_errors": result.cell_errors,
@@ -88,52 +88,54 @@ def flag_lines(result: SubmissionResult) -> list[str]:
     return [f"{f['kind']} ({f['origin']}): {f['detail']}" for f in result.flags]
 
 
-def feedback_text(result: SubmissionResult) -> str:
+def feedback_text(result: SubmissionResult, audience: str = "student") -> str:
     lines = [status_line(result), ""]
-    if result.flags:
-        lines.append("Integrity findings (for the instructor):")
+    if audience == "instructor" and result.flags:
+        lines.append("Integrity findings:")
         lines += [f"  - {line}" for line in flag_lines(result)]
         lines.append("")
     if result.cell_errors:
         lines.append("Cells that raised errors while your notebook ran:")
         lines += [f"  - {e}" for e in result.cell_errors]
         lines.append("")
-    for test in gradescope_json(result)["tests"]:
-        lines.append(f"{test['name']}: {test['score']:g} / {test['max_score']:g}")
-        lines += [f"  {line}" for line in test["output"].splitlines()]
+    for q in result.questions:
+        lines.append(f"{q.id}: {q.points:g} / {q.max_points:g}")
+        lines += outcomes_text(q.outcomes, audience)
+        if not q.outcomes and result.message and audience == "instructor":
+            lines.append(f"  {result.message}")
         lines.append("")
     return "\n".join(lines)
 
 
-def feedback_html(result: SubmissionResult) -> str:
+def feedback_html(result: SubmissionResult, audience: str = "student") -> str:
     rows = []
-    for test in gradescope_json(result)["tests"]:
-        colour = "#1a7f37" if test["status"] == "passed" else "#b42318"
-        rows.append(
-            f"<h3 style='color:{colour}'>{html.escape(test['name'])}: {test['score']:g} / {test['max_score']:g}</h3>"
-            f"<pre>{html.escape(test['output'])}</pre>"
-        )
+    for q in result.questions:
+        colour = "#1a7f37" if q.points >= q.max_points else "#b42318"
+        rows.append(f"<h3 style='color:{colour}'>{html.escape(q.id)}: {q.points:g} / {q.max_points:g}</h3>"
+                    f"<pre>{html.escape(chr(10).join(outcomes_text(q.outcomes, audience, indent='')))}</pre>")
     errors = "".join(f"<li><code>{html.escape(e)}</code></li>" for e in result.cell_errors)
-    flags = "".join(f"<li>{html.escape(line)}</li>" for line in flag_lines(result))
+    flags = "".join(f"<li>{html.escape(line)}</li>" for line in flag_lines(result)) if audience == "instructor" else ""
     return (
         f"<!doctype html><meta charset='utf-8'><title>{html.escape(result.submission)}</title>"
         f"<h2>{html.escape(status_line(result))}</h2>"
-        + (f"<p>Integrity findings (for the instructor):</p><ul>{flags}</ul>" if flags else "")
+        + (f"<p>Integrity findings:</p><ul>{flags}</ul>" if flags else "")
         + (f"<p>Cells that raised errors:</p><ul>{errors}</ul>" if errors else "")
         + "".join(rows)
     )
 
 
-def write_gradescope(out: Path, result: SubmissionResult) -> None:
-    atomic_write(results_path(out, result.submission), json.dumps(gradescope_json(result), indent=2))
+def write_gradescope(out: Path, result: SubmissionResult, config: AssignmentConfig) -> None:
+    atomic_write(results_path(out, result.submission), json.dumps(gradescope_json(result, config), indent=2))
 
 
-def write_feedback(out: Path, result: SubmissionResult) -> None:
-    atomic_write(out / FEEDBACK_DIR / f"{result.submission}.txt", feedback_text(result))
-    atomic_write(out / FEEDBACK_DIR / f"{result.submission}.html", feedback_html(result))
+def write_feedback(out: Path, result: SubmissionResult, config: AssignmentConfig) -> None:
+    """The student's files (`feedback/`, fit to hand out) and the instructor's (`instructor/`: everything)."""
+    for folder, audience in ((FEEDBACK_DIR, "student"), (INSTRUCTOR_DIR, "instructor")):
+        atomic_write(out / folder / f"{result.submission}.txt", feedback_text(result, audience))
+        atomic_write(out / folder / f"{result.submission}.html", feedback_html(result, audience))
 
 
-Writer = Callable[[Path, SubmissionResult], None]
+Writer = Callable[[Path, SubmissionResult, AssignmentConfig], None]
 WRITERS: dict[str, Writer] = {"feedback": write_feedback, "gradescope": write_gradescope}
 
 
@@ -144,10 +146,11 @@ def get_writer(name: str) -> Writer:
         raise ConfigError(f"unknown result writer {name!r}; known: {', '.join(WRITERS)}") from None
 
 
-def write_result(out: Path, result: SubmissionResult, writers: tuple[str, ...] = ("feedback", "gradescope")) -> None:
-    """Write one submission's files; the results JSON last, since it marks the submission done."""
+def write_result(out: Path, result: SubmissionResult, config: AssignmentConfig,
+                 writers: tuple[str, ...] = ("feedback", "gradescope")) -> None:
+    """Write one submission's files (it is recorded already)."""
     for name in writers:
-        get_writer(name)(out, result)
+        get_writer(name)(out, result, config)
 
 
 def gradebook_frame(results: list[SubmissionResult], config: AssignmentConfig) -> pd.DataFrame:

@@ -1,0 +1,50 @@
+"""One way to show outcomes, for two audiences: the CLI, the self-check, feedback files and `assign`.
+
+- `student`: public checks in full; for hidden checks, the check's name and description, whether it
+  passed, and its hint. Never a hidden check's message, which may quote a hidden input or an
+  expected value. A check the grader could not run is said to be the grader's problem.
+- `instructor`: everything, tracebacks of checks that could not run included.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from .core import Outcome
+
+AUDIENCES = ("student", "instructor")
+MARKS = {"passed": "PASS", "partial": "PART", "failed": "FAIL", "error": "ERROR"}
+SYMBOLS = {"passed": "✔", "partial": "◐", "failed": "✘", "error": "!"}
+
+
+def outcome_lines(o: Outcome, audience: str = "student", symbols: bool = False) -> list[str]:
+    """One outcome: a head line, and indented hint or traceback lines."""
+    if audience not in AUDIENCES:
+        raise ValueError(f"unknown audience {audience!r}; known: {', '.join(AUDIENCES)}")
+    mark = SYMBOLS[o.status] if symbols else f"[{MARKS[o.status]}]"
+    hidden = not o.public
+    if o.status == "error" and audience == "student":
+        return [f"{mark} {o.check}{' (hidden)' if hidden else ''}: the grader could not run this check; "
+                "this is not counted against you until your instructor has looked at it"]
+    if hidden and audience == "student":
+        text = o.doc or "hidden check"
+        head = f"{mark} {o.check} (hidden): {text}"
+    else:
+        head = f"{mark} {o.check}{' (hidden)' if hidden else ''}: {o.message}" if not symbols else f"{mark} {o.message}"
+    lines = [head]
+    if o.hint and o.status != "passed":
+        lines.append(f"    hint: {o.hint}")
+    if o.status == "error" and audience == "instructor" and o.detail:
+        lines += [f"    {line}" for line in o.detail.rstrip().splitlines()]
+    return lines
+
+
+def outcomes_text(outcomes: Iterable[Outcome], audience: str = "student", indent: str = "  ",
+                  symbols: bool = False) -> list[str]:
+    return [indent + line for o in outcomes for line in outcome_lines(o, audience, symbols)]
+
+
+def public_summary(question: str, outcomes: Iterable[Outcome]) -> str:
+    outcomes = list(outcomes)
+    n_ok = sum(o.passed for o in outcomes)
+    return f"{question}: {n_ok}/{len(outcomes)} public checks passed"
