@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from autograder.modelspec import build
+from autograder.checks.models import build
 
 COLUMNS = ("layer", "type", "output_shape", "params")
 

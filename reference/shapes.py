@@ -15,7 +15,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from autograder.modelspec import build
+from autograder.checks.models import build
 import torch.nn.functional as F
 
 # ------------------------------------------------------------------------------ model specs

@@ -26,6 +26,67 @@ def call_problem(call: Call) -> Verdict | None:
     return None
 
 
+NO_VALUE_HINT = "Is the body still `...`, or is a `return` missing?"
+
+
+def returned(call: Call, kind: str, hint: str = NO_VALUE_HINT) -> Verdict | None:
+    """A failed verdict when the call gave no usable value (not defined, refused, raised, None), else None.
+    `kind` says what was expected: "a tensor of labels", "a float"..."""
+    problem = call_problem(call)
+    if problem:
+        return problem
+    if call.value is None:
+        return failed(f"{call.what} returned None, expected {kind}.", hint)
+    return None
+
+
+def on_device(call: Call, device: str | None) -> Verdict | None:
+    """A failed verdict when a returned tensor is not on `device` (the inputs' device), else None."""
+    if device and call.devices and any(d != device for d in call.devices):
+        return failed(f"{call.what} returned a tensor on {call.devices[0]}, but its input was on {device}.",
+                      "Keep results on the input's device: no .cpu(), and create new tensors with device=x.device.")
+    return None
+
+
+def as_number(value: Any) -> float | None:
+    """A student's number, also given as a one-element tensor or numpy array; None if it is none."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
+        return float(value.reshape(()).item())
+    if type(value).__module__ == "numpy" and getattr(value, "size", 0) == 1 and value.dtype.kind == "f":
+        return float(value.reshape(()))
+    return None
+
+
+def scalar(call: Call, expected: float, *, rtol: float = 0.0, atol: float = 1e-6,
+           misconceptions: Sequence[Misconception] = (), strict: bool = False, hint: str = "") -> Verdict:
+    """A number equal to `expected` within `atol + rtol·|expected|`. `strict`: a Python float only (a
+    tensor gets a hint to use .item()); otherwise one-element tensors and arrays are accepted."""
+    problem = returned(call, "a float")
+    if problem:
+        return problem
+    if strict and isinstance(call.value, torch.Tensor):
+        return failed(f"{call.what} returned a tensor, expected a Python float.",
+                      "Turn the one-element result into a float with .item().")
+    value = as_number(call.value) if not strict or not isinstance(call.value, bool) else None
+    if value is None or (strict and not isinstance(call.value, (int, float))):
+        return failed(f"{call.what} returned {call.type}, expected a float.",
+                      "Use float(...) or .item() to turn a tensor into a number.")
+
+    def near(a: float, b: float) -> bool:
+        return abs(a - b) <= atol + rtol * abs(b)
+
+    if near(value, expected):
+        return passed(f"{call.what} is {value:.6g}.")
+    for m in misconceptions:
+        if near(value, m.expected):
+            return failed(f"{call.what} is {value:.6g}, expected {expected:.6g}: {m.label}.", m.hint)
+    return failed(f"{call.what} is {value:.6g}, expected {expected:.6g}.", hint)
+
+
 def close(call: Call, expected: torch.Tensor, *, rtol: float = 1e-5, atol: float = 1e-6,
           misconceptions: Sequence[Misconception] = (), device: str | None = None) -> Verdict:
     """The student's tensor equals the reference within explicit tolerances."""
@@ -147,11 +208,16 @@ def randint(rng: torch.Generator, low: int, high: int) -> int:
 
 
 def signature(name: str, *args: Any, **kwargs: Any) -> str:
-    """A readable call for messages: tensors shown by shape, e.g. `conv2d(x (2, 3, 6, 6), stride=2)`."""
+    """A readable call for messages: tensors by shape, modules as `model`, long lists shortened, e.g.
+    `conv2d(tensor(2, 3, 6, 6), stride=2)`."""
 
     def show_arg(a: Any) -> str:
         if isinstance(a, torch.Tensor):
             return f"tensor{tuple(a.shape)}"
+        if isinstance(a, torch.nn.Module):
+            return "model"
+        if isinstance(a, list) and len(a) > 4:
+            return f"[{a[0]!r}, {a[1]!r}, ... {len(a)} items]"
         return repr(a)
 
     parts = [show_arg(a) for a in args] + [f"{k}={show_arg(v)}" for k, v in kwargs.items()]

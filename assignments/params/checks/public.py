@@ -1,7 +1,7 @@
 """Public checks of the params assignment: students run these while they work.
 
 Expected values are recorded from the reference when the assignment is built. Models are
-described by plain tuples (a "spec", see `autograder.modelspec`): the check builds the model it sends to the
+described by plain tuples (a "spec", see `autograder.checks.models`): the check builds the model it sends to the
 student, and the reference builds its own copy from the same spec, so the value can be
 recorded and replayed in a self-check.
 """
@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from autograder.checks import (CheckSet, Misconception, Verdict, call_problem, int_answer, failed, first_failure,
                                module_snapshot, passed, signature, state_unchanged)
-from autograder.modelspec import build, describe, layer, seq, spec
+from autograder.checks.models import build, describe, layer, seq, spec
 
 checks = CheckSet()
 COLUMNS = ("layer", "type", "output_shape", "params")

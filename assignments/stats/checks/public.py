@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from autograder.checks import CheckSet, Misconception, Verdict, call_problem, close, failed, passed, randn, signature
-from autograder.loaders import OnePassLoader, batches_of
+from autograder.checks.data import OnePassLoader, batches_of
 from autograder.mnist import read_idx
 
 checks = CheckSet()
