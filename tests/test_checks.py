@@ -323,3 +323,83 @@ def test_a_self_check_leaves_the_students_model_mode_and_random_state_alone():
     st.call("model", torch.ones(1, 2), eval_mode=True, no_grad=True, seed=7)
     assert model.training
     assert torch.equal(torch.rand(1), expected_next)
+
+
+# ------------------------------------------------------------------ more comparators
+
+@pytest.mark.parametrize("value, passed, words", [
+    (0.3, True, "is 0.3"), (0.3000001, True, "is 0.3"), (0.31, False, "expected 0.3"),
+    (torch.tensor(0.3), True, "is 0.3"), (None, False, "returned None"), (True, False, "expected a float"),
+    (0.7, False, "that is the accuracy"),
+])
+def test_scalar(value, passed, words):
+    from autograder.checks import scalar
+
+    accuracy = Misconception("that is the accuracy", "1 - error", 0.7)
+    verdict = scalar(Call("e", value=value, type=type(value).__name__), 0.3, atol=1e-6,
+                     misconceptions=[accuracy])
+    assert verdict.passed is passed and words in verdict.message
+
+
+def test_strict_scalar_wants_a_python_float():
+    from autograder.checks import scalar
+
+    verdict = scalar(Call("e", value=torch.tensor(0.3)), 0.3, strict=True)
+    assert not verdict.passed and ".item()" in verdict.hint
+
+
+@pytest.mark.parametrize("value, passed, words", [
+    ({"a": 1.0, "b": torch.ones(2)}, True, "2 entries"), ({"a": 1.0}, False, "keys"),
+    ({"a": 1.5, "b": torch.ones(2)}, False, "['a'] is 1.5"), ([1], False, "expected a dict"),
+])
+def test_mapping(value, passed, words):
+    from autograder.checks import mapping
+
+    verdict = mapping(Call("m", value=value, type=type(value).__name__), {"a": 1.0, "b": torch.ones(2)})
+    assert verdict.passed is passed and words in verdict.message
+
+
+def test_frame():
+    import pandas as pd
+
+    from autograder.checks import frame
+
+    want = pd.DataFrame({"layer": ["0", "1"], "params": [10, 0]})
+    assert frame(Call("s", value=want.copy()), want).passed
+    assert "row 1, column 'params' is 3" in frame(Call("s", value=want.assign(params=[10, 3])), want).message
+    assert "no column(s) params" in frame(Call("s", value=want[["layer"]]), want).message
+    assert "1 rows, expected 2" in frame(Call("s", value=want.head(1)), want).message
+
+
+def test_returned_and_on_device():
+    from autograder.checks import on_device, returned
+
+    assert returned(Call("f", value=1), "an int") is None
+    assert "returned None, expected an int" in returned(Call("f"), "an int").message
+    assert "not defined" in returned(Call("f", missing=True), "an int").message
+    assert on_device(Call("f", devices=("cpu",)), "cpu") is None
+    assert "on cpu" in on_device(Call("f", devices=("cpu",)), "cuda").message
+
+
+def test_states_close_and_where_they_differ():
+    from autograder.checks import state_difference, states_close
+
+    a = {"w": torch.ones(2), "n": torch.tensor(3)}
+    assert states_close(a, {"w": torch.ones(2) + 1e-8, "n": torch.tensor(3)})
+    assert state_difference(a, {"w": torch.ones(2), "n": torch.tensor(4)}) == "n differs"
+    assert "w differs by up to 1" in state_difference(a, {"w": torch.zeros(2), "n": torch.tensor(3)})
+    assert states_close(a, {"w": torch.ones(2)}, keys=["w"]) and not states_close(a, {"w": torch.ones(2)})
+
+
+def test_mnist_split_reads_the_files_the_notebooks_read(tmp_path):
+    from autograder import mnist
+    from autograder.checks import mnist_split
+
+    mnist.write_mnist(tmp_path / "student", tmp_path / "hidden")
+    images, labels = mnist_split(tmp_path / "student", "test")
+    assert images.shape == (500, 1, 28, 28) and images.dtype == torch.float32 and 0 <= images.min() <= images.max() <= 1
+    assert labels.dtype == torch.int64 and len(labels) == 500
+    raw, _ = mnist_split(tmp_path / "student", "train", scale="bytes")
+    assert raw.dtype == torch.uint8 and len(raw) == 4000
+    symmetric, _ = mnist_split(tmp_path / "hidden", "test", scale="symmetric")
+    assert symmetric.min() >= -1 and symmetric.max() <= 1

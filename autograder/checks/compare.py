@@ -123,6 +123,66 @@ def close(call: Call, expected: torch.Tensor, *, rtol: float = 1e-5, atol: float
                   f"(tolerance rtol={rtol:g}, atol={atol:g}).")
 
 
+def values_close(a: Any, b: Any, rtol: float, atol: float) -> bool:
+    """Numbers within tolerance, tensors by allclose (same shape), sequences item by item, others equal."""
+    if isinstance(b, torch.Tensor) or isinstance(a, torch.Tensor):
+        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+                and torch.allclose(a.double(), b.double(), rtol=rtol, atol=atol, equal_nan=True))
+    x, y = as_number(a), as_number(b)
+    if x is not None and y is not None:
+        return abs(x - y) <= atol + rtol * abs(y) or (math.isnan(x) and math.isnan(y))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(values_close(u, v, rtol, atol) for u, v in zip(a, b))
+    return a == b
+
+
+def plain(value: Any) -> Any:
+    """NumPy scalars (a DataFrame's int64 cells) as Python numbers."""
+    return value.item() if type(value).__module__ == "numpy" and hasattr(value, "item") else value
+
+
+def mapping(call: Call, expected: dict, *, rtol: float = 1e-5, atol: float = 1e-6) -> Verdict:
+    """A dict with exactly `expected`'s keys, each value close to the reference's."""
+    problem = returned(call, "a dict")
+    if problem:
+        return problem
+    got = call.value
+    if not isinstance(got, dict):
+        return failed(f"{call.what} returned {call.type}, expected a dict.")
+    missing, extra = [k for k in expected if k not in got], [k for k in got if k not in expected]
+    if missing or extra:
+        return failed(f"{call.what} has keys {sorted(got)}, expected {sorted(expected)}.")
+    for key, want in expected.items():
+        if not values_close(got[key], want, rtol, atol):
+            return failed(f"{call.what}[{key!r}] is {show(got[key])}, expected {show(want)} "
+                          f"(tolerance rtol={rtol:g}, atol={atol:g}).")
+    return passed(f"{call.what} matches the reference ({len(expected)} entries).")
+
+
+def frame(call: Call, expected: Any, *, columns: Sequence[str] | None = None, rtol: float = 1e-5,
+          atol: float = 1e-6) -> Verdict:
+    """A pandas DataFrame with `columns` (default: the reference's), the same rows, cells close."""
+    problem = returned(call, "a pandas DataFrame")
+    if problem:
+        return problem
+    got = call.value
+    if type(got).__name__ != "DataFrame":
+        return failed(f"{call.what} returned {call.type}, expected a pandas DataFrame.")
+    columns = list(columns or expected.columns)
+    missing = [c for c in columns if c not in got.columns]
+    if missing:
+        return failed(f"{call.what} has no column(s) {', '.join(map(str, missing))} (its columns: "
+                      f"{', '.join(map(str, got.columns))}).")
+    if len(got) != len(expected):
+        return failed(f"{call.what} has {len(got)} rows, expected {len(expected)}.")
+    for i in range(len(expected)):
+        for c in columns:
+            g, w = plain(got[c].iloc[i]), plain(expected[c].iloc[i])
+            if not values_close(g, w, rtol, atol):
+                return failed(f"{call.what}: row {i}, column {c!r} is {show(g)}, expected {show(w)}.")
+    return passed(f"{call.what} matches the reference ({len(expected)} rows).")
+
+
 def exact(call: Call, expected: Any, *, misconceptions: Sequence[Misconception] = ()) -> Verdict:
     """The student's value equals the reference exactly (ints, shapes, tuples, exact tensors)."""
     problem = call_problem(call)
