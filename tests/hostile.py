@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nbformat
 
-from conftest import cell_index_defining, notebook_with
+from conftest import cell_index_defining
 
 FORGE_FROM_REFERENCE = """import importlib.util, os, torch
 seen = []

@@ -8,14 +8,12 @@ both before and after each attacker; the second runs with two.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
 import time
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import psutil
 import pytest

@@ -369,8 +369,6 @@ def test_unisolated_kernels_work_for_trusted_notebooks(tmp_path):
 
 
 def test_the_zygote_is_single_threaded_and_never_touches_cuda(tmp_path):
-    import torch
-
     from autograder.kernel.session import zygote_for
 
     path, nb = notebook(tmp_path, "import torch\na = torch.cuda.is_initialized()")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -56,7 +56,7 @@ def as_number(value: Any) -> float | None:
         return float(value)
     if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
         return float(value.reshape(()).item())
-    if type(value).__module__ == "numpy" and getattr(value, "size", 0) == 1 and value.dtype.kind == "f":
+    if type(value).__module__ == "numpy" and getattr(value, "size", 0) == 1 and value.dtype.kind in "fiu":
         return float(value.reshape(()))
     return None
 
@@ -256,6 +256,13 @@ def first_failure(verdicts: Iterable[Verdict], summary: str) -> Verdict:
         if not verdict.passed:
             return verdict
     return passed(summary)
+
+
+def every(case: Callable[..., Verdict], st: Any, ref: Any, cases: Iterable[tuple], summary: str) -> Verdict:
+    """"The same result as the reference on these cases": `case(st, ref, *arguments)` for each case in
+    turn, until one fails (its verdict is the answer); `summary` when all pass. Cases are made lazily, so a
+    failing case stops the student from being called on the rest."""
+    return first_failure((case(st, ref, *arguments) for arguments in cases), summary)
 
 
 def randn(rng: torch.Generator, *shape: int) -> torch.Tensor:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from autograder import mnist
-from autograder.checks import CheckSet, first_failure, randint, randn
+from autograder.checks import CheckSet, every, keep_output, mnist_split, randint, randn
 
 from .public import (activations_case, classifier_weights, cnn_weights, confusion_case, error_case, predict_case,
                      probe_cnn, scored_accuracy)
@@ -20,23 +18,17 @@ CASES = 4
 @checks.hidden("predict")
 def predict_batches(st, ref, rng):
     """37 images in batches of 8, and 300 images with the default batch size (256 + 44)."""
-    cases = [
-        (classifier_weights(rng, 25, 12, 7), randn(rng, 37, 1, 5, 5), {"batch_size": 8}),
-        (classifier_weights(rng, 16, 10, 10), randn(rng, 300, 1, 4, 4), {}),
-    ]
-    return first_failure((predict_case(st, ref, w, x, **kw) for w, x, kw in cases),
-                         "predict labels every image, whatever the batch size.")
+    cases = [(classifier_weights(rng, 25, 12, 7), randn(rng, 37, 1, 5, 5), {"batch_size": 8}),
+             (classifier_weights(rng, 16, 10, 10), randn(rng, 300, 1, 4, 4), {})]
+    return every(predict_case, st, ref, cases, "predict labels every image, whatever the batch size.")
 
 
 @checks.hidden("predict")
 def predict_batch_edges(st, ref, rng):
     """Batches of one image, and a batch size larger than the number of images."""
-    cases = [
-        (classifier_weights(rng, 9, 6, 3), randn(rng, 5, 1, 3, 3), {"batch_size": 1}),
-        (classifier_weights(rng, 12, 8, 4), randn(rng, 6, 3, 2, 2), {"batch_size": 50}),
-    ]
-    return first_failure((predict_case(st, ref, w, x, **kw) for w, x, kw in cases),
-                         "predict handles batches of one image and a batch larger than the data.")
+    cases = [(classifier_weights(rng, 9, 6, 3), randn(rng, 5, 1, 3, 3), {"batch_size": 1}),
+             (classifier_weights(rng, 12, 8, 4), randn(rng, 6, 3, 2, 2), {"batch_size": 50})]
+    return every(predict_case, st, ref, cases, "predict handles batches of one image and a batch larger than the data.")
 
 
 # ------------------------------------------------------------------- classification_error
@@ -55,8 +47,8 @@ def error_random(st, ref, rng):
     cases = [random_labels(rng, randint(rng, 20, 200), 10, 0.1 + 0.3 * i) for i in range(CASES)]
     y = torch.randint(0, 10, (40,), generator=rng)
     cases += [(y, y.clone()), (y, (y + 1) % 10), (torch.tensor([7]), torch.tensor([1]))]
-    return first_failure((error_case(st, ref, t, p) for t, p in cases),
-                         "classification_error is right on random, perfect, all-wrong and one-sample predictions.")
+    return every(error_case, st, ref, cases,
+                 "classification_error is right on random, perfect, all-wrong and one-sample predictions.")
 
 
 # ------------------------------------------------------------------------ confusion_matrix
@@ -68,17 +60,16 @@ def confusion_random(st, ref, rng):
     for _ in range(CASES):
         k = randint(rng, 2, 10)
         cases.append((*random_labels(rng, randint(rng, 10, 200), k, 0.4), k))
-    return first_failure((confusion_case(st, ref, t, p, k) for t, p, k in cases),
-                         "confusion_matrix counts every (true, predicted) pair on random labels.")
+    return every(confusion_case, st, ref, cases,
+                 "confusion_matrix counts every (true, predicted) pair on random labels.")
 
 
 @checks.hidden("confusion_matrix")
 def confusion_missing_classes(st, ref, rng):
     """num_classes=6 while only classes 0-3 occur; and a single sample."""
-    y_true, y_pred = random_labels(rng, 50, 4, 0.5)
-    cases = [(y_true, y_pred, 6), (torch.tensor([2]), torch.tensor([0]), 3)]
-    return first_failure((confusion_case(st, ref, t, p, k) for t, p, k in cases),
-                         "confusion_matrix is num_classes × num_classes even when classes are missing.")
+    cases = [(*random_labels(rng, 50, 4, 0.5), 6), (torch.tensor([2]), torch.tensor([0]), 3)]
+    return every(confusion_case, st, ref, cases,
+                 "confusion_matrix is num_classes × num_classes even when classes are missing.")
 
 
 # --------------------------------------------------------------------- capture_activations
@@ -98,19 +89,12 @@ def activations_other_size(st, ref, rng):
     return activations_case(st, ref, weights, randn(rng, 5, 1, 12, 12), ["classifier.1"])
 
 
-def observed(model: nn.Sequential, layer: str) -> nn.Sequential:
-    """Give `layer` a forward hook of the model's own that leaves the output unchanged."""
-    from autograder.checks.data import keep_output  # importable in the kernel, so picklable
-
-    model.get_submodule(layer).register_forward_hook(keep_output)
-    return model
-
-
 @checks.hidden("activations")
 def activations_existing_hook(st, ref, rng):
     """A model that already has a forward hook of its own: it must still be there afterwards."""
     weights = cnn_weights(rng)
-    model = observed(probe_cnn(weights), "classifier.1")
+    model = probe_cnn(weights)
+    model.get_submodule("classifier.1").register_forward_hook(keep_output)  # importable in the kernel: picklable
     return activations_case(st, ref, weights, randn(rng, 2, 1, 8, 8), ["features.2", "classifier.1"], model=model)
 
 
@@ -119,10 +103,10 @@ def activations_existing_hook(st, ref, rng):
 @checks.hidden("mlp_accuracy", weight=3)
 def mlp_hidden_accuracy(st, ref, rng, ctx):
     """`mlp` is fully connected; its accuracy on the hidden test split (500 images)."""
-    return scored_accuracy(st, ctx, "mlp", *mnist.load_hidden_test(ctx.hidden / "data"), split="hidden test")
+    return scored_accuracy(st, ctx, "mlp", *mnist_split(ctx.hidden / "data", "test"), split="hidden test")
 
 
 @checks.hidden("cnn_accuracy", weight=3)
 def cnn_hidden_accuracy(st, ref, rng, ctx):
     """`cnn` has convolution layers; its accuracy on the hidden test split (500 images)."""
-    return scored_accuracy(st, ctx, "cnn", *mnist.load_hidden_test(ctx.hidden / "data"), split="hidden test")
+    return scored_accuracy(st, ctx, "cnn", *mnist_split(ctx.hidden / "data", "test"), split="hidden test")

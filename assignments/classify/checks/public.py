@@ -10,16 +10,15 @@ student-visible data folder.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from autograder.checks import (Call, CheckSet, Forbid, Misconception, ModuleSnapshot, Verdict, accuracy,
-                               call_problem, close, difference, failed, module_snapshot, passed, randn,
-                               state_unchanged)
+from autograder.checks import (CheckSet, Forbid, Misconception, ModuleSnapshot, Verdict, accuracy, close, difference,
+                               failed, mnist_split, module_snapshot, on_device, passed, randn, returned,
+                               scalar, signature, state_unchanged)
 
 checks = CheckSet()
 
@@ -36,6 +35,7 @@ LABELS = ("The label of a sample is the index of its most activated output: mode
           "with the model in eval mode.")
 ACCURACY = "The error is the fraction of WRONG labels: (y_pred != y_true).float().mean(), i.e. 1 - accuracy."
 COUNT = "Divide the number of wrong labels by the number of samples, so the error lies in [0, 1]."
+ERROR = "The error is the number of samples with y_pred != y_true divided by the number of samples."
 TRANSPOSED = ("Rows are the true classes and columns the predicted ones: entry [t, p] counts the samples of "
               "true class t that the model labelled p, so matrix[y_true[i], y_pred[i]] += 1 and row t sums "
               "to the number of samples of class t.")
@@ -55,38 +55,6 @@ NO_CONV = ("A CNN extracts features with convolution layers (nn.Conv2d, followed
 SMALLER = ("Weight sharing keeps convolutions small: a Conv2d has out·in·k·k + out parameters whatever the "
            "image size. Most of a CNN's parameters usually sit in the first Linear layer after Flatten: pool "
            "more, or use fewer channels, before flattening.")
-
-
-def describe(name: str, *args: Any, **kwargs: Any) -> str:
-    """A readable call: `predict(model, tensor(10, 1, 4, 4), batch_size=4)`; tensors shown by shape."""
-    def show(a: Any) -> str:
-        if isinstance(a, torch.Tensor):
-            return f"tensor{tuple(a.shape)}"
-        if isinstance(a, nn.Module):
-            return "model"
-        if isinstance(a, list) and len(a) > 4:
-            return f"[{a[0]!r}, {a[1]!r}, ... {len(a)} names]"
-        return repr(a)
-
-    return f"{name}({', '.join([show(a) for a in args] + [f'{k}={show(v)}' for k, v in kwargs.items()])})"
-
-
-def returned_problem(call: Call, expected: str) -> Verdict | None:
-    """A failed verdict when the call gave nothing usable of the expected kind."""
-    problem = call_problem(call)
-    if problem:
-        return problem
-    if call.value is None:
-        return failed(f"{call.what} returned None, expected {expected}.",
-                      "Is the body still `...`, or is a `return` missing?")
-    return None
-
-
-def wrong_device(call: Call, device: str) -> Verdict | None:
-    if call.devices and any(d != device for d in call.devices):
-        return failed(f"{call.what} returned a tensor on {call.devices[0]}, but its input was on {device}.",
-                      "Keep results on the input's device: no .cpu(), and create new tensors with device=x.device.")
-    return None
 
 
 # --------------------------------------------------------------------------------- predict
@@ -111,11 +79,16 @@ def probe_classifier(weights: Sequence[torch.Tensor]) -> nn.Sequential:
     return model
 
 
-def labels_verdict(call: Call, expected: torch.Tensor, misconceptions: Sequence[Misconception],
-                   device: str) -> Verdict:
+def predict_case(st, ref, weights: tuple[torch.Tensor, ...], images: torch.Tensor, kwargs: dict[str, Any]) -> Verdict:
+    """`kwargs` go to the student as given, so the default batch size gets exercised too."""
+    expected = ref.predict(weights, images)
+    in_train_mode = [ref.train_mode_predict(weights, images, kwargs.get("batch_size", 256)),
+                     ref.train_mode_predict(weights, images)]
+    model = probe_classifier(weights)
+    call = st.call("predict", model, images, description=signature("predict", model, images, **kwargs), **kwargs)
     if call.error and "when training" in call.error:  # BatchNorm in train mode refuses a batch of one image
         return failed(f"{call.what} raised {call.error}: the model is still in train mode.", TRAIN_MODE)
-    problem = returned_problem(call, "a tensor of labels") or wrong_device(call, device)
+    problem = returned(call, "a tensor of labels") or on_device(call, st.device)
     if problem:
         return problem
     got, n = call.value, len(expected)
@@ -131,51 +104,18 @@ def labels_verdict(call: Call, expected: torch.Tensor, misconceptions: Sequence[
                       "argmax already returns int64 indices: return them as they are, without .float() or .int().")
     if torch.equal(got, expected):
         return passed(f"{call.what} gives the right {n} labels.")
-    for m in misconceptions:
-        if torch.equal(got, m.expected):
-            return failed(f"{call.what} is wrong: {m.label}.", m.hint)
-    wrong = int((got != expected).sum())
-    return failed(f"{call.what}: {wrong} of {n} labels differ from the reference.", LABELS)
-
-
-def predict_case(st, ref, weights: tuple[torch.Tensor, ...], images: torch.Tensor, **kwargs: Any) -> Verdict:
-    """`kwargs` go to the student as given, so the default batch size gets exercised too."""
-    expected = ref.predict(weights, images)
-    in_train_mode = [ref.train_mode_predict(weights, images, kwargs.get("batch_size", 256)),
-                     ref.train_mode_predict(weights, images)]
-    misconceptions = [Misconception("the model predicted in train mode", TRAIN_MODE, t)
-                      for t in in_train_mode if t is not None]
-    model = probe_classifier(weights)
-    call = st.call("predict", model, images, description=describe("predict", model, images, **kwargs), **kwargs)
-    return labels_verdict(call, expected, misconceptions, st.device)
+    if any(t is not None and torch.equal(got, t) for t in in_train_mode):
+        return failed(f"{call.what} is wrong: the model predicted in train mode.", TRAIN_MODE)
+    return failed(f"{call.what}: {int((got != expected).sum())} of {n} labels differ from the reference.", LABELS)
 
 
 @checks.public("predict")
 def predict_small(st, ref, rng):
     """Ten 4×4 images, batches of 4 (the last one smaller), a model with BatchNorm sent in train mode."""
-    return predict_case(st, ref, classifier_weights(rng, 16, 8, 5), randn(rng, 10, 1, 4, 4), batch_size=4)
+    return predict_case(st, ref, classifier_weights(rng, 16, 8, 5), randn(rng, 10, 1, 4, 4), {"batch_size": 4})
 
 
 # ------------------------------------------------------------------- classification_error
-
-def number_verdict(call: Call, expected: float, misconceptions: Sequence[Misconception]) -> Verdict:
-    problem = returned_problem(call, "a float")
-    if problem:
-        return problem
-    got = call.value
-    if isinstance(got, torch.Tensor):
-        return failed(f"{call.what} returned a tensor, expected a Python float.",
-                      "Turn the one-element result into a float with .item().")
-    if isinstance(got, bool) or not isinstance(got, (int, float)):
-        return failed(f"{call.what} returned {call.type}, expected a float.")
-    if abs(got - expected) <= ERROR_TOL:
-        return passed(f"{call.what} is {expected:.6g}.")
-    for m in misconceptions:
-        if abs(got - m.expected) <= ERROR_TOL:
-            return failed(f"{call.what} is {got:.6g}, expected {expected:.6g}: {m.label}.", m.hint)
-    return failed(f"{call.what} is {got:.6g}, expected {expected:.6g}.",
-                  "The error is the number of samples with y_pred != y_true divided by the number of samples.")
-
 
 def error_case(st, ref, y_true: torch.Tensor, y_pred: torch.Tensor) -> Verdict:
     expected = ref.classification_error(y_true, y_pred)
@@ -186,8 +126,8 @@ def error_case(st, ref, y_true: torch.Tensor, y_pred: torch.Tensor) -> Verdict:
                       ref.error_count(y_true, y_pred)),
     ]
     call = st.call("classification_error", y_true, y_pred,
-                   description=describe("classification_error", y_true, y_pred))
-    return number_verdict(call, expected, misconceptions)
+                   description=signature("classification_error", y_true, y_pred))
+    return scalar(call, expected, atol=ERROR_TOL, misconceptions=misconceptions, strict=True, hint=ERROR)
 
 
 @checks.public("classification_error")
@@ -204,8 +144,8 @@ def confusion_case(st, ref, y_true: torch.Tensor, y_pred: torch.Tensor, num_clas
     expected = ref.confusion_matrix(y_true, y_pred, num_classes)
     transposed = ref.transposed_confusion_matrix(y_true, y_pred, num_classes)
     call = st.call("confusion_matrix", y_true, y_pred, num_classes,
-                   description=describe("confusion_matrix", y_true, y_pred, num_classes))
-    problem = returned_problem(call, "a tensor") or wrong_device(call, st.device)
+                   description=signature("confusion_matrix", y_true, y_pred, num_classes))
+    problem = returned(call, "a tensor") or on_device(call, st.device)
     if problem:
         return problem
     got, k = call.value, num_classes
@@ -268,14 +208,15 @@ def probe_cnn(weights: Sequence[torch.Tensor]) -> nn.Sequential:
     return model.eval()
 
 
-def agrees(got: Any, want: torch.Tensor, rtol: float, atol: float) -> bool:
-    return (isinstance(got, torch.Tensor) and got.shape == want.shape and got.dtype == want.dtype
-            and torch.allclose(got, want, rtol=rtol, atol=atol))
-
-
-def activations_verdict(call: Call, names: Sequence[str], expected: dict, inputs: dict, before: ModuleSnapshot,
-                        device: str) -> Verdict:
-    problem = returned_problem(call, "a dict") or wrong_device(call, device)
+def activations_case(st, ref, weights: tuple[torch.Tensor, ...], images: torch.Tensor, names: Sequence[str],
+                     model: nn.Module | None = None) -> Verdict:
+    """`model`: the probe CNN built from `weights`, possibly with hooks of its own (default: a plain one)."""
+    outputs, inputs = ref.activations(weights, images), ref.layer_inputs(weights, images)
+    model = model if model is not None else probe_cnn(weights)
+    before = module_snapshot(model)
+    call = st.call("capture_activations", model, list(names), images, return_args=True,
+                   description=signature("capture_activations", model, list(names), images))
+    problem = returned(call, "a dict") or on_device(call, st.device)
     if problem:
         return problem
     got = call.value
@@ -299,31 +240,17 @@ def activations_verdict(call: Call, names: Sequence[str], expected: dict, inputs
     verdict = state_unchanged(call.what, before, after, mode=True, hooks=False)
     if not verdict.passed:
         return verdict
-    rtol = atol = 1e-4 if device == "cpu" else 1e-2  # cuDNN convolutions may run in TF32
+    rtol = atol = 1e-4 if st.device == "cpu" else 1e-2  # cuDNN convolutions may run in TF32
     for name in names:
         item = replace(call, value=got[name], devices=(), description=f"{call.what}[{name!r}]")
         held = got[name][0] if isinstance(got[name], (tuple, list)) and len(got[name]) == 1 else got[name]
-        if not agrees(got[name], expected[name], rtol, atol) and agrees(held, inputs[name], rtol, atol):
-            return failed(f"{item.what} holds the layer's input, not its output.", INPUT_CAPTURED)
-        verdict = close(item, expected[name], rtol=rtol, atol=atol)
+        verdict = close(item, outputs[name], rtol=rtol, atol=atol)
         if not verdict.passed:
+            if close(replace(item, value=held), inputs[name], rtol=rtol, atol=atol).passed:
+                return failed(f"{item.what} holds the layer's input, not its output.", INPUT_CAPTURED)
             return verdict
     layers = "layer" if len(names) == 1 else f"{len(names)} layers"
     return passed(f"{call.what} returns the outputs of the {layers} asked for and leaves the model as it was.")
-
-
-def activations_case(st, ref, weights: tuple[torch.Tensor, ...], images: torch.Tensor, names: Sequence[str],
-                     model: nn.Module | None = None) -> Verdict:
-    """`model`: the probe CNN built from `weights`, possibly with hooks of its own (default: a plain one)."""
-    every = ref.activations(weights, images)
-    every_input = ref.layer_inputs(weights, images)
-    expected = {n: every[n] for n in names}
-    inputs = {n: every_input[n] for n in names}
-    model = model if model is not None else probe_cnn(weights)
-    before = module_snapshot(model)
-    call = st.call("capture_activations", model, list(names), images, return_args=True,
-                   description=describe("capture_activations", model, list(names), images))
-    return activations_verdict(call, names, expected, inputs, before, st.device)
 
 
 @checks.public("activations")
@@ -334,98 +261,62 @@ def activations_small(st, ref, rng):
 
 # ----------------------------------------------------------------------- trained models
 
-@dataclass(frozen=True)
-class Structure:
-    """What a student's model is made of: its convolution layers by name, the conv operators its forward ran."""
-
-    conv_layers: tuple[str, ...]
-    conv_ops: tuple[str, ...]
-
-    @property
-    def convolutional(self) -> bool:
-        return bool(self.conv_layers or self.conv_ops)
-
-    def conv_text(self) -> str:
-        if self.conv_layers:
-            return f"it has convolution layers: {', '.join(self.conv_layers[:4])}"
-        return f"its forward runs convolutions ({', '.join(self.conv_ops)})"
-
-
-def not_a_module(value: Call) -> str:
-    return "still `...`" if value.type == "ellipsis" else f"a {value.type}"
-
-
-def structure(st, name: str, images: torch.Tensor) -> Structure | Verdict:
-    """Inspect `name`: an nn.Module whose forward runs on MNIST images; a failed verdict otherwise."""
+def trained_model(st, name: str, missing_hint: str) -> ModuleSnapshot | Verdict:
+    """The model the notebook assigned to `name`; a failed verdict when there is none."""
     value = st.value(name)
     if value.missing:
-        return failed(f"`{name}` is not defined.", f"Build `{name}` as an nn.Module and train it in the notebook.")
+        return failed(f"`{name}` is not defined.", missing_hint)
     if not isinstance(value.value, ModuleSnapshot):
-        return failed(f"`{name}` is {not_a_module(value)}, not an nn.Module.",
-                      f"Assign the trained model itself to `{name}`.")
+        kind = "still `...`" if value.type == "ellipsis" else f"a {value.type}"
+        return failed(f"`{name}` is {kind}, not an nn.Module.", f"Assign the trained model itself to `{name}`.")
+    return value.value
+
+
+def convolutions(st, name: str, images: torch.Tensor) -> str | Verdict:
+    """What convolves in `name` ("" if nothing): its convolution layers, or the conv operators its forward ran on
+    MNIST images; a failed verdict when `name` is not an nn.Module or its forward raises."""
+    model = trained_model(st, name, f"Build `{name}` as an nn.Module and train it in the notebook.")
+    if isinstance(model, Verdict):
+        return model
     call = st.call(name, images, no_grad=True, eval_mode=True, on_model_device=True, forbid=CONV_OPS,
                    description=f"{name}(images {tuple(images.shape)})")
     if call.error:
         return failed(f"{call.what} raised {call.error}",
                       "The model takes (N, 1, 28, 28) images in [0, 1], exactly as transforms.ToTensor() makes them.")
-    return Structure(conv_layers(value.value), tuple(call.forbidden))
-
-
-def conv_layers(snapshot: ModuleSnapshot) -> tuple[str, ...]:
-    """Leaf modules whose class is a convolution (Conv1d/2d/3d, ConvTranspose2d, ...), as `name (Class)`."""
-    names = list(snapshot.modules)
+    # leaf modules whose class is a convolution (Conv1d/2d/3d, ConvTranspose2d, ...), as `name` (Class)
+    names = list(model.modules)
     leaves = [n for n in names if not any(m.startswith(f"{n}.") or (n == "" and m) for m in names)]
-    return tuple(f"`{n}` ({snapshot.modules[n].rsplit('.', 1)[-1]})" for n in leaves
-                 if "Conv" in snapshot.modules[n].rsplit(".", 1)[-1])
-
-
-def mlp_structure(st, images: torch.Tensor) -> Verdict:
-    found = structure(st, "mlp", images)
-    if isinstance(found, Verdict):
-        return found
-    if found.convolutional:
-        return failed(f"`mlp` is not fully connected: {found.conv_text()}.", MLP_CONV)
-    return passed("`mlp` is fully connected.")
-
-
-def cnn_structure(st, images: torch.Tensor) -> Verdict:
-    found = structure(st, "cnn", images)
-    if isinstance(found, Verdict):
-        return found
-    if not found.convolutional:
-        return failed("`cnn` has no convolution layer.", NO_CONV)
-    return passed(f"`cnn` is convolutional: {found.conv_text()}.")
+    layers = [f"`{n}` ({model.modules[n].rsplit('.', 1)[-1]})" for n in leaves
+              if "Conv" in model.modules[n].rsplit(".", 1)[-1]]
+    if layers:
+        return f"it has convolution layers: {', '.join(layers[:4])}"
+    return f"its forward runs convolutions ({', '.join(call.forbidden)})" if call.forbidden else ""
 
 
 def scored_accuracy(st, ctx, name: str, images: torch.Tensor, labels: torch.Tensor, split: str) -> Verdict:
     """Credit for `name`'s accuracy on a labelled split, if the model is of the kind the question asks for."""
-    shape = mlp_structure if name == "mlp" else cnn_structure
-    verdict = shape(st, images[:8])
-    if not verdict.passed:
-        return verdict
+    found = convolutions(st, name, images[:8])
+    if isinstance(found, Verdict):
+        return found
+    if name == "mlp" and found:
+        return failed(f"`mlp` is not fully connected: {found}.", MLP_CONV)
+    if name == "cnn" and not found:
+        return failed("`cnn` has no convolution layer.", NO_CONV)
     call = st.call(name, images, no_grad=True, eval_mode=True, on_model_device=True,
                    description=f"{name}(images {tuple(images.shape)})")
     return accuracy(call, labels, ctx.threshold(f"{name}_accuracy"), split=split)
 
 
-def public_test(data: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """The public test split (the notebook's test_data) as ToTensor scales it: (N, 1, 28, 28) in [0, 1]."""
-    from torchvision.datasets import MNIST
-
-    dataset = MNIST(str(data), train=False, download=False)
-    return dataset.data.unsqueeze(1).to(torch.float32).div(255), dataset.targets.to(torch.int64)
-
-
 @checks.public("mlp_accuracy")
 def mlp_public_accuracy(st, ref, rng, ctx):
     """`mlp` is fully connected; its accuracy on the public test split (500 images)."""
-    return scored_accuracy(st, ctx, "mlp", *public_test(ctx.data), split="public test")
+    return scored_accuracy(st, ctx, "mlp", *mnist_split(ctx.data, "test"), split="public test")
 
 
 @checks.public("cnn_accuracy")
 def cnn_public_accuracy(st, ref, rng, ctx):
     """`cnn` has convolution layers; its accuracy on the public test split (500 images)."""
-    return scored_accuracy(st, ctx, "cnn", *public_test(ctx.data), split="public test")
+    return scored_accuracy(st, ctx, "cnn", *mnist_split(ctx.data, "test"), split="public test")
 
 
 @checks.public("cnn_smaller")
@@ -433,13 +324,10 @@ def cnn_fewer_params(st, ref, rng):
     """`cnn` has fewer parameters than `mlp`."""
     counts = {}
     for name in ("mlp", "cnn"):
-        value = st.value(name)
-        if value.missing:
-            return failed(f"`{name}` is not defined.", f"Build and train `{name}` first.")
-        if not isinstance(value.value, ModuleSnapshot):
-            return failed(f"`{name}` is {not_a_module(value)}, not an nn.Module.",
-                          f"Assign the trained model itself to `{name}`.")
-        counts[name] = value.value.n_params
+        model = trained_model(st, name, f"Build and train `{name}` first.")
+        if isinstance(model, Verdict):
+            return model
+        counts[name] = model.n_params
     mlp, cnn = counts["mlp"], counts["cnn"]
     if cnn < mlp:
         return passed(f"`cnn` has {cnn:,} parameters, `mlp` {mlp:,}: the CNN is {mlp / max(cnn, 1):.1f}× smaller.")

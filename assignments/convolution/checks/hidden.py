@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder.checks import CheckSet, first_failure, randint, randn
+from autograder.checks import CheckSet, every, first_failure, randint, randn
 
 from .public import conv2d_case, conv2d_single_case, edge_magnitude_case, max_pool2d_case
 
@@ -26,8 +26,7 @@ def conv2d_single_random(st, ref, rng):
     for _ in range(CASES):
         h, w = randint(rng, 4, 12), randint(rng, 4, 12)
         cases.append((randn(rng, h, w), randn(rng, randint(rng, 1, min(h, 5)), randint(rng, 1, min(w, 5)))))
-    return first_failure((conv2d_single_case(st, ref, *c) for c in cases),
-                         f"conv2d_single matches the reference on {CASES} random shapes.")
+    return every(conv2d_single_case, st, ref, cases, f"conv2d_single matches the reference on {CASES} random shapes.")
 
 
 @checks.hidden("conv2d_single")
@@ -35,8 +34,7 @@ def conv2d_single_edge_kernels(st, ref, rng):
     """A kernel as large as the image, and a single row kernel."""
     image = randn(rng, 5, 6)
     cases = [(image, randn(rng, 5, 6)), (image, randn(rng, 1, 4))]
-    return first_failure((conv2d_single_case(st, ref, *c) for c in cases),
-                         "conv2d_single handles a full-size kernel and a one-row kernel.")
+    return every(conv2d_single_case, st, ref, cases, "conv2d_single handles a full-size kernel and a one-row kernel.")
 
 
 def random_conv(rng, stride=False, padding=False, bias=False):
@@ -55,7 +53,7 @@ def random_conv(rng, stride=False, padding=False, bias=False):
 
 def conv2d_cases(st, ref, rng, summary, **flags):
     cases = [random_conv(rng, **flags) for _ in range(CASES)]
-    return first_failure((conv2d_case(st, ref, x, w, **kw) for x, w, kw in cases), summary)
+    return every(lambda st, ref, x, w, kw: conv2d_case(st, ref, x, w, **kw), st, ref, cases, summary)
 
 
 @checks.hidden("conv2d", weight=2)
@@ -94,8 +92,7 @@ def max_pool2d_random_default_stride(st, ref, rng):
     """Random kernel sizes (ints and pairs), stride left to its default."""
     cases = [(randn(rng, randint(rng, 1, 2), randint(rng, 1, 3), randint(rng, 4, 11), randint(rng, 4, 11)),
               int_or_pair(rng, 2, 3)) for _ in range(CASES)]
-    return first_failure((max_pool2d_case(st, ref, x, k) for x, k in cases),
-                         "max_pool2d matches F.max_pool2d with the default stride.")
+    return every(max_pool2d_case, st, ref, cases, "max_pool2d matches F.max_pool2d with the default stride.")
 
 
 @checks.hidden("max_pool2d")
@@ -121,8 +118,8 @@ def max_pool2d_floor_mode(st, ref, rng):
 def edge_magnitude_random(st, ref, rng):
     """Random images of several sizes."""
     images = [randn(rng, randint(rng, 3, 12), randint(rng, 3, 12)) for _ in range(CASES)]
-    return first_failure((edge_magnitude_case(st, ref, im) for im in images),
-                         "edge_magnitude matches the reference on random images.")
+    return every(edge_magnitude_case, st, ref, [(im,) for im in images],
+                 "edge_magnitude matches the reference on random images.")
 
 
 @checks.hidden("sobel")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from autograder.checks import CheckSet, Verdict, call_problem, failed, first_failure, randint, randn
+from autograder.checks import CheckSet, Verdict, call_problem, failed, first_failure, passed, randint, randn
 
 from .public import (conv_case, discriminator_case, fixed, generator_case, reinit, samples_call, samples_problem,
                      short, train_step_case)
@@ -38,8 +38,22 @@ def weights_init_other_convolutions(st, ref, rng):
     """Conv2d(1, 256, 7, bias=False) and ConvTranspose2d(64, 32, 4, 2, 1, bias=False): weights ~ N(0, 0.02²)."""
     seed = randint(rng, 0, 2**30)
     layers = [fixed(nn.Conv2d(1, 256, 7, bias=False), -0.5), fixed(nn.ConvTranspose2d(64, 32, 4, 2, 1, bias=False))]
-    verdicts = [conv_case(st, layer, seed + i) for i, layer in enumerate(layers)]
+    verdicts = [conv_case(st, layer, seed + i) for i, layer in enumerate(layers)]  # both layers, whatever the first
     return first_failure(verdicts, "weights_init draws convolution weights from N(0, 0.02²) for other shapes too.")
+
+
+def untouched_case(st, module, seed) -> Verdict:
+    """weights_init(module) neither raises nor changes anything."""
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    call, state = reinit(st, module, seed, short(module))
+    problem = call_problem(call)
+    if problem:
+        return failed(problem.message, "weights_init is called on every submodule by model.apply: modules other "
+                                       "than Conv2d, ConvTranspose2d and BatchNorm2d must pass through untouched "
+                                       "(check the type with isinstance first).")
+    changed = [k for k in before if state is None or not torch.equal(before[k], state.get(k))]
+    return failed(f"{call.what} changed {', '.join(changed)}.", "Only Conv2d, ConvTranspose2d and BatchNorm2d are "
+                  "re-initialised; leave every other module (nn.Linear included) as it is.") if changed else passed("")
 
 
 @checks.hidden("weights_init")
@@ -54,23 +68,8 @@ def weights_init_leaves_other_modules(st, ref, rng):
                                             "Re-initialise Conv2d, ConvTranspose2d and BatchNorm2d first.")
     modules = [fixed(nn.Linear(32, 16), 0.25), nn.ReLU(), nn.LeakyReLU(0.2), nn.Tanh(), nn.Flatten(),
                fixed(nn.Sequential(nn.Linear(8, 4), nn.Sigmoid()), 0.25)]
-    verdicts = []
-    for i, module in enumerate(modules):
-        before = {k: v.clone() for k, v in module.state_dict().items()}
-        call, state = reinit(st, module, seed + i, short(module))
-        problem = call_problem(call)
-        if problem:
-            verdicts.append(failed(problem.message, "weights_init is called on every submodule by model.apply: "
-                                   "modules other than Conv2d, ConvTranspose2d and BatchNorm2d must pass through "
-                                   "untouched (check the type with isinstance first)."))
-            break
-        changed = [k for k in before if state is None or not torch.equal(before[k], state.get(k))]
-        if changed:
-            verdicts.append(failed(f"{call.what} changed {', '.join(changed)}.",
-                                   "Only Conv2d, ConvTranspose2d and BatchNorm2d are re-initialised; leave every "
-                                   "other module (nn.Linear included) as it is."))
-            break
-    return first_failure(verdicts, "weights_init leaves Linear layers, activations and containers untouched.")
+    return first_failure((untouched_case(st, module, seed + i) for i, module in enumerate(modules)),
+                         "weights_init leaves Linear layers, activations and containers untouched.")
 
 
 @checks.hidden("train_step")

@@ -14,7 +14,8 @@ import math
 import torch
 import torch.nn as nn
 
-from autograder.checks import CheckSet, Verdict, call_problem, failed, first_failure, passed, randint, randn
+from autograder.checks import (CheckSet, Verdict, build, call_problem, failed, first_failure, layer, passed, randint,
+                               randn, returned, spec, states_close)
 
 checks = CheckSet()
 
@@ -25,49 +26,47 @@ TANH = ("End the generator with nn.Tanh(): the training images are scaled to [-1
 
 # ---------------------------------------------------------------------------- constructing networks
 
-def moved(st, then):
-    """Calls on a module the kernel constructs: move it to the grading device first."""
-    return ([("to", (st.device,), {})] if st.device != "cpu" else []) + then
-
-
-def build_and_run(st, cls, ctor_args, inputs, seed, eval_mode=False, warmup=()):
-    """Construct `cls(*ctor_args)` in the kernel (seeded), run it on the `warmup` inputs in train mode (which
-    fills batch-norm running statistics), then (in eval mode if asked) on each input, without gradients.
-
-    Returns the Call and the list of outputs for `inputs` (None when the call failed)."""
+def network_case(st, cls, ctor_args, inputs, seed, verdict, summary, latent_size=None, eval_mode=False,
+                 warmup=()) -> Verdict:
+    """Construct `cls(*ctor_args)` in the kernel (seeded) and move it to the grading device, run it on the
+    `warmup` inputs in train mode (which fills batch-norm running statistics), then (in eval mode if asked)
+    on each input, without gradients; `verdict(what, output, n)` judges each output."""
     shapes = ", ".join(str(tuple(x.shape)) for x in inputs)
     mode = f" in eval mode (after {len(warmup)} batches in train mode)" if eval_mode and warmup else (
         " in eval mode" if eval_mode else "")
     what = f"{cls}({', '.join(map(repr, ctor_args))}){mode} on input {shapes}"
-    then = ([(None, (x,), {}) for x in warmup] + ([("eval", (), {})] if eval_mode else [])
-            + [(None, (x,), {}) for x in inputs])
-    call = st.call(cls, *ctor_args, seed=seed, no_grad=True, then=moved(st, then), description=what)
+    then = (([("to", (st.device,), {})] if st.device != "cpu" else []) + [(None, (x,), {}) for x in warmup]
+            + ([("eval", (), {})] if eval_mode else []) + [(None, (x,), {}) for x in inputs])
+    call = st.call(cls, *ctor_args, seed=seed, no_grad=True, then=then, description=what)
     outputs = call.value[-len(inputs):] if call.ok and isinstance(call.value, list) else None
-    return call, outputs
-
-
-def construction_problem(call, latent_size=None) -> Verdict | None:
     problem = call_problem(call)
     if problem and call.error and latent_size is not None and "channels" in call.error:
         return failed(problem.message, f"The first ConvTranspose2d must take latent_size = {latent_size} input "
                                        "channels: use the constructor's argument, not the global LATENT_SIZE.")
-    return problem
+    return problem or first_failure((verdict(call.what, out, len(x)) for x, out in zip(inputs, outputs)),
+                                    f"{call.what}: {summary}.")
 
 
-def images_verdict(what, out, n) -> Verdict:
-    """Generator output: a float tensor (n, 1, 28, 28) in [-1, 1] that depends on the noise."""
+def output_problem(what, out, shape, shape_hint) -> Verdict | None:
+    """Why a network's output is not a finite float32 tensor of `shape`, or None."""
     if not isinstance(out, torch.Tensor):
-        kind = "None" if out is None else type(out).__name__
-        return failed(f"{what} returned {kind}, expected a tensor of shape {(n, *IMAGE)}.",
-                      "forward must return the network's output (is a `return` missing?).")
-    if tuple(out.shape) != (n, *IMAGE):
-        return failed(f"{what} returned shape {tuple(out.shape)}, expected {(n, *IMAGE)}.",
-                      "Follow the table: 1×1 → 7×7 (kernel 7, stride 1, padding 0) → 14×14 → 28×28 "
-                      "(kernel 4, stride 2, padding 1), with 1 output channel.")
+        return failed(f"{what} returned {'None' if out is None else type(out).__name__}, expected a tensor of "
+                      f"shape {shape}.", "forward must return the network's output (is a `return` missing?).")
+    if tuple(out.shape) != shape:
+        return failed(f"{what} returned shape {tuple(out.shape)}, expected {shape}.", shape_hint)
     if out.dtype != torch.float32:
         return failed(f"{what} returned dtype {out.dtype}, expected torch.float32.")
     if not torch.isfinite(out).all():
         return failed(f"{what} returned NaN or infinite values.")
+    return None
+
+
+def images_verdict(what, out, n) -> Verdict:
+    """Generator output: a float tensor (n, 1, 28, 28) in [-1, 1] that depends on the noise."""
+    problem = output_problem(what, out, (n, *IMAGE), "Follow the table: 1×1 → 7×7 (kernel 7, stride 1, padding 0) "
+                             "→ 14×14 → 28×28 (kernel 4, stride 2, padding 1), with 1 output channel.")
+    if problem:
+        return problem
     lo, hi = float(out.min()), float(out.max())
     if lo < -1 - 1e-6 or hi > 1 + 1e-6:
         return failed(f"{what} returned values from {lo:.3g} to {hi:.3g}, outside [-1, 1]: "
@@ -85,30 +84,18 @@ def generator_case(st, latent_size, batches, seed, eval_mode=False, warmup=0) ->
     g = torch.Generator().manual_seed(seed)
     zs = [randn(g, b, latent_size, 1, 1) for b in batches]
     warm = [randn(g, 2, latent_size, 1, 1) for _ in range(warmup)]
-    call, outs = build_and_run(st, "Generator", (latent_size,), zs, seed, eval_mode, warm)
-    problem = construction_problem(call, latent_size)
-    if problem:
-        return problem
-    return first_failure((images_verdict(call.what, out, len(z)) for z, out in zip(zs, outs)),
-                         f"{call.what}: images of shape (N, 1, 28, 28) in [-1, 1].")
+    return network_case(st, "Generator", (latent_size,), zs, seed, images_verdict,
+                        "images of shape (N, 1, 28, 28) in [-1, 1]", latent_size, eval_mode, warm)
 
 
 def probabilities_verdict(what, out, n) -> Verdict:
     """Discriminator output: a float tensor (n, 1) of probabilities."""
-    if not isinstance(out, torch.Tensor):
-        kind = "None" if out is None else type(out).__name__
-        return failed(f"{what} returned {kind}, expected a tensor of shape ({n}, 1).",
-                      "forward must return the network's output (is a `return` missing?).")
-    if tuple(out.shape) != (n, 1):
-        hint = ("Keep the shape (N, 1): end with nn.Flatten() and nn.Sigmoid(), and do not squeeze() or "
-                "view(-1) inside forward." if out.numel() == n else
-                "The last Conv2d(64, 1, 7) must see the whole 7×7 map: 28 → 14 → 7 → 1 "
-                "(kernel 4, stride 2, padding 1 twice), then nn.Flatten().")
-        return failed(f"{what} returned shape {tuple(out.shape)}, expected ({n}, 1).", hint)
-    if out.dtype != torch.float32:
-        return failed(f"{what} returned dtype {out.dtype}, expected torch.float32.")
-    if not torch.isfinite(out).all():
-        return failed(f"{what} returned NaN or infinite values.")
+    hint = ("Keep the shape (N, 1): end with nn.Flatten() and nn.Sigmoid(), and do not squeeze() or view(-1) inside "
+            "forward." if isinstance(out, torch.Tensor) and out.numel() == n else "The last Conv2d(64, 1, 7) must see "
+            "the whole 7×7 map: 28 → 14 → 7 → 1 (kernel 4, stride 2, padding 1 twice), then nn.Flatten().")
+    problem = output_problem(what, out, (n, 1), hint)
+    if problem:
+        return problem
     lo, hi = float(out.min()), float(out.max())
     if lo < 0 or hi > 1:
         return failed(f"{what} returned values from {lo:.3g} to {hi:.3g}, not probabilities: "
@@ -120,12 +107,8 @@ def probabilities_verdict(what, out, n) -> Verdict:
 def discriminator_case(st, batches, seed, eval_mode=False) -> Verdict:
     g = torch.Generator().manual_seed(seed)
     xs = [torch.tanh(2 * randn(g, b, *IMAGE)) for b in batches]
-    call, outs = build_and_run(st, "Discriminator", (), xs, seed, eval_mode)
-    problem = call_problem(call)
-    if problem:
-        return problem
-    return first_failure((probabilities_verdict(call.what, out, len(x)) for x, out in zip(xs, outs)),
-                         f"{call.what}: probabilities of shape (N, 1).")
+    return network_case(st, "Discriminator", (), xs, seed, probabilities_verdict, "probabilities of shape (N, 1)",
+                        eval_mode=eval_mode)
 
 
 @checks.public("generator", weight=2)
@@ -164,19 +147,17 @@ def normal_verdict(what, before, after, mean, std, kind) -> Verdict:
     stats = f"mean {m:.4f}, std {s:.4f}"
     if ok:
         return passed(f"{what}: {stats}, as N({mean:g}, {std:g}²).")
-    if abs(s - 10 * std) < std:
-        return failed(f"{what}: {stats}: the standard deviation is 0.2, ten times too large.",
-                      "The standard deviation is 0.02: nn.init.normal_ takes the mean, then the std.")
-    if abs(s - std**2) < std**2 / 2:
-        return failed(f"{what}: {stats}: the standard deviation is 0.0004 = 0.02², the variance.",
-                      "The third argument of nn.init.normal_ is the standard deviation: 0.02.")
-    if kind == "conv" and abs(m - 1) < 0.05:
-        return failed(f"{what}: {stats}: the convolution weights are centred on 1.",
-                      "Convolution weights have mean 0; mean 1 is for BatchNorm2d weights.")
-    if kind == "bn" and abs(m) < 0.05:
-        return failed(f"{what}: {stats}: the BatchNorm2d weights are centred on 0, not 1.",
-                      "BatchNorm weights scale the normalised activations: start them near 1 "
-                      "(mean 1, std 0.02).")
+    for wrong, why, hint in (
+            (abs(s - 10 * std) < std, "the standard deviation is 0.2, ten times too large",
+             "The standard deviation is 0.02: nn.init.normal_ takes the mean, then the std."),
+            (abs(s - std**2) < std**2 / 2, "the standard deviation is 0.0004 = 0.02², the variance",
+             "The third argument of nn.init.normal_ is the standard deviation: 0.02."),
+            (kind == "conv" and abs(m - 1) < 0.05, "the convolution weights are centred on 1",
+             "Convolution weights have mean 0; mean 1 is for BatchNorm2d weights."),
+            (kind == "bn" and abs(m) < 0.05, "the BatchNorm2d weights are centred on 0, not 1",
+             "BatchNorm weights scale the normalised activations: start them near 1 (mean 1, std 0.02).")):
+        if wrong:
+            return failed(f"{what}: {stats}: {why}.", hint)
     return failed(f"{what}: {stats}, {near:.1%} within one std of {mean:g}; expected N({mean:g}, {std:g}²) "
                   "(68.3% within one std).",
                   f"Draw from a normal distribution (nn.init.normal_) with mean {mean:g} and std 0.02.")
@@ -200,21 +181,14 @@ def conv_case(st, layer, seed) -> Verdict:
     what = short(layer)
     before = layer.weight.detach().clone()
     call, state = reinit(st, layer, seed, what)
-    problem = call_problem(call)
-    if problem:
-        return problem
-    return normal_verdict(f"{what} weight", before, state["weight"], 0.0, 0.02, "conv")
+    return call_problem(call) or normal_verdict(f"{what} weight", before, state["weight"], 0.0, 0.02, "conv")
 
 
 def batchnorm_case(st, layer, seed) -> Verdict:
     what = f"BatchNorm2d({layer.num_features})"
-    fixed(layer, 0.5)
-    before = layer.weight.detach().clone()
+    before = fixed(layer, 0.5).weight.detach().clone()
     call, state = reinit(st, layer, seed, what)
-    problem = call_problem(call)
-    if problem:
-        return problem
-    verdict = normal_verdict(f"{what} weight", before, state["weight"], 1.0, 0.02, "bn")
+    verdict = call_problem(call) or normal_verdict(f"{what} weight", before, state["weight"], 1.0, 0.02, "bn")
     if not verdict.passed:
         return verdict
     bias = state["bias"]
@@ -244,17 +218,9 @@ def weights_init_batchnorm(st, ref, rng):
 
 # ---------------------------------------------------------------------------- train_step
 
-def layer(name, *args, **kwargs):
-    return (name, tuple(args), tuple(sorted(kwargs.items())))
-
-
-def build(spec) -> nn.Sequential:
-    """The same builder as the reference's: torch's own layers only, so the models pickle into the kernel."""
-    return nn.Sequential(*(getattr(nn, name)(*args, **dict(kwargs)) for name, args, kwargs in spec))
-
-
 def small_gan(latent_size, width):
-    """A generator (N, latent, 1, 1) → (N, 1, 8, 8) and a discriminator (N, 1, 8, 8) → (N, 1)."""
+    """A generator (N, latent, 1, 1) → (N, 1, 8, 8) and a discriminator (N, 1, 8, 8) → (N, 1), as tuples of
+    library layers: the reference's `build` takes such a tuple, not a library `spec`."""
     g_spec = (layer("ConvTranspose2d", latent_size, 2 * width, 4, 1, 0, bias=False), layer("BatchNorm2d", 2 * width),
               layer("ReLU"), layer("ConvTranspose2d", 2 * width, 1, 4, 2, 1, bias=False), layer("Tanh"))
     d_spec = (layer("Conv2d", 1, width, 4, 2, 1, bias=False), layer("LeakyReLU", 0.2),
@@ -275,6 +241,13 @@ NO_DETACH = ("Without .detach(), loss_d.backward() ran back through G and freed 
              "could not. Use D(fake.detach()) in step 1, and the same `fake` (not detached) in step 2.")
 STALE_D = ("The generator loss used the discriminator's output from before opt_d.step(). Compute "
            "D(fake).view(-1) again after the discriminator update.")
+RAISED = (  # words of an error, what they reveal (None: the error says it), hint
+    ("backward through the graph a second time", "the fake batch was not detached in the discriminator step",
+     NO_DETACH),
+    ("modified by an inplace operation", "the generator loss used a stale discriminator output", STALE_D),
+    ("channels", None, "Draw the noise with the latent_size argument: torch.randn(b, latent_size, 1, 1, "
+                       "device=real.device), not the global LATENT_SIZE."),
+)
 
 
 # Adam's first step moves each parameter by about lr * g / (|g| + eps): with the default eps = 1e-8 a
@@ -283,11 +256,16 @@ STALE_D = ("The generator loss used the discriminator's output from before opt_d
 ADAM_EPS = 1e-4
 
 
+def agree(actual, expected, keys=None) -> bool:
+    """Two states agree on `keys` (default: all of expected's; keys only `actual` has are not compared)."""
+    return states_close(actual, expected, rtol=1e-4, atol=1e-6, keys=expected if keys is None else keys)
+
+
 def train_step_case(st, ref, rng, latent_size, batch, width, lr, betas=(0.5, 0.999)) -> Verdict:
     g_spec, d_spec = small_gan(latent_size, width)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(randint(rng, 0, 2**30))
-        G, D = build(g_spec), build(d_spec)
+        G, D = build(spec(*g_spec, training=True)), build(spec(*d_spec, training=True))
     real = torch.tanh(2 * randn(rng, batch, 1, 8, 8))
     seed = randint(rng, 0, 2**30)
     g_state = {k: v.clone() for k, v in G.state_dict().items()}
@@ -308,24 +286,15 @@ def train_step_case(st, ref, rng, latent_size, batch, width, lr, betas=(0.5, 0.9
 
 
 def compare_step(call, expected, g_state, d_state) -> Verdict:
-    what = call.what
-    problem = call_problem(call)
-    if problem:
-        if call.error and "backward through the graph a second time" in call.error:
-            return failed(f"{what} raised {call.error.split(' (')[0][:160]}...: the fake batch was not detached "
-                          "in the discriminator step.", NO_DETACH)
-        if call.error and "modified by an inplace operation" in call.error:
-            return failed(f"{what} raised {call.error[:160]}...: the generator loss used a stale discriminator "
-                          "output.", STALE_D)
-        if call.error and "channels" in call.error:
-            return failed(problem.message, "Draw the noise with the latent_size argument: torch.randn(b, latent_size, "
-                                           "1, 1, device=real.device), not the global LATENT_SIZE.")
-        return problem
-    value = call.value
-    if not isinstance(value, dict):
-        kind = "None" if value is None else type(value).__name__
-        return failed(f"{what} returned {kind}, expected a dict with keys {', '.join(KEYS)}.",
-                      "Return {'loss_d': loss_d.item(), 'loss_g': loss_g.item(), 'd_real': ..., 'd_fake': ...}.")
+    what, value, kind = call.what, call.value, f"a dict with keys {', '.join(KEYS)}"
+    hint = "Return {'loss_d': loss_d.item(), 'loss_g': loss_g.item(), 'd_real': ..., 'd_fake': ...}."
+    problem = returned(call, kind, hint)
+    for words, label, why in RAISED:
+        if call.error and words in call.error:
+            return failed(f"{what} raised {call.error.split(' (')[0][:160]}...: {label}." if label else
+                          problem.message, why)
+    if problem or not isinstance(value, dict):
+        return problem or failed(f"{what} returned {type(value).__name__}, expected {kind}.", hint)
     missing = [k for k in KEYS if k not in value]
     if missing:
         return failed(f"{what} returned a dict without {', '.join(missing)} (keys: {', '.join(map(str, value))}).")
@@ -338,7 +307,7 @@ def compare_step(call, expected, g_state, d_state) -> Verdict:
 
     def matches(result) -> bool:
         return (all(math.isclose(value[k], result[k], rel_tol=1e-4, abs_tol=1e-6) for k in KEYS)
-                and states_close(G.state, result["g_state"]) and states_close(D.state, result["d_state"]))
+                and agree(G.state, result["g_state"]) and agree(D.state, result["d_state"]))
 
     if matches(expected["solution"]):
         return passed(f"{what} matches the reference step: the four numbers, and G and D after the step.")
@@ -348,37 +317,22 @@ def compare_step(call, expected, g_state, d_state) -> Verdict:
     return step_difference(what, value, G, D, expected["solution"], g_state, d_state)
 
 
-def states_close(actual, expected, keys=None) -> bool:
-    keys = keys if keys is not None else expected.keys()
-    for k in keys:
-        a, e = actual.get(k), expected[k]
-        if not isinstance(a, torch.Tensor) or a.shape != e.shape:
-            return False
-        if e.is_floating_point():
-            if not torch.allclose(a.to(e.dtype), e, rtol=1e-4, atol=1e-6):
-                return False
-        elif not torch.equal(a, e):
-            return False
-    return True
-
-
 def step_difference(what, value, G, D, solution, g_state, d_state) -> Verdict:
     """The student's step differs from the reference and from the known wrong steps: say where."""
     g_params = [k for k in g_state if "running" not in k and "num_batches" not in k]
     d_params = [k for k in d_state if "running" not in k and "num_batches" not in k]
-    if states_close(D.state, d_state, d_params):
+    if agree(D.state, d_state, d_params):
         return failed(f"{what} left D's parameters unchanged.",
                       "Step 1 ends with loss_d.backward() and opt_d.step().")
-    if states_close(G.state, g_state, g_params):
+    if agree(G.state, g_state, g_params):
         return failed(f"{what} left G's parameters unchanged.",
                       "Step 2 needs gradients flowing into G: criterion(D(fake).view(-1), ones) on the fake batch "
                       "that is *not* detached, then loss_g.backward() and opt_g.step().")
     wrong = [f"{k} {value[k]:.6g} (expected {solution[k]:.6g})" for k in KEYS
              if not math.isclose(value[k], solution[k], rel_tol=1e-4, abs_tol=1e-6)]
-    d_ok = states_close(D.state, solution["d_state"])
-    g_params_ok = states_close(G.state, solution["g_state"], g_params)
-    g_buffers_ok = states_close(G.state, solution["g_state"])
-    if g_params_ok and d_ok and not g_buffers_ok:
+    d_ok = agree(D.state, solution["d_state"])
+    g_params_ok = agree(G.state, solution["g_state"], g_params)
+    if g_params_ok and d_ok and not agree(G.state, solution["g_state"]):
         ran = G.state.get("1.num_batches_tracked")
         times = f" ({int(ran)} forward passes)" if isinstance(ran, torch.Tensor) and ran.numel() == 1 else ""
         return failed(f"{what}: the parameters match, but G's batch-norm running statistics differ{times}.",
@@ -388,11 +342,9 @@ def step_difference(what, value, G, D, solution, g_state, d_state) -> Verdict:
         return failed(f"{what} updates G and D correctly but returns wrong numbers: {'; '.join(wrong)}.",
                       "d_real and d_fake are the means of D's outputs in step 1 (before opt_d.step()); loss_d is "
                       "loss_real + loss_fake; loss_g is the generator loss of step 2.")
-    parts = [f"returned {'; '.join(wrong)}" if wrong else "returned the right numbers"]
-    if not d_ok:
-        parts.append("D's state after the step differs")
-    if not g_params_ok:
-        parts.append("G's parameters after the step differ")
+    parts = [f"returned {'; '.join(wrong)}" if wrong else "returned the right numbers",
+             *(["D's state after the step differs"] if not d_ok else []),
+             *(["G's parameters after the step differ"] if not g_params_ok else [])]
     return failed(f"{what} differs from the reference step: {', '.join(parts)}.",
                   "Follow the two steps in order: zero_grad, D(real) with label 1, z = torch.randn(b, latent_size, 1, "
                   "1, device=real.device), D(fake.detach()) with label 0, loss_d.backward(), opt_d.step(); then "

@@ -1,19 +1,16 @@
-"""Hidden checks of the params assignment: fresh random layers and models, grader only.
-
-Models here are built in the grader and passed to the reference as they are (the reference
-counts a deep copy, which keeps shared parameters shared), so any torch.nn stack can be used.
-"""
-
-from __future__ import annotations
+"""Hidden checks of the params assignment (grader only): random layers, and models built here and given to the
+reference as they are (it counts a deep copy, which keeps shared parameters shared)."""
 
 import torch.nn as nn
 
 from autograder.checks import CheckSet, first_failure, randint
 
-from .public import conv_case, count_case, describe, linear_case, summary_case
+from .public import conv_counts, count_case, describe, linear_counts, summary_case
 
 checks = CheckSet()
 CASES = 12
+BIAS = ({}, {"bias": True}, {"bias": False})  # the bias left to its default, on, off
+TRAINABLE = {"trainable_only": True}
 
 
 @checks.hidden("linear_params")
@@ -21,10 +18,9 @@ def linear_params_random(st, ref, rng):
     """Random layer sizes, with the bias left to its default, on, or off."""
     cases = []
     for _ in range(CASES):
-        kwargs = [{}, {"bias": True}, {"bias": False}][randint(rng, 0, 2)]
+        kwargs = BIAS[randint(rng, 0, 2)]
         cases.append(((randint(rng, 1, 5000), randint(rng, 1, 500)), kwargs))
-    return first_failure((linear_case(st, ref, *a, **kw) for a, kw in cases),
-                         f"linear_params matches nn.Linear on {CASES} random layers.")
+    return linear_counts(st, ref, cases, f"linear_params matches nn.Linear on {CASES} random layers.")
 
 
 def kernel(rng):
@@ -34,12 +30,8 @@ def kernel(rng):
 @checks.hidden("conv2d_params")
 def conv2d_params_random(st, ref, rng):
     """Random channels, square and rectangular kernels (int or pair), bias default/on/off."""
-    cases = []
-    for i in range(CASES):
-        kwargs = [{}, {"bias": True}, {"bias": False}][i % 3]
-        cases.append(((randint(rng, 1, 64), randint(rng, 1, 128), kernel(rng)), kwargs))
-    return first_failure((conv_case(st, ref, *a, **kw) for a, kw in cases),
-                         f"conv2d_params matches nn.Conv2d on {CASES} random layers.")
+    cases = [((randint(rng, 1, 64), randint(rng, 1, 128), kernel(rng)), BIAS[i % 3]) for i in range(CASES)]
+    return conv_counts(st, ref, cases, f"conv2d_params matches nn.Conv2d on {CASES} random layers.")
 
 
 @checks.hidden("conv2d_params")
@@ -51,8 +43,7 @@ def conv2d_params_random_groups(st, ref, rng):
         cin, cout = g * randint(rng, 1, 6), g * randint(rng, 1, 6)
         kwargs = {"groups": g} if i % 2 else {"groups": g, "bias": False}
         cases.append(((cin, cout, kernel(rng)), kwargs))
-    return first_failure((conv_case(st, ref, *a, **kw) for a, kw in cases),
-                         f"conv2d_params matches nn.Conv2d with groups on {CASES} random layers.")
+    return conv_counts(st, ref, cases, f"conv2d_params matches nn.Conv2d with groups on {CASES} random layers.")
 
 
 # ------------------------------------------------------------------------------ random models
@@ -82,19 +73,14 @@ def random_cnn(rng) -> tuple[nn.Sequential, tuple[int, ...]]:
     if randint(rng, 0, 1):
         head.append(nn.LayerNorm(hidden))
     head += [nn.ReLU(), nn.Dropout(0.2), nn.Linear(hidden, randint(rng, 2, 10))]
-    model = nn.Sequential(*blocks, nn.MaxPool2d(2), nn.Sequential(*head))
-    return model.eval(), (n, c, h, w)
+    return nn.Sequential(*blocks, nn.MaxPool2d(2), nn.Sequential(*head)).eval(), (n, c, h, w)
 
 
 @checks.hidden("count_params")
 def count_params_random_nested(st, ref, rng):
     """Random nested CNNs with BatchNorm2d and LayerNorm, all trainable."""
-    cases = []
-    for _ in range(4):
-        model, _ = random_cnn(rng)
-        cases.append((model, {}))
-        cases.append((model, {"trainable_only": True}))
-    return first_failure((count_case(st, ref, m, describe(m), **kw) for m, kw in cases),
+    models = [random_cnn(rng)[0] for _ in range(4)]
+    return first_failure((count_case(st, ref, m, describe(m), **kw) for m in models for kw in ({}, TRAINABLE)),
                          "count_params is right for random nested CNNs.")
 
 
@@ -104,17 +90,15 @@ def count_params_random_frozen_shared(st, ref, rng):
     cases = []
     for _ in range(3):
         model, _ = random_cnn(rng)
-        for p in model[0].parameters():  # a frozen backbone block, as in fine-tuning
-            p.requires_grad_(False)
+        model[0].requires_grad_(False)  # a frozen backbone block, as in fine-tuning
         size = randint(rng, 3, 9)
         shared = nn.Linear(size, size)  # one module in two containers
-        model.append(nn.Sequential(shared, nn.ReLU()))
-        model.append(nn.Sequential(nn.Sequential(shared, nn.Tanh())))
+        model.extend([nn.Sequential(shared, nn.ReLU()), nn.Sequential(nn.Sequential(shared, nn.Tanh()))])
         first, last = nn.Linear(size, size), nn.Linear(size, size)
         last.weight = first.weight  # tied weights between two direct children
         model.extend([first, nn.ReLU(), last])
         label = f"{describe(model)} with model[0] frozen, a Linear in two containers and tied weights"
-        cases += [(model, label, {}), (model, label, {"trainable_only": True})]
+        cases += [(model, label, {}), (model, label, TRAINABLE)]
     return first_failure((count_case(st, ref, m, label, **kw) for m, label, kw in cases),
                          "count_params counts shared parameters once and respects trainable_only.")
 
@@ -122,8 +106,7 @@ def count_params_random_frozen_shared(st, ref, rng):
 @checks.hidden("summary")
 def summary_random(st, ref, rng):
     """Random nested CNNs with an MLP head, in eval mode."""
-    cases = [random_cnn(rng) for _ in range(4)]
-    return first_failure((summary_case(st, ref, m, shape) for m, shape in cases),
+    return first_failure((summary_case(st, ref, m, shape) for m, shape in [random_cnn(rng) for _ in range(4)]),
                          "summary is right for random nested CNNs.")
 
 

@@ -1,26 +1,18 @@
-"""Public checks of the params assignment: students run these while they work.
-
-Expected values are recorded from the reference when the assignment is built. Models are
-described by plain tuples (a "spec", see `autograder.checks.models`): the check builds the model it sends to the
-student, and the reference builds its own copy from the same spec, so the value can be
-recorded and replayed in a self-check.
-"""
-
-from __future__ import annotations
+"""Public checks of the params assignment, which students run while they work. Counts and tables are recorded
+from the reference at build time; models are specs (`autograder.checks.models`, and `named`/`same` below for a
+module used twice) that the check and the reference each build, so a self-check replays the recorded value."""
 
 from dataclasses import replace
 
 import pandas as pd
 import torch.nn as nn
 
-from autograder.checks import (CheckSet, Misconception, Verdict, call_problem, int_answer, failed, first_failure,
-                               module_snapshot, passed, signature, state_unchanged)
+from autograder.checks import (CheckSet, Misconception, Verdict, failed, first_failure, int_answer, module_snapshot,
+                               passed, plain, returned, signature, state_unchanged)
 from autograder.checks.models import build, describe, layer, seq, spec
 
 checks = CheckSet()
 COLUMNS = ("layer", "type", "output_shape", "params")
-
-# ------------------------------------------------------------------------------ model specs
 
 
 def named(label, item):
@@ -32,32 +24,31 @@ def same(label):
     return ("Same", (label,), ())
 
 
-# ------------------------------------------------------------------------------ comparing ints
-
-
 # ------------------------------------------------------------------------------ linear_params
 
 LINEAR_BIAS = "A Linear layer has a weight of shape (out, in) and, with bias=True, a bias of shape (out,)."
 
 
-def linear_case(st, ref, in_features, out_features, **kwargs):
-    bias = kwargs.get("bias", True)
-    expected = ref.linear_params(in_features, out_features, bias)
-    misconceptions = [Misconception("the bias is missing", LINEAR_BIAS, in_features * out_features),
-                      Misconception("the bias is counted although bias=False", LINEAR_BIAS,
-                                    in_features * out_features + out_features),
-                      Misconception("the bias has in_features entries", "The bias has one entry per *output*.",
-                                    in_features * out_features + (in_features if bias else 0))]
-    call = st.call("linear_params", in_features, out_features,
-                   description=signature("linear_params", in_features, out_features, **kwargs), **kwargs)
-    return int_answer(call, expected, misconceptions)
+def linear_counts(st, ref, cases, summary):
+    """Each ((in_features, out_features), kwargs) case until one fails; kwargs go to the student as given."""
+    def case(in_features, out_features, **kwargs):
+        bias, weights = kwargs.get("bias", True), in_features * out_features
+        expected = ref.linear_params(in_features, out_features, bias)
+        misconceptions = [Misconception("the bias is missing", LINEAR_BIAS, weights),
+                          Misconception("the bias is counted although bias=False", LINEAR_BIAS, weights + out_features),
+                          Misconception("the bias has in_features entries", "The bias has one entry per *output*.",
+                                        weights + (in_features if bias else 0))]
+        call = st.call("linear_params", in_features, out_features, **kwargs,
+                       description=signature("linear_params", in_features, out_features, **kwargs))
+        return int_answer(call, expected, misconceptions)
+    return first_failure((case(*a, **kw) for a, kw in cases), summary)
 
 
 @checks.public("linear_params")
 def linear_params_lecture(st, ref, rng):
     """CIFAR logistic regression Linear(3072, 10), an MLP layer Linear(784, 128), and bias=False."""
-    cases = [((3072, 10), {}), ((784, 128), {}), ((128, 10), dict(bias=False)), ((22100, 11050), dict(bias=True))]
-    return first_failure((linear_case(st, ref, *a, **kw) for a, kw in cases),
+    return linear_counts(st, ref, [((3072, 10), {}), ((784, 128), {}), ((128, 10), dict(bias=False)),
+                                   ((22100, 11050), dict(bias=True))],
                          "linear_params counts the weight matrix and the bias.")
 
 
@@ -70,37 +61,39 @@ GROUPS_TWICE = ("Only the *input* channels each filter sees are divided by group
                 "filters: weight shape (out_channels, in_channels // groups, kh, kw).")
 RECTANGLE = "A kernel_size pair (kh, kw) is a kh × kw kernel: multiply kh by kw."
 BIAS_PER_INPUT = "The bias has one entry per *output* channel."
+CONV_MISTAKES = (("the bias is missing", CONV_BIAS, "no_bias"), ("groups is ignored", GROUPS, "no_groups"),
+                 ("both channel counts were divided by groups", GROUPS_TWICE, "groups_twice"),
+                 ("only the first kernel size was used", RECTANGLE, "square_first"),
+                 ("the bias has in_channels entries", BIAS_PER_INPUT, "bias_per_input"))
 
 
-def conv_case(st, ref, in_channels, out_channels, kernel_size, **kwargs):
-    args = (in_channels, out_channels, kernel_size, kwargs.get("bias", True), kwargs.get("groups", 1))
-    expected = ref.conv2d_params(*args)
-    misconceptions = [Misconception(label, hint, ref.conv2d_params_variant(*args, mistake=m)) for label, hint, m in (
-        ("the bias is missing", CONV_BIAS, "no_bias"),
-        ("groups is ignored", GROUPS, "no_groups"),
-        ("both channel counts were divided by groups", GROUPS_TWICE, "groups_twice"),
-        ("only the first kernel size was used", RECTANGLE, "square_first"),
-        ("the bias has in_channels entries", BIAS_PER_INPUT, "bias_per_input"))]
-    call = st.call("conv2d_params", in_channels, out_channels, kernel_size,
-                   description=signature("conv2d_params", in_channels, out_channels, kernel_size, **kwargs), **kwargs)
-    return int_answer(call, expected, misconceptions)
+def conv_counts(st, ref, cases, summary):
+    """Each ((in_channels, out_channels, kernel_size), kwargs) case until one fails; kwargs passed as given."""
+    def case(in_channels, out_channels, kernel_size, **kwargs):
+        args = (in_channels, out_channels, kernel_size, kwargs.get("bias", True), kwargs.get("groups", 1))
+        expected = ref.conv2d_params(*args)
+        misconceptions = [Misconception(label, hint, ref.conv2d_params_variant(*args, mistake=m))
+                          for label, hint, m in CONV_MISTAKES]
+        call = st.call("conv2d_params", in_channels, out_channels, kernel_size, **kwargs,
+                       description=signature("conv2d_params", in_channels, out_channels, kernel_size, **kwargs))
+        return int_answer(call, expected, misconceptions)
+    return first_failure((case(*a, **kw) for a, kw in cases), summary)
 
 
 @checks.public("conv2d_params")
 def conv2d_params_lecture(st, ref, rng):
     """Conv2d(1, 6, 3), the CIFAR CNN's Conv2d(3, 16, 3), the face CNN's Conv2d(1, 32, 7), a (3, 5) kernel."""
-    cases = [((1, 6, 3), {}), ((3, 16, 3), {}), ((1, 32, 7), {}), ((16, 32, (3, 5)), {}),
-             ((3, 16, 3), dict(bias=False))]
-    return first_failure((conv_case(st, ref, *a, **kw) for a, kw in cases),
-                         "conv2d_params counts out × in × kh × kw weights plus out biases.")
+    return conv_counts(st, ref, [((1, 6, 3), {}), ((3, 16, 3), {}), ((1, 32, 7), {}), ((16, 32, (3, 5)), {}),
+                                 ((3, 16, 3), dict(bias=False))],
+                       "conv2d_params counts out × in × kh × kw weights plus out biases.")
 
 
 @checks.public("conv2d_params")
 def conv2d_params_groups(st, ref, rng):
     """Grouped convolutions: groups=2, and a depthwise Conv2d(16, 16, 3, groups=16)."""
-    cases = [((4, 8, 3), dict(groups=2)), ((16, 16, 3), dict(groups=16)), ((6, 9, (1, 3)), dict(bias=False, groups=3))]
-    return first_failure((conv_case(st, ref, *a, **kw) for a, kw in cases),
-                         "conv2d_params divides the input channels by groups.")
+    return conv_counts(st, ref, [((4, 8, 3), dict(groups=2)), ((16, 16, 3), dict(groups=16)),
+                                 ((6, 9, (1, 3)), dict(bias=False, groups=3))],
+                       "conv2d_params divides the input channels by groups.")
 
 
 # ------------------------------------------------------------------------------ count_params
@@ -113,29 +106,24 @@ TRAINABLE = "With trainable_only=True, count only the parameters with p.requires
 FROZEN = "With trainable_only=True, count the parameters that *do* have requires_grad (the frozen ones are left out)."
 
 
-def as_module(model_or_spec) -> nn.Module:
-    """Public checks describe models by specs; hidden checks may pass grader-built modules."""
-    return model_or_spec if isinstance(model_or_spec, nn.Module) else build(model_or_spec)
-
-
-def count_case(st, ref, model_spec, label, **kwargs):
-    """count_params on the model (built from `model_spec`); kwargs (trainable_only) passed as given."""
-    model = as_module(model_spec)
+def count_case(st, ref, model, label, **kwargs):
+    """count_params on `model`, a spec (public checks) or a grader-built module (hidden ones); kwargs
+    (trainable_only) passed as given."""
+    module = model if isinstance(model, nn.Module) else build(model)
     trainable_only = kwargs.get("trainable_only", False)
-    expected = ref.count_params(model_spec, trainable_only)
-    total, per_name = ref.count_params(model_spec, False), ref.count_per_name(model_spec, trainable_only)
-    with_buffers = ref.count_with_buffers(model_spec)
-    misconceptions = []
-    if trainable_only:
-        misconceptions += [Misconception("trainable_only is ignored", TRAINABLE, total),
-                           Misconception("the frozen parameters were counted instead", FROZEN, total - expected)]
+    expected = ref.count_params(model, trainable_only)
+    total, per_name = ref.count_params(model, False), ref.count_per_name(model, trainable_only)
+    with_buffers = ref.count_with_buffers(model)
+    misconceptions = [Misconception("trainable_only is ignored", TRAINABLE, total),
+                      Misconception("the frozen parameters were counted instead", FROZEN, total - expected)
+                      ] if trainable_only else []
     misconceptions.append(Misconception("a shared parameter was counted twice", SHARED, per_name))
-    if with_buffers not in (total, ref.count_per_name(model_spec, False)):  # the model has buffers
+    if with_buffers not in (total, ref.count_per_name(model, False)):  # the model has buffers
         misconceptions.append(Misconception("buffers were counted as parameters", BUFFERS, with_buffers))
     elif with_buffers != total:  # state_dict() lists a shared tensor under each of its names
         misconceptions.append(Misconception("a shared parameter was counted twice", SHARED, with_buffers))
-    what = f"count_params({label}{''.join(f', {k}={v!r}' for k, v in kwargs.items())})"
-    call = st.call("count_params", model, description=what, **kwargs)
+    call = st.call("count_params", module, **kwargs,
+                   description=f"count_params({label}{''.join(f', {k}={v!r}' for k, v in kwargs.items())})")
     return int_answer(call, expected, misconceptions)
 
 
@@ -189,44 +177,40 @@ REPEATED = ("A module called twice gives two rows: record a row in a forward hoo
             "to a list), not one entry per module (a dict keyed by name keeps only one).")
 CONTAINERS = ("Only leaf modules get rows (modules without children, `next(m.children(), None) is None`); "
               "containers like Sequential are not layers.")
+BUILD = "Build it with pd.DataFrame(rows, columns=['layer', 'type', 'output_shape', 'params'])."
+COLUMN_HINTS = {"layer": "Use the names that model.named_modules() gives ('0', '1.2', ...), in call order.",
+                "type": "type(module).__name__ gives the class name, e.g. 'Conv2d'.",
+                "output_shape": "Record tuple(output.shape) in a forward hook, for an input of input_shape.",
+                "params": "params is that leaf's own parameter count: sum(p.numel() for p in module.parameters())."}
+KEEP_BATCH = "Keep the batch dimension: input_shape includes it, so does every output shape."
+RUNNING_STATS = ("The forward pass ran in train mode: BatchNorm updated running_mean and running_var (it does so "
+                 "even under torch.no_grad()). Call model.eval() before the pass and model.train(was_training) "
+                 "after it.")
 
 
 def as_table(value) -> list[tuple] | str:
     """The four columns as row tuples with plain values, or a message saying what is wrong."""
-    if value is None:
-        return "returned None, expected a pandas DataFrame."
     if not isinstance(value, pd.DataFrame):
         return f"returned {getattr(value, 'type', type(value).__name__)}, expected a pandas DataFrame."
     missing = [c for c in COLUMNS if c not in value.columns]
     if missing:
         return (f"returned a DataFrame without the column(s) {', '.join(missing)} (its columns: "
                 f"{', '.join(map(str, value.columns))}).")
-    rows = []
-    for name, kind, shape, params in zip(*(list(value[c]) for c in COLUMNS)):
-        shape = tuple(plain(d) for d in shape) if isinstance(shape, (tuple, list)) else shape
-        rows.append((plain(name), plain(kind), shape, plain(params)))
-    return rows
-
-
-def plain(v):
-    """NumPy scalars (a live DataFrame's int64 column) as Python numbers."""
-    return v.item() if type(v).__module__ == "numpy" and hasattr(v, "item") else v
+    return [(plain(name), plain(kind), tuple(plain(d) for d in shape) if isinstance(shape, (tuple, list)) else shape,
+             plain(params)) for name, kind, shape, params in zip(*(list(value[c]) for c in COLUMNS))]
 
 
 def table_verdict(call, expected: pd.DataFrame) -> Verdict:
     """Row count, then each row column by column: the first difference is named precisely."""
-    problem = call_problem(call)
-    if problem:
+    if problem := returned(call, "a pandas DataFrame", BUILD):
         return problem
     got = as_table(call.value)
     if isinstance(got, str):
-        return failed(f"{call.what} {got}", "Build it with pd.DataFrame(rows, columns=['layer', 'type', "
-                                            "'output_shape', 'params']).")
+        return failed(f"{call.what} {got}", BUILD)
     want = as_table(expected)
     got_layers, want_layers = [r[0] for r in got], [r[0] for r in want]
     if len(got) != len(want):
-        once = list(dict.fromkeys(want_layers))
-        if got_layers == once:
+        if got_layers == list(dict.fromkeys(want_layers)):
             return failed(f"{call.what} has {len(got)} rows, expected {len(want)}: a module called twice "
                           f"appears once (expected layers {want_layers}).", REPEATED)
         containers = [r[0] for r in got if r[1] in ("Sequential", "ModuleList", "ModuleDict")]
@@ -246,47 +230,27 @@ def table_verdict(call, expected: pd.DataFrame) -> Verdict:
                 return failed(f"{call.what}: row {i} (layer {w[0]!r}) has output_shape {gv!r}, expected the "
                               f"tuple {wv}.", "Store tuple(output.shape).")
             if gv != wv:
+                batch = column == "output_shape" and isinstance(gv, tuple) and gv == wv[1:]
                 return failed(f"{call.what}: row {i} (layer {w[0]!r}): {column} is {gv!r}, expected {wv!r}.",
-                              column_hint(column, gv, wv))
+                              KEEP_BATCH if batch else COLUMN_HINTS[column])
     return passed(f"{call.what} has the right {len(want)} rows: layers {want_layers}.")
 
 
-def column_hint(column, got, want) -> str:
-    if column == "layer":
-        return "Use the names that model.named_modules() gives ('0', '1.2', ...), in call order."
-    if column == "type":
-        return "type(module).__name__ gives the class name, e.g. 'Conv2d'."
-    if column == "output_shape":
-        if isinstance(got, tuple) and got == want[1:]:
-            return "Keep the batch dimension: input_shape includes it, so does every output shape."
-        return "Record tuple(output.shape) in a forward hook, for an input of input_shape."
-    return "params is that leaf's own parameter count: sum(p.numel() for p in module.parameters())."
-
-
-def summary_case(st, ref, model_spec, input_shape, state=False):
-    """The table, and (with `state`) that the model comes back unchanged and in the mode it was in."""
-    model = as_module(model_spec)
-    before = module_snapshot(model)
-    expected = ref.summary(model_spec, input_shape)
-    call = st.call("summary", model, input_shape, return_args=state,
-                   description=f"summary({describe(model)}, {input_shape})")
+def summary_case(st, ref, model, input_shape, state=False):
+    """The table, and (with `state`) that the model comes back unchanged and in the mode it was in. `model` is
+    a spec (public checks) or a grader-built module (hidden ones)."""
+    module = model if isinstance(model, nn.Module) else build(model)
+    before = module_snapshot(module) if state else None
+    expected = ref.summary(model, input_shape)
+    call = st.call("summary", module, input_shape, return_args=state,
+                   description=f"summary({describe(module)}, {input_shape})")
     verdicts = [table_verdict(call, expected)]
     if state and call.ok:
-        verdicts.append(summary_kept(model, before, call.args[0]))
+        kept = state_unchanged(f"summary on a model in {'train' if module.training else 'eval'} mode", before,
+                               call.args[0], hooks=False)
+        verdicts.append(failed(kept.message, RUNNING_STATS) if "running_" in kept.message and not kept.passed
+                        else kept)
     return first_failure(verdicts, f"{call.what} is right" + (" and leaves the model as it was." if state else "."))
-
-
-RUNNING_STATS = ("The forward pass ran in train mode: BatchNorm updated running_mean and running_var (it does so "
-                 "even under torch.no_grad()). Call model.eval() before the pass and model.train(was_training) "
-                 "after it.")
-
-
-def summary_kept(model, before, after) -> Verdict:
-    verdict = state_unchanged(f"summary on a model in {'train' if model.training else 'eval'} mode", before, after,
-                              hooks=False)
-    if not verdict.passed and "running_" in verdict.message:
-        return failed(verdict.message, RUNNING_STATS)
-    return verdict
 
 
 @checks.public("summary")

@@ -1,18 +1,12 @@
-"""Hidden checks of the shapes assignment: fresh random sizes and models, grader only.
-
-Models here are built in the grader and passed to the reference as they are (the reference
-runs a deep copy), so any torch.nn stack can be used, not only what a spec can describe.
-"""
-
-from __future__ import annotations
+"""Hidden checks of the shapes assignment (grader only): random sizes, and models built here and given to the
+reference as they are (it runs a deep copy), so any torch.nn stack can be used, not only what a spec describes."""
 
 import numpy as np
 import torch.nn as nn
 
-from autograder.checks import CheckSet, Misconception, first_failure, module_snapshot, randint
+from autograder.checks import CheckSet, first_failure, randint
 
-from .public import (channels_case, conv_size_case, describe, int_answer, model_kept, pixel_values, pool_size_case,
-                     shapes_verdict)
+from .public import channels_case, conv_sizes, flatten_case, pixel_values, pool_sizes, trace_case
 
 checks = CheckSet()
 CASES = 15
@@ -33,25 +27,21 @@ def valid_conv(rng, dilation: bool):
 @checks.hidden("conv_output_size")
 def conv_output_size_random(st, ref, rng):
     """Random sizes, kernels, strides and paddings (dilation 1), compared with F.conv2d's output shape."""
-    cases = [valid_conv(rng, dilation=False) for _ in range(CASES)]
-    return first_failure((conv_size_case(st, ref, s, k, **kw) for s, k, kw in cases),
-                         f"conv_output_size matches nn.Conv2d on {CASES} random settings.")
+    return conv_sizes(st, ref, [valid_conv(rng, dilation=False) for _ in range(CASES)],
+                      f"conv_output_size matches nn.Conv2d on {CASES} random settings.")
 
 
 @checks.hidden("conv_output_size")
 def conv_output_size_random_dilation(st, ref, rng):
     """Random settings with dilation 2 to 4."""
-    cases = [valid_conv(rng, dilation=True) for _ in range(CASES)]
-    return first_failure((conv_size_case(st, ref, s, k, **kw) for s, k, kw in cases),
-                         f"conv_output_size matches nn.Conv2d with dilation on {CASES} random settings.")
+    return conv_sizes(st, ref, [valid_conv(rng, dilation=True) for _ in range(CASES)],
+                      f"conv_output_size matches nn.Conv2d with dilation on {CASES} random settings.")
 
 
 def valid_pool(rng, stride: bool, padding: bool):
     while True:
         size, k = randint(rng, 1, 300), randint(rng, 1, 6)
-        kwargs = {}
-        if stride:
-            kwargs["stride"] = randint(rng, 1, 5)
+        kwargs = {"stride": randint(rng, 1, 5)} if stride else {}
         if padding:
             kwargs["padding"] = randint(rng, 0, k // 2)  # PyTorch allows at most half the kernel
         if size + 2 * kwargs.get("padding", 0) >= k:
@@ -61,28 +51,23 @@ def valid_pool(rng, stride: bool, padding: bool):
 @checks.hidden("pool_output_size")
 def pool_output_size_random_default(st, ref, rng):
     """Random sizes and kernels, stride left to its default."""
-    cases = [valid_pool(rng, stride=False, padding=False) for _ in range(CASES)]
-    return first_failure((pool_size_case(st, ref, s, k, **kw) for s, k, kw in cases),
-                         f"pool_output_size matches nn.MaxPool2d with the default stride on {CASES} sizes.")
+    return pool_sizes(st, ref, [valid_pool(rng, stride=False, padding=False) for _ in range(CASES)],
+                      f"pool_output_size matches nn.MaxPool2d with the default stride on {CASES} sizes.")
 
 
 @checks.hidden("pool_output_size", weight=2)
 def pool_output_size_random_stride_padding(st, ref, rng):
     """Explicit strides (overlapping windows too) and padding."""
-    cases = [valid_pool(rng, stride=True, padding=True) for _ in range(CASES)]
-    return first_failure((pool_size_case(st, ref, s, k, **kw) for s, k, kw in cases),
-                         f"pool_output_size matches nn.MaxPool2d with stride and padding on {CASES} settings.")
+    return pool_sizes(st, ref, [valid_pool(rng, stride=True, padding=True) for _ in range(CASES)],
+                      f"pool_output_size matches nn.MaxPool2d with stride and padding on {CASES} settings.")
 
 
 @checks.hidden("to_channels_first")
 def to_channels_first_grayscale_arrays(st, ref, rng):
     """Grayscale pixels as uint8 and float64 ndarrays, and a tensor; rectangular images."""
     h, w = randint(rng, 2, 6), randint(rng, 2, 6)
-    cases = [
-        (pixel_values(rng, 3, h * w).numpy().astype(np.uint8), h, w),
-        ((pixel_values(rng, 2, w * h).double() / 7).numpy(), w, h),
-        (pixel_values(rng, 4, h * w).float(), h, w),
-    ]
+    cases = [(pixel_values(rng, 3, h * w).numpy().astype(np.uint8), h, w),
+             ((pixel_values(rng, 2, w * h).double() / 7).numpy(), w, h), (pixel_values(rng, 4, h * w).float(), h, w)]
     return first_failure((channels_case(st, ref, *c) for c in cases),
                          "to_channels_first handles grayscale lists, arrays and tensors.")
 
@@ -91,11 +76,9 @@ def to_channels_first_grayscale_arrays(st, ref, rng):
 def to_channels_first_colour_arrays(st, ref, rng):
     """Colour pixels: RGB as a nested list and a uint8 ndarray, 4 channels as a tensor; H ≠ W."""
     h, w = randint(rng, 2, 5), randint(rng, 6, 8)
-    cases = [
-        (pixel_values(rng, 2, h * w, 3).tolist(), h, w),
-        (pixel_values(rng, 3, w * h, 3).numpy().astype(np.uint8), w, h),
-        (pixel_values(rng, 2, h * w, 4).float() + 0.5, h, w),
-    ]
+    cases = [(pixel_values(rng, 2, h * w, 3).tolist(), h, w),
+             (pixel_values(rng, 3, w * h, 3).numpy().astype(np.uint8), w, h),
+             (pixel_values(rng, 2, h * w, 4).float() + 0.5, h, w)]
     return first_failure((channels_case(st, ref, *c) for c in cases),
                          "to_channels_first handles colour lists, arrays and tensors.")
 
@@ -104,11 +87,9 @@ def to_channels_first_colour_arrays(st, ref, rng):
 
 def random_features(rng, channels: int, h: int, w: int, batchnorm: bool = True) -> tuple[nn.Sequential, tuple]:
     """A conv/pool stack with random (rectangular) kernels, strides, paddings, dilations; and its output (C, H, W)."""
-    layers: list[nn.Module] = []
-    c = channels
+    layers, c = [], channels
     for _ in range(randint(rng, 1, 3)):
-        out = randint(rng, 2, 8)
-        kh, kw = randint(rng, 1, 5), randint(rng, 1, 5)
+        out, kh, kw = randint(rng, 2, 8), randint(rng, 1, 5), randint(rng, 1, 5)
         s, p, d = randint(rng, 1, 2), randint(rng, 0, 2), randint(rng, 1, 2)
         nh, nw = (h + 2 * p - d * (kh - 1) - 1) // s + 1, (w + 2 * p - d * (kw - 1) - 1) // s + 1
         if nh < 1 or nw < 1:
@@ -129,31 +110,14 @@ def random_features(rng, channels: int, h: int, w: int, batchnorm: bool = True) 
 def random_classifier(rng) -> tuple[nn.Sequential, tuple]:
     n, c, h, w = randint(rng, 1, 4), randint(rng, 1, 3), randint(rng, 8, 30), randint(rng, 8, 30)
     features, (fc, fh, fw) = random_features(rng, c, h, w)
-    model = nn.Sequential(*features, nn.Flatten(), nn.Linear(fc * fh * fw, randint(rng, 2, 10)))
-    return model.eval(), (n, c, h, w)
+    return nn.Sequential(*features, nn.Flatten(), nn.Linear(fc * fh * fw, randint(rng, 2, 10))).eval(), (n, c, h, w)
 
 
 @checks.hidden("trace_shapes")
 def trace_shapes_random(st, ref, rng):
     """Random conv/pool/flatten/linear classifiers, random batch sizes and image sizes."""
-    verdicts = []
-    for _ in range(5):
-        model, shape = random_classifier(rng)
-        expected = ref.trace_shapes(model, shape)
-        call = st.call("trace_shapes", model, shape, description=f"trace_shapes({describe(model)}, {shape})")
-        verdicts.append(shapes_verdict(call, expected, model))
+    verdicts = [trace_case(st, ref, *random_classifier(rng)) for _ in range(5)]  # all five, whatever fails
     return first_failure(verdicts, "trace_shapes gives the right shapes for 5 random CNNs.")
-
-
-def state_case(st, ref, model, shape):
-    before = module_snapshot(model)
-    expected = ref.trace_shapes(model, shape)
-    call = st.call("trace_shapes", model, shape, return_args=True,
-                   description=f"trace_shapes({describe(model)}, {shape})")
-    verdict = shapes_verdict(call, expected, model)
-    if not verdict.passed:
-        return verdict
-    return model_kept(model, before, call.args[0])
 
 
 @checks.hidden("trace_shapes")
@@ -163,20 +127,13 @@ def trace_shapes_keeps_state(st, ref, rng):
     cnn, shape = random_classifier(rng)
     cnn = nn.Sequential(nn.BatchNorm2d(shape[1]), *cnn).eval()
     mlp = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3)).train()
-    return first_failure((state_case(st, ref, cnn, shape), state_case(st, ref, mlp, (3, 6))),
+    return first_failure((trace_case(st, ref, cnn, shape, state=True), trace_case(st, ref, mlp, (3, 6), state=True)),
                          "trace_shapes leaves eval-mode and train-mode models exactly as they were.")
 
 
 # ------------------------------------------------------------------------------ flatten_features
 
-def flatten_model_case(st, ref, features, input_shape):
-    expected = ref.flatten_features(features, input_shape)
-    convs = [m.out_channels for m in features.modules() if isinstance(m, nn.Conv2d)]
-    misconceptions = [Misconception("the channels are missing", "Flatten keeps every channel: channels × height "
-                                    "× width of the last feature map.", expected // convs[-1])] if convs else []
-    call = st.call("flatten_features", features, input_shape,
-                   description=f"flatten_features({describe(features)}, {input_shape})")
-    return int_answer(call, expected, misconceptions)
+NO_CHANNELS = "Flatten keeps every channel: channels × height × width of the last feature map."
 
 
 @checks.hidden("flatten_features")
@@ -187,7 +144,7 @@ def flatten_features_random(st, ref, rng):
         c, h, w = randint(rng, 1, 3), randint(rng, 10, 40), randint(rng, 10, 40)
         features, _ = random_features(rng, c, h, w)
         cases.append((features.eval() if randint(rng, 0, 1) else features.train(), (c, h, w)))
-    return first_failure((flatten_model_case(st, ref, f, s) for f, s in cases),
+    return first_failure((flatten_case(st, ref, f, s, hints=(NO_CHANNELS,)) for f, s in cases),
                          "flatten_features is right for 5 random conv/pool stacks.")
 
 
@@ -199,5 +156,5 @@ def flatten_features_pools_and_strides(st, ref, rng):
         (nn.Sequential(nn.Conv2d(3, 6, 5, stride=2, padding=2), nn.ReLU(), nn.Conv2d(6, 5, 3, dilation=2),
                        nn.MaxPool2d(2)), (3, 47, 39)),
     ]
-    return first_failure((flatten_model_case(st, ref, f, s) for f, s in cases),
+    return first_failure((flatten_case(st, ref, f, s, hints=(NO_CHANNELS,)) for f, s in cases),
                          "flatten_features handles pooling-only stacks, strides, padding and dilation.")

@@ -1,12 +1,6 @@
-"""Public checks of the shapes assignment: students run these while they work.
-
-Expected values are recorded from the reference when the assignment is built. Models are
-described by plain tuples (a "spec", see `autograder.checks.models`): the check builds the model it sends to the
-student, and the reference builds its own copy from the same spec, so the value can be
-recorded and replayed in a self-check.
-"""
-
-from __future__ import annotations
+"""Public checks of the shapes assignment, which students run while they work. Expected sizes and shapes are
+recorded from the reference at build time; a model is a spec (`autograder.checks.models`) that the check and the
+reference each build, so a self-check can replay the recorded value."""
 
 from dataclasses import replace
 
@@ -14,14 +8,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from autograder.checks import (CheckSet, Misconception, Verdict, call_problem, int_answer, close, failed, first_failure,
-                               module_snapshot, passed, signature, state_unchanged)
+from autograder.checks import (CheckSet, Misconception, Verdict, call_problem, close, exact, failed, first_failure,
+                               int_answer, module_snapshot, passed, returned, signature, state_unchanged)
 from autograder.checks.models import build, describe, layer, spec
 
 checks = CheckSet()
-
-# ------------------------------------------------------------------------------ comparing ints
-
 
 # ------------------------------------------------------------------------------ conv_output_size
 
@@ -29,40 +20,38 @@ DILATION = ("Dilation spreads the kernel out: a kernel of size k with dilation d
             "positions. The output size is floor((size + 2*padding - dilation*(kernel_size-1) - 1) / stride) + 1.")
 PADDING_ONCE = "padding=p adds p positions on *both* sides: the padded size is size + 2*padding."
 CEIL = "Round down: a window that would run past the padded input is dropped (floor, `//`)."
+CONV_MISTAKES = (("the dilation is ignored", DILATION, "no_dilation"),
+                 ("the padding is counted on one side only", PADDING_ONCE, "padding_once"),
+                 ("the dilated kernel spans dilation*kernel_size positions", DILATION, "dilation_times_kernel"),
+                 ("the division is rounded up", CEIL, "ceil"))
 
 
-def conv_size_case(st, ref, size, kernel_size, **kwargs):
-    """kwargs are passed to the student exactly as given, so defaults get exercised."""
-    args = (size, kernel_size, kwargs.get("stride", 1), kwargs.get("padding", 0), kwargs.get("dilation", 1))
-    expected = ref.conv_output_size(*args)
-    misconceptions = [
-        Misconception("the dilation is ignored", DILATION, ref.conv_output_size_variant(*args, mistake="no_dilation")),
-        Misconception("the padding is counted on one side only", PADDING_ONCE,
-                      ref.conv_output_size_variant(*args, mistake="padding_once")),
-        Misconception("the dilated kernel spans dilation*kernel_size positions", DILATION,
-                      ref.conv_output_size_variant(*args, mistake="dilation_times_kernel")),
-        Misconception("the division is rounded up", CEIL, ref.conv_output_size_variant(*args, mistake="ceil")),
-    ]
-    call = st.call("conv_output_size", size, kernel_size, description=signature("conv_output_size", size,
-                                                                                  kernel_size, **kwargs), **kwargs)
-    return int_answer(call, expected, misconceptions)
+def conv_sizes(st, ref, cases, summary):
+    """Each (size, kernel_size, kwargs) case until one fails; kwargs go to the student as given (defaults too)."""
+    def case(size, kernel_size, kwargs):
+        args = (size, kernel_size, kwargs.get("stride", 1), kwargs.get("padding", 0), kwargs.get("dilation", 1))
+        expected = ref.conv_output_size(*args)
+        misconceptions = [Misconception(label, hint, ref.conv_output_size_variant(*args, mistake=m))
+                          for label, hint, m in CONV_MISTAKES]
+        call = st.call("conv_output_size", size, kernel_size, **kwargs,
+                       description=signature("conv_output_size", size, kernel_size, **kwargs))
+        return int_answer(call, expected, misconceptions)
+    return first_failure((case(*c) for c in cases), summary)
 
 
 @checks.public("conv_output_size")
 def conv_output_size_lecture(st, ref, rng):
     """The lecture's layers: 3×3 with padding 1 on 256, the face CNN's 7×7 on 170 and 130, strides 2."""
-    cases = [(256, 3, dict(stride=1, padding=1)), (170, 7, {}), (130, 7, {}), (7, 3, dict(stride=2, padding=1)),
-             (8, 3, dict(stride=2)), (28, 5, dict(padding=2))]
-    return first_failure((conv_size_case(st, ref, s, k, **kw) for s, k, kw in cases),
-                         "conv_output_size gives the lecture's sizes (stride, padding, floor).")
+    return conv_sizes(st, ref, [(256, 3, dict(stride=1, padding=1)), (170, 7, {}), (130, 7, {}),
+                                (7, 3, dict(stride=2, padding=1)), (8, 3, dict(stride=2)), (28, 5, dict(padding=2))],
+                      "conv_output_size gives the lecture's sizes (stride, padding, floor).")
 
 
 @checks.public("conv_output_size")
 def conv_output_size_dilation(st, ref, rng):
     """Dilated kernels: a 3×3 kernel with dilation 2 spans 5 pixels."""
-    cases = [(10, 3, dict(dilation=2)), (32, 3, dict(padding=2, dilation=2)), (33, 5, dict(stride=2, padding=1, dilation=3))]
-    return first_failure((conv_size_case(st, ref, s, k, **kw) for s, k, kw in cases),
-                         "conv_output_size handles dilation.")
+    return conv_sizes(st, ref, [(10, 3, dict(dilation=2)), (32, 3, dict(padding=2, dilation=2)),
+                                (33, 5, dict(stride=2, padding=1, dilation=3))], "conv_output_size handles dilation.")
 
 
 # ------------------------------------------------------------------------------ pool_output_size
@@ -71,30 +60,30 @@ STRIDE_ONE = ("When stride is None it defaults to kernel_size (nn.MaxPool2d(3) m
               "the windows do not overlap.")
 POOL_CEIL = "nn.MaxPool2d uses floor mode: a window that would run past the input is dropped (`//`)."
 POOL_PADDING = "padding=p adds p positions on both sides before pooling: size + 2*padding."
+POOL_MISTAKES = (("the stride defaulted to 1", STRIDE_ONE, "stride_one"),  # only where stride is left out
+                 ("the division is rounded up (ceil mode)", POOL_CEIL, "ceil"),
+                 ("the padding is ignored", POOL_PADDING, "no_padding"))  # only where there is padding
 
 
-def pool_size_case(st, ref, size, kernel_size, **kwargs):
-    args = (size, kernel_size, kwargs.get("stride"), kwargs.get("padding", 0))
-    expected = ref.pool_output_size(*args)
-    misconceptions = [Misconception("the division is rounded up (ceil mode)", POOL_CEIL,
-                                    ref.pool_output_size_variant(*args, mistake="ceil"))]
-    if kwargs.get("stride") is None:
-        misconceptions.insert(0, Misconception("the stride defaulted to 1", STRIDE_ONE,
-                                               ref.pool_output_size_variant(*args, mistake="stride_one")))
-    if kwargs.get("padding"):
-        misconceptions.append(Misconception("the padding is ignored", POOL_PADDING,
-                                            ref.pool_output_size_variant(*args, mistake="no_padding")))
-    call = st.call("pool_output_size", size, kernel_size,
-                   description=signature("pool_output_size", size, kernel_size, **kwargs), **kwargs)
-    return int_answer(call, expected, misconceptions)
+def pool_sizes(st, ref, cases, summary):
+    """Each (size, kernel_size, kwargs) case until one fails; kwargs go to the student as given."""
+    def case(size, kernel_size, kwargs):
+        args = (size, kernel_size, kwargs.get("stride"), kwargs.get("padding", 0))
+        expected = ref.pool_output_size(*args)
+        wanted = (kwargs.get("stride") is None, True, bool(kwargs.get("padding")))
+        misconceptions = [Misconception(label, hint, ref.pool_output_size_variant(*args, mistake=m))
+                          for (label, hint, m), want in zip(POOL_MISTAKES, wanted) if want]
+        call = st.call("pool_output_size", size, kernel_size, **kwargs,
+                       description=signature("pool_output_size", size, kernel_size, **kwargs))
+        return int_answer(call, expected, misconceptions)
+    return first_failure((case(*c) for c in cases), summary)
 
 
 @checks.public("pool_output_size")
 def pool_output_size_default_stride(st, ref, rng):
     """MaxPool2d(2) on 256 and 28, MaxPool2d(3) on the face CNN's 164 and 124 (stride left out)."""
-    cases = [(256, 2), (28, 2), (164, 3), (124, 3)]
-    return first_failure((pool_size_case(st, ref, s, k) for s, k in cases),
-                         "pool_output_size uses stride = kernel_size by default and rounds down.")
+    return pool_sizes(st, ref, [(256, 2, {}), (28, 2, {}), (164, 3, {}), (124, 3, {})],
+                      "pool_output_size uses stride = kernel_size by default and rounds down.")
 
 
 # ------------------------------------------------------------------------------ to_channels_first
@@ -105,28 +94,24 @@ RESHAPE = ("A plain reshape to (N, C, H, W) reads the pixel values in the wrong 
 TRANSPOSED = "Pixels are in row-major order: pixel i*width + j is at row i, column j; reshape to (N, H, W, C)."
 SCALED = "Keep the pixel values as they are: no scaling, only a new layout."
 CHANNELS_LAST = "PyTorch wants channels first: (N, C, H, W). Move the channel axis with permute(0, 3, 1, 2)."
+CHANNEL_MISTAKES = (("the pixels were reshaped, not permuted", RESHAPE, "reshape"),
+                    ("rows and columns are swapped", TRANSPOSED, "transposed"),
+                    ("the values were scaled", SCALED, "scaled"),
+                    ("the result is channels-last", CHANNELS_LAST, "channels_last"))
 
 
-def channels_case(st, ref, pixels, height, width, as_tensor=None):
+def channels_case(st, ref, pixels, height, width):
     """`pixels` goes to the student as given (list, ndarray or tensor); the reference sees a tensor."""
-    t = as_tensor if as_tensor is not None else torch.as_tensor(np.asarray(pixels))
+    t = torch.as_tensor(np.asarray(pixels))
     expected = ref.to_channels_first(t, height, width)
     misconceptions = [Misconception(label, hint, ref.channels_first_variant(t, height, width, mistake=m))
-                      for label, hint, m in (("the pixels were reshaped, not permuted", RESHAPE, "reshape"),
-                                             ("rows and columns are swapped", TRANSPOSED, "transposed"),
-                                             ("the values were scaled", SCALED, "scaled"),
-                                             ("the result is channels-last", CHANNELS_LAST, "channels_last"))]
-    if isinstance(pixels, torch.Tensor):
-        kind = f"tensor[{str(pixels.dtype).removeprefix('torch.')}]"
-    elif isinstance(pixels, np.ndarray):
-        kind = f"ndarray[{pixels.dtype}]"
-    else:
-        kind = type(pixels).__name__
-    shape = tuple(np.asarray(pixels).shape) if not isinstance(pixels, torch.Tensor) else tuple(pixels.shape)
+                      for label, hint, m in CHANNEL_MISTAKES]
+    tensor = isinstance(pixels, torch.Tensor)
+    kind = (f"tensor[{str(pixels.dtype).removeprefix('torch.')}]" if tensor else
+            f"ndarray[{pixels.dtype}]" if isinstance(pixels, np.ndarray) else type(pixels).__name__)
     call = st.call("to_channels_first", pixels, height, width,
-                   description=f"to_channels_first({kind} of shape {shape}, height={height}, width={width})")
-    on_device = st.device if isinstance(pixels, torch.Tensor) else None
-    return close(call, expected, rtol=0, atol=0, misconceptions=misconceptions, device=on_device)
+                   description=f"to_channels_first({kind} of shape {tuple(t.shape)}, height={height}, width={width})")
+    return close(call, expected, rtol=0, atol=0, misconceptions=misconceptions, device=st.device if tensor else None)
 
 
 def pixel_values(rng, *shape):
@@ -136,8 +121,7 @@ def pixel_values(rng, *shape):
 @checks.public("to_channels_first")
 def to_channels_first_grayscale_list(st, ref, rng):
     """Two 4×3 grayscale images given as a Python list of pixel rows, like LFW's train["pixels"]."""
-    pixels = pixel_values(rng, 2, 12).tolist()
-    return channels_case(st, ref, pixels, 4, 3)
+    return channels_case(st, ref, pixel_values(rng, 2, 12).tolist(), 4, 3)
 
 
 @checks.public("to_channels_first")
@@ -150,13 +134,9 @@ def to_channels_first_colour_tensor(st, ref, rng):
 
 def shapes_verdict(call, expected, model) -> Verdict:
     """A list of shape tuples equal to `expected`, with the first differing child named."""
-    problem = call_problem(call)
-    if problem:
+    if problem := returned(call, "a list of shapes"):
         return problem
     value = call.value
-    if value is None:
-        return failed(f"{call.what} returned None, expected a list of shapes.",
-                      "Is the body still `...`, or is a `return` missing?")
     if not isinstance(value, (list, tuple)) or not all(isinstance(s, (list, tuple)) for s in value):
         return failed(f"{call.what} returned {call.type or type(value).__name__}, expected a list of tuples.",
                       "Collect tuple(x.shape) after each layer in a list.")
@@ -190,25 +170,20 @@ RUNNING_STATS = ("BatchNorm updates running_mean and running_var with every batc
                  "pass and model.train(was_training) after it.")
 
 
-def model_kept(model, before, after) -> Verdict:
-    """The model came back with the same weights, buffers, mode and hooks; BatchNorm's statistics named."""
-    verdict = state_unchanged(f"trace_shapes on a model in {'train' if model.training else 'eval'} mode",
-                              before, after)
-    if not verdict.passed and "running_" in verdict.message:
-        return failed(verdict.message, RUNNING_STATS)
-    return verdict
-
-
-def trace_case(st, ref, model_spec, input_shape, state=False):
-    """Shapes (and, with `state`, that the model comes back as it was: weights, buffers, mode, hooks)."""
-    model = build(model_spec)
-    before = module_snapshot(model)
-    expected = ref.trace_shapes(model_spec, input_shape)
-    what = f"trace_shapes({describe(model)}, {input_shape})"
-    call = st.call("trace_shapes", model, input_shape, return_args=state, description=what)
-    verdicts = [shapes_verdict(call, expected, model)]
+def trace_case(st, ref, model, input_shape, state=False):
+    """Shapes and, with `state`, that the model comes back as it was: weights, buffers, mode, hooks (BatchNorm's
+    statistics named). `model` is a spec (public checks) or a grader-built module (hidden checks)."""
+    module = model if isinstance(model, nn.Module) else build(model)
+    before = module_snapshot(module) if state else None
+    expected = ref.trace_shapes(model, input_shape)
+    call = st.call("trace_shapes", module, input_shape, return_args=state,
+                   description=f"trace_shapes({describe(module)}, {input_shape})")
+    verdicts = [shapes_verdict(call, expected, module)]
     if state and call.ok:
-        verdicts.append(model_kept(model, before, call.args[0]))
+        kept = state_unchanged(f"trace_shapes on a model in {'train' if module.training else 'eval'} mode",
+                               before, call.args[0])
+        verdicts.append(failed(kept.message, RUNNING_STATS) if "running_" in kept.message and not kept.passed
+                        else kept)
     return first_failure(verdicts, f"{call.what} gives the right shapes" + (" and leaves the model as it was."
                                                                             if state else "."))
 
@@ -239,22 +214,21 @@ def trace_shapes_leaves_model_as_it_was(st, ref, rng):
 
 # ------------------------------------------------------------------------------ flatten_features
 
-def flatten_case(st, ref, features_spec, input_shape):
-    features = build(features_spec)
-    expected = ref.flatten_features(features_spec, input_shape)
-    c = input_shape[0]
-    out_channels = [m.out_channels for m in features.modules() if isinstance(m, nn.Conv2d)]
-    misconceptions = []
-    if out_channels:
-        misconceptions.append(Misconception(
-            "the channels are missing", "Flatten keeps every channel: features = channels × height × width "
-            "of the last feature map.", expected // out_channels[-1]))
-        misconceptions.append(Misconception(
-            "the input channels were used", "The number of channels after the stack is the last Conv2d's "
-            "out_channels, not the input's.", expected // out_channels[-1] * c))
-    call = st.call("flatten_features", features, input_shape,
-                   description=f"flatten_features({describe(features)}, {input_shape})")
-    return int_answer(call, expected, misconceptions)
+NO_CHANNELS = "Flatten keeps every channel: features = channels × height × width of the last feature map."
+INPUT_CHANNELS = "The number of channels after the stack is the last Conv2d's out_channels, not the input's."
+
+
+def flatten_case(st, ref, features, input_shape, hints=(NO_CHANNELS, INPUT_CHANNELS)):
+    """`features`: a spec (public checks) or a grader-built module (hidden ones). `hints` are those of the known
+    mistakes, channels missing and input channels used, in this order; a mistake without a hint is not named."""
+    module = features if isinstance(features, nn.Module) else build(features)
+    expected = ref.flatten_features(features, input_shape)
+    out = [m.out_channels for m in module.modules() if isinstance(m, nn.Conv2d)]
+    wrong = [("the channels are missing", expected // out[-1]),
+             ("the input channels were used", expected // out[-1] * input_shape[0])] if out else []
+    call = st.call("flatten_features", module, input_shape,
+                   description=f"flatten_features({describe(module)}, {input_shape})")
+    return int_answer(call, expected, [Misconception(label, hint, v) for (label, v), hint in zip(wrong, hints)])
 
 
 @checks.public("flatten_features")
@@ -266,27 +240,8 @@ def flatten_features_small_face_cnn(st, ref, rng):
 
 # ------------------------------------------------------------------------------ lecture_answers
 
-def lecture_value(st, ref, name, misconceptions=()):
-    call = replace(st.value(name), description=f"`{name}`")
-    expected = getattr(ref, name)
-    if isinstance(expected, int):
-        return int_answer(call, expected, misconceptions, verb="is")
-    problem = call_problem(call)
-    if problem:
-        return problem
-    value = call.value
-    if not isinstance(value, (tuple, list)) or not all(isinstance(d, int) and not isinstance(d, bool) for d in value):
-        shown = "..." if getattr(value, "type", None) == "ellipsis" else getattr(value, "repr", repr(value))
-        return failed(f"`{name}` is {shown}, expected a tuple of ints.",
-                      "Write the shape as a tuple, e.g. (16, 3, 256, 256); a torch.Size is fine too.")
-    got = tuple(value)
-    if got == tuple(expected):
-        return passed(f"`{name}` is {got}.")
-    for m in misconceptions:
-        if got == tuple(m.expected):
-            return failed(f"`{name}` is {got}, expected {tuple(expected)}: {m.label}.", m.hint)
-    return failed(f"`{name}` is {got}, expected {tuple(expected)}.",
-                  "Follow the shape layer by layer: a 3×3 conv with padding 1 keeps H and W, each MaxPool2d(2) halves them.")
+LAYER_BY_LAYER = ("Follow the shape layer by layer: a 3×3 conv with padding 1 keeps H and W, each MaxPool2d(2) "
+                  "halves them.")
 
 
 @checks.public("lecture_answers")
@@ -295,7 +250,8 @@ def lecture_lfw_linear_length(st, ref, rng):
     no_pool = Misconception("the MaxPool2d(3) is left out", "After the 7×7 conv (164×124), MaxPool2d(3) divides "
                             "each side by 3, rounding down.", 32 * 164 * 124)
     stride_one = Misconception("the pool's stride defaulted to 1", STRIDE_ONE, 32 * 162 * 122)
-    return lecture_value(st, ref, "lfw_linear_length", [no_pool, stride_one])
+    call = replace(st.value("lfw_linear_length"), description="`lfw_linear_length`")
+    return int_answer(call, ref.lfw_linear_length, [no_pool, stride_one], verb="is")
 
 
 @checks.public("lecture_answers")
@@ -308,4 +264,13 @@ def lecture_cnn_shape(st, ref, rng):
         Misconception("the pools are left out", "Each MaxPool2d(2, 2) halves height and width.", (n, c, 4 * h, 4 * w)),
         Misconception("the channels are those of the input", "The last Conv2d has 32 output channels.", (n, 3, h, w)),
     ]
-    return lecture_value(st, ref, "lecture_cnn_output_shape", misconceptions)
+    call = replace(st.value("lecture_cnn_output_shape"), description="`lecture_cnn_output_shape`")
+    if problem := call_problem(call):
+        return problem
+    value = call.value
+    if not isinstance(value, (tuple, list)) or not all(isinstance(d, int) and not isinstance(d, bool) for d in value):
+        shown = "..." if getattr(value, "type", None) == "ellipsis" else getattr(value, "repr", repr(value))
+        return failed(f"{call.what} is {shown}, expected a tuple of ints.",
+                      "Write the shape as a tuple, e.g. (16, 3, 256, 256); a torch.Size is fine too.")
+    verdict = exact(replace(call, value=tuple(value)), expected, misconceptions=misconceptions)
+    return verdict if verdict.passed or verdict.hint else replace(verdict, hint=LAYER_BY_LAYER)  # no known mistake

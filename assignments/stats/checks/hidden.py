@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder.checks import CheckSet, first_failure, randint, randn
+from autograder.checks import CheckSet, every, randint, randn
 
 from .public import channel_data, channel_stats_case, normalize_case, transform_case, uint8_image
 
@@ -27,8 +27,7 @@ def channel_stats_large_uneven(st, ref, rng):
 def channel_stats_other_channels(st, ref, rng):
     """A grayscale set (one channel) and a 5-channel set, with uneven last batches."""
     cases = [(channel_data(rng, 23, 1, 6, 6), 5), (channel_data(rng, 41, 5, 4, 7), 16)]
-    return first_failure((channel_stats_case(st, ref, x, b) for x, b in cases),
-                         "channel_stats handles one channel and five channels.")
+    return every(channel_stats_case, st, ref, cases, "channel_stats handles one channel and five channels.")
 
 
 @checks.hidden("normalize")
@@ -45,16 +44,14 @@ def normalize_random(st, ref, rng):
         elif i == 2:
             mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         cases.append((randn(rng, *shape), mean, std))
-    return first_failure((normalize_case(st, ref, *c) for c in cases),
-                         "normalize matches transforms.Normalize on random shapes.")
+    return every(normalize_case, st, ref, cases, "normalize matches transforms.Normalize on random shapes.")
 
 
 @checks.hidden("make_transform")
 def make_transform_grayscale(st, ref, rng):
     """A grayscale (H, W) ndarray and a grayscale PIL image, one mean and one std."""
     cases = [(uint8_image(rng, 7, 5), [0.1307], [0.3081], False), (uint8_image(rng, 4, 9), [0.5], [0.25], True)]
-    return first_failure((transform_case(st, ref, *c) for c in cases),
-                         "make_transform handles grayscale ndarrays and PIL images.")
+    return every(transform_case, st, ref, cases, "make_transform handles grayscale ndarrays and PIL images.")
 
 
 @checks.hidden("make_transform")

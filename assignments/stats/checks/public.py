@@ -7,14 +7,13 @@ from a generator seeded by each check's name, so they are the same every run.
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-from autograder.checks import CheckSet, Misconception, Verdict, call_problem, close, failed, passed, randn, signature
-from autograder.checks.data import OnePassLoader, batches_of
-from autograder.mnist import read_idx
+from autograder.checks import (CheckSet, Misconception, OnePassLoader, Verdict, as_number, batches_of, call_problem,
+                               close, failed, mnist_split, passed, randn, scalar, signature)
 
 checks = CheckSet()
 RTOL, ATOL = 1e-4, 1e-6
@@ -30,6 +29,15 @@ BATCH_MEAN = ("The statistics were averaged over batches as if all batches had t
 BATCH_STD = ("The std was computed inside each batch (around that batch's own mean) and then averaged. "
              "Stds do not average: accumulate the sum of squares over all batches and compute "
              "sqrt(E[x²] - E[x]²) once at the end.")
+BROADCAST = ("A (C,) tensor broadcasts against the LAST dimension (the width). Reshape mean and std "
+             "to (C, 1, 1) so that they line up with the channel dimension.")
+LAST_DIM = ("A (C,) tensor broadcasts against the LAST dimension. Reshape mean and std to (C, 1, 1) so "
+            "that they line up with the channel dimension of (C, H, W) and (B, C, H, W).")
+ORDER = ("transforms.Normalize only works on float tensors, so ToTensor must come first: "
+         "transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)]).")
+UNSCALED = ("transforms.ToTensor() scales uint8 pixels to [0, 1] before Normalize; the mean and std are "
+            "on that scale. PILToTensor or torch.tensor(array) keep 0-255.")
+MNIST_STAT = "Use the train split (train=True), pixels scaled to [0, 1] by ToTensor, and the population std."
 
 
 # ---------------------------------------------------------------------------- channel_stats
@@ -41,63 +49,57 @@ def channel_data(rng: torch.Generator, n: int, channels: int, h: int, w: int) ->
     return torch.rand(n, channels, h, w, generator=rng) * scale.view(1, -1, 1, 1) + offset.view(1, -1, 1, 1)
 
 
-def stats_misconceptions(ref, images: torch.Tensor, batch_size: int) -> list[tuple[str, str, tuple]]:
+def stats_misconceptions(ref, images: torch.Tensor, batch_size: int) -> list[Misconception]:
+    """Known wrong answers, each a (mean, std) pair."""
     return [
-        ("sample std instead of population std", SAMPLE_STD, ref.sample_std_stats(images)),
-        ("per-batch statistics averaged with an uneven last batch", BATCH_MEAN,
-         ref.batch_mean_stats(images, batch_size)),
-        ("std computed per batch and averaged", BATCH_STD, ref.batch_std_stats(images, batch_size)),
-        ("std computed per batch and averaged", BATCH_STD, ref.batch_std_stats(images, batch_size, 1)),
-        ("std computed per batch and averaged", BATCH_STD, ref.batch_std_weighted_stats(images, batch_size)),
+        Misconception("sample std instead of population std", SAMPLE_STD, ref.sample_std_stats(images)),
+        Misconception("per-batch statistics averaged with an uneven last batch", BATCH_MEAN,
+                      ref.batch_mean_stats(images, batch_size)),
+        Misconception("std computed per batch and averaged", BATCH_STD, ref.batch_std_stats(images, batch_size)),
+        Misconception("std computed per batch and averaged", BATCH_STD, ref.batch_std_stats(images, batch_size, 1)),
+        Misconception("std computed per batch and averaged", BATCH_STD,
+                      ref.batch_std_weighted_stats(images, batch_size)),
     ]
+
+
+def agree(actual: torch.Tensor, expected: torch.Tensor) -> bool:
+    return (actual.shape == expected.shape and actual.dtype == expected.dtype
+            and bool(torch.allclose(actual, expected, rtol=RTOL, atol=ATOL)))
 
 
 def channel_stats_case(st, ref, images: torch.Tensor, batch_size: int) -> Verdict:
     """channel_stats on a one-pass loader over `images` in batches of `batch_size` (the last one smaller)."""
     expected = ref.channel_stats_of(images)
     wrong = stats_misconceptions(ref, images, batch_size)
-    labels = torch.zeros(len(images), dtype=torch.int64)
-    sizes = [len(b) for b, _ in batches_of(images, labels, batch_size)]
-    loader = OnePassLoader(batches_of(images, labels, batch_size))
-    what = (f"channel_stats(loader of {len(images)} images of shape {tuple(images.shape[1:])} "
-            f"in batches of {sizes[0]}, last {sizes[-1]})")
-    call = st.call("channel_stats", loader, description=what)
-    return compare_stats(call, expected, wrong)
-
-
-def compare_stats(call, expected: tuple, wrong: list[tuple[str, str, tuple]]):
+    batches = batches_of(images, torch.zeros(len(images), dtype=torch.int64), batch_size)
+    call = st.call("channel_stats", OnePassLoader(batches),
+                   description=f"channel_stats(loader of {len(images)} images of shape {tuple(images.shape[1:])} "
+                               f"in batches of {len(batches[0][0])}, last {len(batches[-1][0])})")
     if call.error and "iterated only once" in call.error:
         return failed(f"{call.what} went over the loader more than once (it raised: {call.error}).", ONE_PASS)
     problem = call_problem(call)
     if problem:
         return problem
-    value = call.value
-    if not (isinstance(value, (tuple, list)) and len(value) == 2):
+    if not (isinstance(call.value, (tuple, list)) and len(call.value) == 2):
         return failed(f"{call.what} returned {call.type}, expected a tuple (mean, std) of two tensors.",
                       "End with `return mean, std`.")
-    names = ("mean", "std")
-    parts = []
-    for name, v, e in zip(names, value, expected):
+    names, parts = ("mean", "std"), []
+    for name, v, e in zip(names, call.value, expected):
         if not isinstance(v, torch.Tensor):
             return failed(f"{call.what}: the {name} is a {type(v).__name__}, expected a tensor of shape "
                           f"{tuple(e.shape)}.", "Return one value per channel as a 1-D tensor.")
         if v.is_floating_point() and v.numel() == e.numel():
             v = v.float().reshape(e.shape)  # float64 accumulators are fine
         parts.append(v)
-    ok = [_close(p, e) for p, e in zip(parts, expected)]
+    ok = [agree(p, e) for p, e in zip(parts, expected)]
     if all(ok):
         return passed(f"{call.what} matches the reference (mean and std of {expected[0].numel()} channel(s)).")
-    for label, hint, (m_mean, m_std) in wrong:
-        if _close(parts[0], m_mean) and _close(parts[1], m_std):
-            return failed(f"{call.what} is wrong: {label}.", hint)
-    bad = next(i for i, good in enumerate(ok) if not good)
-    part = dataclasses.replace(call, value=parts[bad], description=f"{call.what}, the {names[bad]},")
+    for m in wrong:
+        if agree(parts[0], m.expected[0]) and agree(parts[1], m.expected[1]):
+            return failed(f"{call.what} is wrong: {m.label}.", m.hint)
+    bad = ok.index(False)
+    part = replace(call, value=parts[bad], description=f"{call.what}, the {names[bad]},")
     return close(part, expected[bad], rtol=RTOL, atol=ATOL)
-
-
-def _close(actual: torch.Tensor, expected: torch.Tensor) -> bool:
-    return (actual.shape == expected.shape and actual.dtype == expected.dtype
-            and bool(torch.allclose(actual, expected, rtol=RTOL, atol=ATOL)))
 
 
 @checks.public("channel_stats")
@@ -108,28 +110,24 @@ def channel_stats_small(st, ref, rng):
 
 # ---------------------------------------------------------------------------- normalize
 
-def normalize_case(st, ref, images: torch.Tensor, mean, std):
+def normalize_case(st, ref, images: torch.Tensor, mean, std) -> Verdict:
     as_floats = [float(m) for m in mean], [float(s) for s in std]
     expected = ref.normalize(images, *as_floats)
+    channel_mean, channel_std = (torch.tensor(v).view(-1, 1, 1) for v in as_floats)
     misconceptions = [
         Misconception("mean and std undone instead of applied",
                       "Standardising subtracts the mean and divides by the std: (x - mean) / std.",
-                      images * torch.tensor(as_floats[1]).view(-1, 1, 1) + torch.tensor(as_floats[0]).view(-1, 1, 1)),
-        Misconception("divided by the variance",
-                      "Divide by the std itself, not its square.",
-                      (images - torch.tensor(as_floats[0]).view(-1, 1, 1)) / torch.tensor(as_floats[1]).view(-1, 1, 1)**2),
+                      images * channel_std + channel_mean),
+        Misconception("divided by the variance", "Divide by the std itself, not its square.",
+                      (images - channel_mean) / channel_std**2),
     ]
     if images.shape[-1] == len(as_floats[0]):
         misconceptions.append(Misconception(
-            "the mean and std were applied along the last dimension (width), not the channels",
-            "A (C,) tensor broadcasts against the LAST dimension. Reshape mean and std to (C, 1, 1) so "
-            "that they line up with the channel dimension of (C, H, W) and (B, C, H, W).",
+            "the mean and std were applied along the last dimension (width), not the channels", LAST_DIM,
             ref.normalize_last_dim(images, *as_floats)))
     call = st.call("normalize", images, mean, std, description=signature("normalize", images, mean, std))
     if call.error and "must match the size of tensor" in call.error:
-        return failed(f"{call.what} raised {call.error}",
-                      "A (C,) tensor broadcasts against the LAST dimension (the width). Reshape mean and std "
-                      "to (C, 1, 1) so that they line up with the channel dimension.")
+        return failed(f"{call.what} raised {call.error}", BROADCAST)
     return close(call, expected, rtol=1e-5, atol=1e-5, misconceptions=misconceptions, device=st.device)
 
 
@@ -147,11 +145,11 @@ def normalize_image_tensors(st, ref, rng):
 
 # ---------------------------------------------------------------------------- make_transform
 
-ORDER = ("transforms.Normalize only works on float tensors, so ToTensor must come first: "
-         "transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)]).")
+def uint8_image(rng: torch.Generator, *shape: int) -> np.ndarray:
+    return torch.randint(0, 256, shape, generator=rng, dtype=torch.uint8).numpy()
 
 
-def transform_case(st, ref, pixels: np.ndarray, mean: list[float], std: list[float], as_pil: bool):
+def transform_case(st, ref, pixels: np.ndarray, mean: list[float], std: list[float], as_pil: bool) -> Verdict:
     """make_transform(mean, std) applied to a uint8 image given as a PIL image or an ndarray."""
     from PIL import Image
 
@@ -160,21 +158,18 @@ def transform_case(st, ref, pixels: np.ndarray, mean: list[float], std: list[flo
     misconceptions = [
         Misconception("the image was not normalised", "Add transforms.Normalize(mean, std) after ToTensor.",
                       ref.unnormalised_transform_of(tensor)),
-        Misconception("pixels were normalised on the 0-255 scale",
-                      "transforms.ToTensor() scales uint8 pixels to [0, 1] before Normalize; the mean and std are "
-                      "on that scale. PILToTensor or torch.tensor(array) keep 0-255.",
+        Misconception("pixels were normalised on the 0-255 scale", UNSCALED,
                       ref.unscaled_transform_of(tensor, tuple(mean), tuple(std))),
     ]
-    image = Image.fromarray(pixels) if as_pil else pixels
     layout = "(H, W, C)" if pixels.ndim == 3 else "(H, W)"
     kind = f"{'PIL image' if as_pil else 'ndarray'} of shape {layout} = {tuple(pixels.shape)}"
-    call = st.call("make_transform", mean, std, then=[(None, (image,), {})],
+    call = st.call("make_transform", mean, std, then=[(None, (Image.fromarray(pixels) if as_pil else pixels,), {})],
                    description=f"make_transform({mean}, {std}) on a uint8 {kind}")
     if call.error and ("should be Tensor" in call.error or "float tensor" in call.error):
         return failed(f"{call.what} raised {call.error}", ORDER)
     if call.ok:
         value = call.value[0] if isinstance(call.value, list) and call.value else None
-        call = dataclasses.replace(call, value=value, type=type(value).__name__)
+        call = replace(call, value=value, type=type(value).__name__)
         h, w = pixels.shape[:2]
         if isinstance(value, torch.Tensor) and value.dim() == 3 and tuple(value.shape[:2]) == (h, w) and \
                 expected.shape[0] != h:
@@ -182,10 +177,6 @@ def transform_case(st, ref, pixels: np.ndarray, mean: list[float], std: list[flo
                           f"{tuple(expected.shape)} (C, H, W).",
                           "PyTorch is channels first: transforms.ToTensor() turns (H, W, C) into (C, H, W).")
     return close(call, expected, rtol=1e-5, atol=1e-5, misconceptions=misconceptions)
-
-
-def uint8_image(rng: torch.Generator, *shape: int) -> np.ndarray:
-    return torch.randint(0, 256, shape, generator=rng, dtype=torch.uint8).numpy()
 
 
 @checks.public("make_transform")
@@ -196,52 +187,25 @@ def make_transform_rgb_pil(st, ref, rng):
 
 # ---------------------------------------------------------------------------- mnist_stats
 
-def mnist_images(data, split: str = "train") -> torch.Tensor:
-    prefix = "train" if split == "train" else "t10k"
-    return torch.from_numpy(read_idx(data / "MNIST" / "raw" / f"{prefix}-images-idx3-ubyte"))
-
-
-def number(call):
-    """A student's float, also accepted as a one-element tensor or array; None if it is not a number."""
-    v = call.value
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, torch.Tensor) and v.numel() == 1 and v.dtype.is_floating_point:
-        return float(v.reshape(()).item())
-    if isinstance(v, np.ndarray) and v.size == 1 and np.issubdtype(v.dtype, np.floating):
-        return float(v.reshape(()))
-    return None
-
-
-def mnist_value_case(st, name: str, expected: float, misconceptions: list[tuple[str, str, float]]):
+def mnist_stats_case(st, ref, ctx, which: int) -> Verdict:
+    """`mnist_mean` (which=0) or `mnist_std` (which=1) against the statistic of the shipped training split."""
+    name = ("mnist_mean", "mnist_std")[which]
+    # the raw 0-255 pixels, (N, 28, 28) as torchvision's MNIST holds them in `.data`
+    train, test = (mnist_split(ctx.data, split, scale="bytes")[0][:, 0] for split in ("train", "test"))
+    expected = ref.mnist_stats_of(train)[which]
+    misconceptions = [
+        Misconception("pixels on the 0-255 scale", "Scale the pixels to [0, 1] (transforms.ToTensor() does it) "
+                      "before the statistics.", 255 * expected),
+        Misconception("the statistic of the test split",
+                      "Use the training split: datasets.MNIST(root='data', train=True, ...).",
+                      ref.mnist_stats_of(test)[which]),
+    ]
     call = st.value(name)
     if call.missing:
         return failed(f"`{name}` is not defined.", "Compute it in the notebook from the MNIST training split.")
-    value = number(call)
-    if value is None:
+    if as_number(call.value) is None:
         return failed(f"{name} is {call.type}, expected a float.", "Use float(...) to turn a tensor into a number.")
-    if abs(value - expected) <= RTOL * abs(expected):
-        return passed(f"{name} = {value:.6f} matches the training split's statistic.")
-    for label, hint, wrong in misconceptions:
-        if abs(value - wrong) <= RTOL * abs(wrong):
-            return failed(f"{name} = {value:.6f} is wrong: {label}.", hint)
-    return failed(f"{name} = {value:.6f}, expected {expected:.6f} (relative tolerance {RTOL:g}).",
-                  "Use the train split (train=True), pixels scaled to [0, 1] by ToTensor, and the population std.")
-
-
-def mnist_stats_case(st, ref, ctx, which: int):
-    name = ("mnist_mean", "mnist_std")[which]
-    expected = ref.mnist_stats_of(mnist_images(ctx.data, "train"))[which]
-    test = ref.mnist_stats_of(mnist_images(ctx.data, "test"))[which]
-    misconceptions = [
-        ("pixels on the 0-255 scale", "Scale the pixels to [0, 1] (transforms.ToTensor() does it) before the "
-         "statistics.", 255 * expected),
-        ("the statistic of the test split", "Use the training split: datasets.MNIST(root='data', train=True, ...).",
-         test),
-    ]
-    return mnist_value_case(st, name, expected, misconceptions)
+    return scalar(call, expected, rtol=RTOL, atol=0.0, misconceptions=misconceptions, hint=MNIST_STAT)
 
 
 @checks.public("mnist_stats")

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from autograder.checks import CheckSet, accuracy, first_failure, randint
-from autograder.mnist import load_hidden_test
+from autograder.checks import CheckSet, accuracy, first_failure, mnist_split, randint
 
-from .public import (BN_MLP, MLP, PLAIN_MLP, classification_data, early_stopping_case, evaluate_case, fit_case,
-                     fit_data, init_state, train_epoch_case)
+from .public import BN_MLP, DRAW, MLP, PLAIN_MLP, early_stopping_case, evaluate_case, fit_case, train_epoch_case
 
 checks = CheckSet()
 
@@ -19,31 +17,25 @@ WIDE_PLAIN = (("linear", 8, 48), ("relu",), ("linear", 48, 4))
 @checks.hidden("train_epoch")
 def train_epoch_shuffled(st, ref, rng):
     """A shuffled loader (same seed for the reference), 45 samples in batches of 16, 16 and 13."""
-    x, y = classification_data(rng, 45, 7, 5)
-    return train_epoch_case(st, ref, DROPOUT_MLP, init_state(DROPOUT_MLP, rng), x, y, 16, shuffle=True, lr=0.05,
-                            momentum=0.8, seed=randint(rng, 0, 10_000))
+    return train_epoch_case(st, ref, rng, DROPOUT_MLP, (45, 7, 5), 16, shuffle=True, lr=0.05, momentum=0.8, seed=DRAW)
 
 
 @checks.hidden("train_epoch")
 def train_epoch_from_eval_mode(st, ref, rng):
     """The model arrives in eval mode (as after evaluate): train_epoch must switch dropout back on."""
-    x, y = classification_data(rng, 30, 6, 3)
-    return train_epoch_case(st, ref, MLP, init_state(MLP, rng), x, y, 7, seed=randint(rng, 0, 10_000),
-                            training=False)
+    return train_epoch_case(st, ref, rng, MLP, (30, 6, 3), 7, seed=DRAW, training=False)
 
 
 @checks.hidden("evaluate")
 def evaluate_dropout_only(st, ref, rng):
     """A dropout MLP sent in train mode (no BatchNorm): the loss must be the eval-mode loss."""
-    x, y = classification_data(rng, 37, 7, 5)
-    return evaluate_case(st, ref, DROPOUT_MLP, init_state(DROPOUT_MLP, rng), x, y, 10, seed=randint(rng, 0, 10_000))
+    return evaluate_case(st, ref, rng, DROPOUT_MLP, (37, 7, 5), 10, seed=DRAW)
 
 
 @checks.hidden("evaluate")
 def evaluate_batchnorm_larger(st, ref, rng):
     """BatchNorm and dropout, 130 samples in batches of 32 (last 2), sent in train mode."""
-    x, y = classification_data(rng, 130, 5, 4)
-    return evaluate_case(st, ref, BN_MLP, init_state(BN_MLP, rng), x, y, 32, seed=randint(rng, 0, 10_000))
+    return evaluate_case(st, ref, rng, BN_MLP, (130, 5, 4), 32, seed=DRAW)
 
 
 @checks.hidden("early_stopping", weight=2)
@@ -58,10 +50,7 @@ def early_stopping_sequences(st, ref, rng):
     ]
     for _ in range(4):
         steps = torch.randint(-2, 3, (12,), generator=rng).tolist()
-        losses, value = [], 1.0
-        for s in steps:
-            value += 0.05 * s
-            losses.append(round(value, 2))
+        losses = [round(1.0 + 0.05 * sum(steps[:i + 1]), 2) for i in range(12)]
         cases.append((randint(rng, 1, 3), losses))
     return first_failure((early_stopping_case(st, ref, p, ls) for p, ls in cases),
                          f"EarlyStopping answers as the reference on {len(cases)} loss sequences.")
@@ -70,22 +59,19 @@ def early_stopping_sequences(st, ref, rng):
 @checks.hidden("fit")
 def fit_shuffled_patience(st, ref, rng):
     """A shuffled training loader (same seed for the reference) and patience=3."""
-    (tx, ty), (vx, vy) = fit_data(rng, 80, 40)
-    return fit_case(st, ref, WIDE_PLAIN, init_state(WIDE_PLAIN, rng), (tx, ty, 16, True), (vx, vy, 10), epochs=12,
-                    patience=3, lr=0.05, momentum=0.5, seed=randint(rng, 0, 10_000))
+    return fit_case(st, ref, rng, WIDE_PLAIN, (80, 40), (16, True), (10,), epochs=12, patience=3, lr=0.05,
+                    momentum=0.5, seed=DRAW)
 
 
 @checks.hidden("fit")
 def fit_patience_not_reached(st, ref, rng):
     """patience=5 over 4 epochs: it can never trigger, all epochs run."""
-    (tx, ty), (vx, vy) = fit_data(rng)
-    return fit_case(st, ref, PLAIN_MLP, init_state(PLAIN_MLP, rng), (tx, ty, 8, False), (vx, vy, 16), epochs=4,
-                    patience=5, lr=0.05)
+    return fit_case(st, ref, rng, PLAIN_MLP, (64, 32), (8, False), (16,), epochs=4, patience=5, lr=0.05)
 
 
 @checks.hidden("mnist_model", weight=3)
 def mnist_hidden_test(st, ref, rng, ctx):
     """Accuracy of mnist_classifier on the 500 hidden test images."""
-    images, labels = load_hidden_test(ctx.hidden / "data")
+    images, labels = mnist_split(ctx.hidden / "data", "test")
     call = st.call("mnist_classifier", images, no_grad=True, eval_mode=True, on_model_device=True)
     return accuracy(call, labels, ctx.threshold("mnist_model"))

@@ -10,16 +10,19 @@ shuffling and dropout draw the same numbers; parameters and losses must then agr
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import replace
+from functools import partial
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from autograder.checks import CheckSet, accuracy, call_problem, failed, passed, randn
-from autograder.mnist import read_idx
+from autograder.checks import (CheckSet, Misconception, accuracy, as_number, failed, first_failure, mnist_split,
+                               passed, randint, randn, returned, scalar, state_difference, states_close)
 
 checks = CheckSet()
 RTOL, ATOL = 1e-4, 1e-5
+DRAW = "draw"  # a case's seed, drawn from the check's generator after its data and weights
 
 MLP = (("linear", 6, 16), ("relu",), ("dropout", 0.25), ("linear", 16, 3))
 BN_MLP = (("linear", 5, 12), ("batchnorm", 12), ("relu",), ("dropout", 0.3), ("linear", 12, 4))
@@ -73,47 +76,25 @@ def model_from(spec: tuple, state: dict, training: bool = True) -> nn.Sequential
     return model.train(training)
 
 
-def classification_data(rng: torch.Generator, n: int, features: int, classes: int):
-    return randn(rng, n, features), torch.randint(0, classes, (n,), generator=rng)
+def draw(rng, spec, datasets, seed):
+    """A case's inputs, in this order: data sets of random labels (n, features, classes), weights, and the
+    seed if it is DRAW."""
+    data = [(randn(rng, n, feats), torch.randint(0, classes, (n,), generator=rng)) for n, feats, classes in datasets]
+    return data, init_state(spec, rng), randint(rng, 0, 10_000) if seed == DRAW else seed
 
 
 def loader_of(x, y, batch_size: int, shuffle: bool = False) -> DataLoader:
     return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle)
 
 
-def number(v):
-    """A student's float, also accepted as a one-element tensor or numpy number; else None."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, torch.Tensor) and v.numel() == 1 and v.is_floating_point():
-        return float(v.reshape(()).item())
-    if isinstance(v, np.ndarray) and v.size == 1 and np.issubdtype(v.dtype, np.number):
-        return float(v.reshape(()))
-    return None
+same_state = partial(states_close, rtol=RTOL, atol=ATOL)
 
 
-def near(a: float, b: float, rtol: float = RTOL) -> bool:
-    return abs(a - b) <= rtol * abs(b) + 1e-7
-
-
-def states_close(actual: dict, expected: dict) -> bool:
-    return set(actual) == set(expected) and all(
-        actual[k].shape == expected[k].shape
-        and torch.allclose(actual[k].double(), expected[k].double(), rtol=RTOL, atol=ATOL) for k in expected)
-
-
-def state_difference(actual: dict, expected: dict) -> str:
-    for k in expected:
-        if k not in actual:
-            return f"{k} is missing"
-        a, e = actual[k].double(), expected[k].double()
-        if a.shape != e.shape or not torch.allclose(a, e, rtol=RTOL, atol=ATOL):
-            if a.shape != e.shape:
-                return f"{k} has shape {tuple(a.shape)}, expected {tuple(e.shape)}"
-            return f"{k} differs by up to {float((a - e).abs().max()):.3g}"
-    return "they differ"
+def scalar_of(call, value, what, expected, mistakes=(), hint="", rtol=RTOL):
+    """A number taken from the student's answer against the reference's, within rtol·|expected| + 1e-7;
+    `mistakes`: (label, hint, value) of known wrong answers, skipped where the value is None."""
+    return scalar(replace(call, value=value, description=what), expected, rtol=rtol, atol=1e-7, hint=hint,
+                  misconceptions=[Misconception(*m) for m in mistakes if m[2] is not None])
 
 
 def what_data(x: torch.Tensor, batch_size: int, shuffle: bool = False) -> str:
@@ -122,13 +103,17 @@ def what_data(x: torch.Tensor, batch_size: int, shuffle: bool = False) -> str:
     return f"{n} samples in batches of {batch_size} (last {last}{', shuffled' if shuffle else ''})"
 
 
+def state_after(call) -> dict:
+    return call.args[0].state if call.args and hasattr(call.args[0], "state") else {}
+
+
 # ---------------------------------------------------------------------------- train_epoch
 
-def train_epoch_case(st, ref, spec, state, x, y, batch_size, *, shuffle=False, lr=0.1, momentum=0.9, seed=0,
+def train_epoch_case(st, ref, rng, spec, data, batch_size, *, shuffle=False, lr=0.1, momentum=0.9, seed=0,
                      training=True):
+    [(x, y)], state, seed = draw(rng, spec, [data], seed)
     args = (spec, state, x, y, batch_size, shuffle, lr, momentum, seed, training)
-    expected = ref.train_epoch_run(*args, "correct", st.device)
-    no_zero = ref.train_epoch_run(*args, "no_zero_grad", st.device)
+    expected, no_zero = (ref.train_epoch_run(*args, variant, st.device) for variant in ("correct", "no_zero_grad"))
     no_train = None if training else ref.train_epoch_run(*args, "no_train_mode", st.device)
     model = model_from(spec, state, training)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
@@ -136,101 +121,75 @@ def train_epoch_case(st, ref, spec, state, x, y, batch_size, *, shuffle=False, l
             f"SGD(lr={lr}, momentum={momentum}))")
     call = st.call("train_epoch", model, loader_of(x, y, batch_size, shuffle), nn.CrossEntropyLoss(), optimizer,
                    device=st.device, seed=seed, return_args=True, description=what)
-    problem = call_problem(call)
-    if problem:
-        return problem
-    loss = number(call.value)
-    if loss is None:
-        return failed(f"{what} returned {call.type}, expected the mean loss per sample as a float.",
-                      "Return a Python float: accumulate loss.item() * len(x) and divide by the samples seen.")
-    after = call.args[0].state if call.args and hasattr(call.args[0], "state") else {}
-    if not states_close(after, expected["state"]):
-        if states_close(after, no_zero["state"]):
-            return failed(f"{what}: the parameters after the epoch are wrong: gradients accumulate across "
-                          "batches (no zero_grad).", ZERO_GRAD)
-        if no_train is not None and states_close(after, no_train["state"]):
-            return failed(f"{what}: the parameters after the epoch are wrong: the model was not put in train "
-                          "mode.", TRAIN_MODE)
-        if states_close(after, state):
+    kind = "the mean loss per sample as a float"
+    hint = "Return a Python float: accumulate loss.item() * len(x) and divide by the samples seen."
+    problem = returned(call, kind, hint)
+    if problem or as_number(call.value) is None:
+        return problem or failed(f"{what} returned {call.type}, expected {kind}.", hint)
+    after = state_after(call)
+    if not same_state(after, expected["state"]):
+        for result, label, why in ((no_zero, "gradients accumulate across batches (no zero_grad)", ZERO_GRAD),
+                                   (no_train, "the model was not put in train mode", TRAIN_MODE)):
+            if result is not None and same_state(after, result["state"]):
+                return failed(f"{what}: the parameters after the epoch are wrong: {label}.", why)
+        if same_state(after, state):
             return failed(f"{what} left the parameters unchanged.",
                           "Per batch: optimizer.zero_grad(), forward, loss, loss.backward(), optimizer.step().")
         return failed(f"{what}: the parameters after the epoch differ from the reference's "
-                      f"({state_difference(after, expected['state'])}).",
+                      f"({state_difference(after, expected['state'], rtol=RTOL, atol=ATOL)}).",
                       "Per batch, in this order: move x and y to the device, optimizer.zero_grad(), "
                       "out = model(x), loss = criterion(out, y), loss.backward(), optimizer.step().")
-    if near(loss, expected["loss"]):
-        return passed(f"{what}: the parameters after the epoch and the returned loss {loss:.5f} match the "
-                      "reference.")
-    if near(loss, expected["loss_unweighted"]):
-        return failed(f"{what} returned {loss:.5f}, the mean of the batch losses; expected the loss per sample "
-                      f"{expected['loss']:.5f}: loss not weighted by batch size.", WEIGHTED)
-    if near(loss, expected["loss_per_batch_count"]):
-        return failed(f"{what} returned {loss:.5f}, expected {expected['loss']:.5f}: divided by the number of "
-                      "batches.", PER_BATCHES)
-    return failed(f"{what}: the parameters are right but the returned loss is {loss:.5f}, expected "
-                  f"{expected['loss']:.5f} (the mean loss per sample over the epoch).", WEIGHTED)
+    mistakes = [("loss not weighted by batch size", WEIGHTED, expected["loss_unweighted"]),
+                ("divided by the number of batches", PER_BATCHES, expected["loss_per_batch_count"])]
+    return scalar_of(call, call.value, f"{what}: the parameters match the reference; the returned loss",
+                     expected["loss"], mistakes, WEIGHTED)
 
 
 @checks.public("train_epoch")
 def train_epoch_small(st, ref, rng):
     """An MLP with dropout, 22 samples in batches of 8, 8 and 6, SGD with momentum."""
-    x, y = classification_data(rng, 22, 6, 3)
-    return train_epoch_case(st, ref, MLP, init_state(MLP, rng), x, y, 8, seed=11)
+    return train_epoch_case(st, ref, rng, MLP, (22, 6, 3), 8, seed=11)
 
 
 # ---------------------------------------------------------------------------- evaluate
 
-def evaluate_case(st, ref, spec, state, x, y, batch_size, *, seed=0, training=True):
+def evaluate_case(st, ref, rng, spec, data, batch_size, *, seed=0, training=True):
+    [(x, y)], state, seed = draw(rng, spec, [data], seed)
     args = (spec, state, x, y, batch_size, seed, training)
     expected = ref.evaluate_run(*args, "correct", st.device)
     in_train_mode = ref.evaluate_run(*args, "train_mode", st.device) if training else None
-    model = model_from(spec, state, training)
     what = f"evaluate(model in {'train' if training else 'eval'} mode, {what_data(x, batch_size)})"
-    call = st.call("evaluate", model, loader_of(x, y, batch_size), nn.CrossEntropyLoss(), device=st.device,
-                   seed=seed, return_args=True, description=what)
-    problem = call_problem(call)
-    if problem:
-        return problem
-    value = call.value
-    pair = [number(v) for v in value] if isinstance(value, (tuple, list)) and len(value) == 2 else None
-    if pair is None or None in pair:
-        return failed(f"{what} returned {call.type}, expected a tuple (loss, accuracy) of two floats.",
-                      "End with `return total_loss / seen, correct / seen`.")
-    loss, acc = pair
-    after = call.args[0].state if call.args and hasattr(call.args[0], "state") else {}
+    call = st.call("evaluate", model_from(spec, state, training), loader_of(x, y, batch_size), nn.CrossEntropyLoss(),
+                   device=st.device, seed=seed, return_args=True, description=what)
+    kind, hint = "a tuple (loss, accuracy) of two floats", "End with `return total_loss / seen, correct / seen`."
+    problem, value = returned(call, kind, hint), call.value
+    pair = [as_number(v) for v in value] if isinstance(value, (tuple, list)) and len(value) == 2 else None
+    if problem or pair is None or None in pair:
+        return problem or failed(f"{what} returned {call.type}, expected {kind}.", hint)
+    after = state_after(call)
     changed = [k for k in state if k not in after or not torch.equal(after[k].cpu(), state[k])]
     if any("running" in k or "num_batches" in k for k in changed):
         return failed(f"{what} changed BatchNorm's running statistics: evaluated in train mode.", EVAL_MODE)
     if changed:
         return failed(f"{what} changed the model's parameters ({', '.join(changed[:3])}).",
                       "Evaluation only measures: no backward(), no optimizer step; run it under torch.no_grad().")
-    if near(loss, expected["loss"]) and near(acc, expected["accuracy"], 1e-6):
-        return passed(f"{what} = ({loss:.5f}, {acc:.4f}) matches the reference and left the model unchanged.")
-    if in_train_mode and near(loss, in_train_mode["loss"]) and not near(loss, expected["loss"]):
-        return failed(f"{what} returned loss {loss:.5f}, expected {expected['loss']:.5f}: evaluated in train "
-                      "mode (dropout was active).", EVAL_MODE)
-    if not near(loss, expected["loss"]):
-        if near(loss, expected["loss_unweighted"]):
-            return failed(f"{what} returned loss {loss:.5f}, the mean of the batch losses; expected "
-                          f"{expected['loss']:.5f}: loss not weighted by batch size.", WEIGHTED)
-        return failed(f"{what} returned loss {loss:.5f}, expected {expected['loss']:.5f} (mean loss per sample).")
-    if near(acc, 100 * expected["accuracy"], 1e-6):
-        return failed(f"{what} returned accuracy {acc:g}: a percentage; expected a fraction "
-                      f"{expected['accuracy']:.4f} in [0, 1].", "Divide the number of correct predictions by "
-                      "the number of samples, without multiplying by 100.")
-    if near(acc, expected["accuracy_unweighted"], 1e-6):
-        return failed(f"{what} returned accuracy {acc:.4f}, the mean of the batch accuracies; expected "
-                      f"{expected['accuracy']:.4f}.", "Count correct predictions over all batches and divide "
-                      "once by the number of samples: the last batch is smaller.")
-    return failed(f"{what} returned accuracy {acc:.4f}, expected {expected['accuracy']:.4f}.",
-                  "The prediction is the class with the largest logit: out.argmax(dim=1).")
+    return first_failure((
+        scalar_of(call, pair[0], f"{what}'s loss", expected["loss"], [
+            ("evaluated in train mode (dropout was active)", EVAL_MODE, in_train_mode and in_train_mode["loss"]),
+            ("loss not weighted by batch size", WEIGHTED, expected["loss_unweighted"])]),
+        scalar_of(call, pair[1], f"{what}'s accuracy", expected["accuracy"], [
+            ("a percentage; expected a fraction in [0, 1]", "Divide the number of correct predictions by the number "
+             "of samples, without multiplying by 100.", 100 * expected["accuracy"]),
+            ("the mean of the batch accuracies", "Count correct predictions over all batches and divide once by "
+             "the number of samples: the last batch is smaller.", expected["accuracy_unweighted"])],
+            "The prediction is the class with the largest logit: out.argmax(dim=1).", rtol=1e-6)),
+        f"{what} = ({pair[0]:.5f}, {pair[1]:.4f}) matches the reference and left the model unchanged.")
 
 
 @checks.public("evaluate")
 def evaluate_batchnorm_dropout(st, ref, rng):
     """An MLP with BatchNorm1d and Dropout sent in train mode; 21 samples in batches of 8, 8 and 5."""
-    x, y = classification_data(rng, 21, 5, 4)
-    return evaluate_case(st, ref, BN_MLP, init_state(BN_MLP, rng), x, y, 8, seed=5)
+    return evaluate_case(st, ref, rng, BN_MLP, (21, 5, 4), 8, seed=5)
 
 
 # ---------------------------------------------------------------------------- EarlyStopping
@@ -250,40 +209,29 @@ STOPPING_MISTAKES = {
 
 
 def stopping_answers(value) -> list[bool] | None:
-    out = []
-    for v in value if isinstance(value, list) else [None]:
-        if isinstance(v, torch.Tensor) and v.numel() == 1 and v.dtype == torch.bool:
-            v = bool(v)
-        if not isinstance(v, bool):
-            return None
-        out.append(v)
-    return out
-
-
-def until_first_stop(answers: list[bool]) -> list[bool]:
-    return answers[:answers.index(True) + 1] if True in answers else answers
+    """step()'s answers (one-element bool tensors as bools) up to the first True; None if one is no bool."""
+    out = [bool(v) if isinstance(v, torch.Tensor) and v.numel() == 1 and v.dtype == torch.bool else v
+           for v in (value if isinstance(value, list) else [None])]
+    if not all(isinstance(v, bool) for v in out):
+        return None
+    return out[:out.index(True) + 1] if True in out else out
 
 
 def early_stopping_case(st, ref, patience: int, losses: list[float]):
     expected = ref.early_stopping_run(patience, tuple(losses))
     sent = [float(v) for v in losses[:len(expected)]]  # nothing after the first True is graded
     variants = {v: ref.early_stopping_run(patience, tuple(sent), v) for v in STOPPING_MISTAKES}
-    shown = ", ".join(f"{v:g}" for v in sent)
-    what = f"EarlyStopping({patience}).step() for the losses [{shown}]"
+    what = f"EarlyStopping({patience}).step() for the losses [{', '.join(f'{v:g}' for v in sent)}]"
     call = st.call("EarlyStopping", patience, then=[("step", (v,), {}) for v in sent], description=what)
-    problem = call_problem(call)
-    if problem:
-        return problem
-    answers = stopping_answers(call.value)
-    if answers is None:
-        return failed(f"{what} returned {call.value!r}; step() must return a bool each time.",
-                      "Return True (stop) or False (go on).")
-    got = until_first_stop(answers)
+    hint = "Return True (stop) or False (go on)."
+    problem, got = returned(call, "a list of bools", hint), stopping_answers(call.value)
+    if problem or got is None:
+        return problem or failed(f"{what} returned {call.value!r}; step() must return a bool each time.", hint)
     if got == expected:
         return passed(f"{what} answered {expected} (True = stop).")
-    for variant, (label, hint) in STOPPING_MISTAKES.items():
+    for variant, (label, why) in STOPPING_MISTAKES.items():
         if got == variants[variant]:
-            return failed(f"{what} answered {got}, expected {expected}: {label}.", hint)
+            return failed(f"{what} answered {got}, expected {expected}: {label}.", why)
     return failed(f"{what} answered {got}, expected {expected} (True = stop).",
                   "Count consecutive epochs whose loss is larger than the previous epoch's; reset the count when "
                   "it is not; return True once the count reaches patience.")
@@ -304,35 +252,35 @@ def early_stopping_equal(st, ref, rng):
 # ---------------------------------------------------------------------------- fit
 
 HISTORY = ("train_loss", "valid_loss", "valid_accuracy")
-HISTORY_HINTS = {
-    "train_loss": "Each epoch's train_loss is what your train_epoch returns: check that question's feedback.",
-    "valid_loss": "Each epoch's valid_loss and valid_accuracy are what your evaluate returns on the validation "
-                  "loader: check that question's feedback.",
-    "valid_accuracy": "Each epoch's valid_loss and valid_accuracy are what your evaluate returns on the "
-                      "validation loader: check that question's feedback.",
-}
+EVALUATE_HINT = ("Each epoch's valid_loss and valid_accuracy are what your evaluate returns on the validation "
+                 "loader: check that question's feedback.")
+HISTORY_HINTS = {"train_loss": "Each epoch's train_loss is what your train_epoch returns: check that question's "
+                               "feedback.", "valid_loss": EVALUATE_HINT, "valid_accuracy": EVALUATE_HINT}
 
 
-def fit_case(st, ref, spec, state, train, valid, *, epochs, patience=None, lr=0.1, momentum=0.9, seed=0):
-    """train = (x, y, batch_size, shuffle), valid = (x, y, batch_size); patience=None is left to the default."""
-    args = (spec, state, train, valid, lr, momentum, epochs, patience, seed)
+def fit_case(st, ref, rng, spec, sizes, train, valid, *, epochs, patience=None, lr=0.1, momentum=0.9, seed=0):
+    """Random labels, nothing to learn: the validation loss soon rises and early stopping triggers. `sizes`:
+    (training, validation) samples; train = (batch_size, shuffle), valid = (batch_size,). The checks of fit
+    use batch sizes that divide the data and models without dropout or BatchNorm, so that a mistake inside
+    train_epoch's or evaluate's averaging or mode is graded there, not again here. patience=None is left to
+    the default."""
+    [(tx, ty), (vx, vy)], state, seed = draw(rng, spec, [(n, 8, 4) for n in sizes], seed)
+    args = (spec, state, (tx, ty, *train), (vx, vy, *valid), lr, momentum, epochs, patience, seed)
     expected = ref.fit_run(*args, "correct", st.device)
     no_stop = ref.fit_run(*args, "no_early_stop", st.device) if patience is not None else None
     model = model_from(spec, state, True)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     kwargs = {"device": st.device} if patience is None else {"patience": patience, "device": st.device}
     what = f"fit(..., epochs={epochs}{'' if patience is None else f', patience={patience}'})"
-    call = st.call("fit", model, loader_of(*train), loader_of(*valid), nn.CrossEntropyLoss(), optimizer, epochs,
-                   seed=seed, description=what, **kwargs)
-    problem = call_problem(call)
-    if problem:
-        return problem
-    value = call.value
-    if not isinstance(value, dict) or any(k not in value for k in HISTORY):
-        keys = list(value) if isinstance(value, dict) else call.type
-        return failed(f"{what} returned {keys}; expected a dict with the keys {list(HISTORY)}.",
-                      'Return {"train_loss": [...], "valid_loss": [...], "valid_accuracy": [...]}.')
-    history = {k: [number(v) for v in value[k]] if isinstance(value[k], (list, tuple)) else None for k in HISTORY}
+    call = st.call("fit", model, loader_of(tx, ty, *train), loader_of(vx, vy, *valid), nn.CrossEntropyLoss(),
+                   optimizer, epochs, seed=seed, description=what, **kwargs)
+    kind = f"a dict with the keys {list(HISTORY)}"
+    hint = 'Return {"train_loss": [...], "valid_loss": [...], "valid_accuracy": [...]}.'
+    problem, value = returned(call, kind, hint), call.value
+    if problem or not isinstance(value, dict) or any(k not in value for k in HISTORY):
+        return problem or failed(f"{what} returned {list(value) if isinstance(value, dict) else call.type}; "
+                                 f"expected {kind}.", hint)
+    history = {k: [as_number(v) for v in value[k]] if isinstance(value[k], (list, tuple)) else None for k in HISTORY}
     for k, values in history.items():
         if values is None or None in values:
             return failed(f"{what}: {k} is {value[k]!r}, expected a list of floats, one per epoch.")
@@ -340,61 +288,42 @@ def fit_case(st, ref, spec, state, train, valid, *, epochs, patience=None, lr=0.
     if any(len(v) != n for v in history.values()):
         return failed(f"{what}: the three lists have different lengths "
                       f"({', '.join(f'{k}: {len(v)}' for k, v in history.items())}); expected one entry per epoch run.")
-    for epoch in range(min(n, want)):  # the epochs both ran first: a wrong number there explains a wrong stop
-        for k in HISTORY:
-            a, e = history[k][epoch], expected[k][epoch]
-            if not near(a, e):
-                return failed(f"{what}: {k} of epoch {epoch + 1} is {a:.5f}, expected {e:.5f}.", HISTORY_HINTS[k])
-    if n != want:
-        if no_stop is not None and n == len(no_stop["valid_loss"]):
-            return failed(f"{what} ran all {n} epochs; the validation loss increased for {patience} epochs in a row "
-                          f"after epoch {want - patience}, so it should have stopped after epoch {want}: it did "
-                          "not stop early.", "Create an EarlyStopping(patience) when patience is given, call "
-                          "step(valid_loss) after each epoch's evaluation and break when it returns True.")
-        if patience is None:
-            return failed(f"{what} ran {n} epochs, expected all {want}: without patience there is no early stop.")
-        return failed(f"{what} ran {n} epochs, expected {want}; the validation losses were "
-                      f"{[round(v, 4) for v in expected['valid_loss']]}.",
-                      "Stop right after the epoch whose step(valid_loss) returned True (that epoch is recorded); "
-                      "EarlyStopping compares each loss with the previous epoch's.")
-    return passed(f"{what} ran {n} epochs and its history matches the reference.")
-
-
-def fit_data(rng, n_train=64, n_valid=32, features=8, classes=4):
-    """Random labels: nothing to learn, so the validation loss soon rises and early stopping triggers.
-    The checks of fit use batch sizes that divide the data and models without dropout or BatchNorm, so
-    that a mistake inside train_epoch's or evaluate's averaging or mode is graded there, not again here."""
-    return classification_data(rng, n_train, features, classes), classification_data(rng, n_valid, features, classes)
+    # the epochs both ran first: a wrong number there explains a wrong stop
+    verdict = first_failure((scalar_of(call, history[k][epoch], f"{what}: {k} of epoch {epoch + 1}", expected[k][epoch],
+                                       hint=HISTORY_HINTS[k]) for epoch in range(min(n, want)) for k in HISTORY),
+                            f"{what} ran {n} epochs and its history matches the reference.")
+    if not verdict.passed or n == want:
+        return verdict
+    if no_stop is not None and n == len(no_stop["valid_loss"]):
+        return failed(f"{what} ran all {n} epochs; the validation loss increased for {patience} epochs in a row "
+                      f"after epoch {want - patience}, so it should have stopped after epoch {want}: it did "
+                      "not stop early.", "Create an EarlyStopping(patience) when patience is given, call "
+                      "step(valid_loss) after each epoch's evaluation and break when it returns True.")
+    if patience is None:
+        return failed(f"{what} ran {n} epochs, expected all {want}: without patience there is no early stop.")
+    return failed(f"{what} ran {n} epochs, expected {want}; the validation losses were "
+                  f"{[round(v, 4) for v in expected['valid_loss']]}.",
+                  "Stop right after the epoch whose step(valid_loss) returned True (that epoch is recorded); "
+                  "EarlyStopping compares each loss with the previous epoch's.")
 
 
 @checks.public("fit")
 def fit_three_epochs(st, ref, rng):
     """Three epochs without patience: one history entry per epoch."""
-    (tx, ty), (vx, vy) = fit_data(rng)
-    return fit_case(st, ref, PLAIN_MLP, init_state(PLAIN_MLP, rng), (tx, ty, 16, False), (vx, vy, 8), epochs=3,
-                    lr=0.05)
+    return fit_case(st, ref, rng, PLAIN_MLP, (64, 32), (16, False), (8,), epochs=3, lr=0.05)
 
 
 @checks.public("fit")
 def fit_early_stop(st, ref, rng):
     """Up to 12 epochs with patience=2: the validation loss rises, fit must stop early."""
-    (tx, ty), (vx, vy) = fit_data(rng)
-    return fit_case(st, ref, PLAIN_MLP, init_state(PLAIN_MLP, rng), (tx, ty, 16, False), (vx, vy, 8), epochs=12,
-                    patience=2, lr=0.02, momentum=0.5)
+    return fit_case(st, ref, rng, PLAIN_MLP, (64, 32), (16, False), (8,), epochs=12, patience=2, lr=0.02, momentum=0.5)
 
 
 # ---------------------------------------------------------------------------- mnist_model
 
-def mnist_split(data, prefix: str):
-    raw = data / "MNIST" / "raw"
-    images = torch.from_numpy(read_idx(raw / f"{prefix}-images-idx3-ubyte")).unsqueeze(1).float().div(255)
-    labels = torch.from_numpy(read_idx(raw / f"{prefix}-labels-idx1-ubyte")).long()
-    return images, labels
-
-
 @checks.public("mnist_model")
 def mnist_public_test(st, ref, rng, ctx):
     """Accuracy of mnist_classifier on the 500 public test images (the hidden split counts more)."""
-    images, labels = mnist_split(ctx.data, "t10k")
+    images, labels = mnist_split(ctx.data, "test")
     call = st.call("mnist_classifier", images, no_grad=True, eval_mode=True, on_model_device=True)
     return accuracy(call, labels, ctx.threshold("mnist_model"), split="public test")
