@@ -18,13 +18,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import pandas as pd
 
 from .assignment import Assignment, load_assignment
 from .config import GradeSettings
-from .errors import ConfigError
 from .kernel.isolation import get_isolation
 from .kernel.session import Prefetch, start_zygote
 from .pipeline import grade_submission, kernel_spec
@@ -32,29 +31,7 @@ from .report.gradebook import write_gradebook, write_result
 from .report.records import Records, notebook_digest
 from .results import SubmissionResult
 
-NOTEBOOK_SUFFIX = ".ipynb"
 _WORKER_ASSIGNMENTS: dict[Path, Assignment] = {}
-
-
-def find_submissions(paths: Iterable[Path]) -> list[Path]:
-    """Expand folders into the notebooks they hold (recursively); keep files as given."""
-    found: list[Path] = []
-    for path in paths:
-        path = Path(path)
-        if path.is_dir():
-            found += sorted(p for p in path.rglob(f"*{NOTEBOOK_SUFFIX}")
-                            if ".ipynb_checkpoints" not in p.parts and not any(x.startswith(".") for x in p.parts[len(path.parts):]))
-        elif path.exists():
-            found.append(path)
-        else:
-            raise ConfigError("no such submission file or folder", path)
-    names: dict[str, Path] = {}
-    for p in found:
-        if p.stem in names:
-            raise ConfigError(f"two submissions share the name {p.stem!r}: {names[p.stem]} and {p}; "
-                              "the submission name is the file name without .ipynb, so rename one", p)
-        names[p.stem] = p
-    return found
 
 
 @dataclass

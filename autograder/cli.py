@@ -20,7 +20,8 @@ from rich.table import Table
 from . import __version__
 from .assign import assign, build_bundles
 from .assignment import STUDENT_META, load_assignment
-from .batch import find_submissions, grade_batch
+from .batch import grade_batch
+from .submissions import find_submissions
 from .checks.render import outcomes_text, public_summary
 from .config import DEVICES, GradeSettings
 from .errors import ConfigError, TorchgradeError
