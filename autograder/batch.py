@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import pandas as pd
 
@@ -30,6 +30,7 @@ from .pipeline import grade_submission, kernel_spec
 from .report.gradebook import write_gradebook, write_result
 from .report.records import Records, notebook_digest
 from .results import SubmissionResult
+from .submissions import Submission, as_submission
 
 _WORKER_ASSIGNMENTS: dict[Path, Assignment] = {}
 
@@ -41,18 +42,19 @@ class BatchReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def grade_batch(assignment: Assignment, submissions: list[Path], out: Path, settings: GradeSettings,
+def grade_batch(assignment: Assignment, submissions: Iterable[Submission | Path], out: Path, settings: GradeSettings,
                 on_result: Callable[[SubmissionResult], None] | None = None) -> BatchReport:
     settings.resolved_device()  # a wrong device name fails before any work starts
     get_isolation(settings.isolation).check()  # so does a host that cannot isolate submissions
     records = Records(out)
-    digests = {path.stem: notebook_digest(path) for path in submissions}
+    submissions = [as_submission(s) for s in submissions]
+    digests = {s.name: notebook_digest(s.path) for s in submissions}
     todo, skipped = [], []
-    for path in submissions:
-        if not settings.force and records.done(path.stem, digests[path.stem]):
-            skipped.append(path.stem)
+    for each in submissions:
+        if not settings.force and records.done(each.name, digests[each.name]):
+            skipped.append(each.name)
         else:
-            todo.append(path)
+            todo.append(each)
     report = BatchReport(write_gradebook(out, assignment.config, records.results()), skipped=skipped)
     gpus = gpu_count(settings)
 
@@ -66,15 +68,15 @@ def grade_batch(assignment: Assignment, submissions: list[Path], out: Path, sett
 
     zygote = start_zygote(kernel_spec(assignment, settings)) if todo else None  # imports while workers start
     shared = replace(settings, zygote=zygote.address) if zygote else settings
-    work = [(path, replace(shared, gpu=i % gpus) if gpus > 1 else shared) for i, path in enumerate(todo)]
+    work = [(each, replace(shared, gpu=i % gpus) if gpus > 1 else shared) for i, each in enumerate(todo)]
     try:
         if settings.jobs <= 1:
             with Prefetch() as prefetch:  # the next sandbox and kernel start while this submission is graded
-                for i, (path, each) in enumerate(work):
+                for i, (submission, each) in enumerate(work):
                     if i + 1 < len(work):
-                        prefetch.prepare(work[i + 1][0], assignment.student_files,
+                        prefetch.prepare(work[i + 1][0].path, assignment.student_files,
                                          kernel_spec(assignment, work[i + 1][1]))
-                    finish(grade_safely(assignment, path, each, prefetch))
+                    finish(grade_safely(assignment, submission, each, prefetch))
         else:
             run_pool(assignment, work, settings.jobs, finish)
     finally:
@@ -93,38 +95,38 @@ def gpu_count(settings: GradeSettings) -> int:
     return torch.cuda.device_count()
 
 
-def grade_safely(assignment: Assignment, path: Path, settings: GradeSettings,
+def grade_safely(assignment: Assignment, submission: Submission, settings: GradeSettings,
                  prefetch: Prefetch | None = None) -> SubmissionResult:
     """Grade one submission; a failure of the grader itself becomes an `error` row."""
     try:
-        return grade_submission(path, assignment, settings, prefetch=prefetch)
+        return grade_submission(submission.path, assignment, settings, prefetch=prefetch, name=submission.name)
     except Exception as exc:  # the batch goes on; the row says what went wrong
         detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return SubmissionResult.ungraded(path.stem, "error", f"the grader failed: {detail}",
-                                         assignment.config, str(path))
+        return SubmissionResult.ungraded(submission.name, "error", f"the grader failed: {detail}",
+                                         assignment.config, str(submission.path))
 
 
-def _worker_grade(root: Path, path: Path, settings: GradeSettings) -> SubmissionResult:
+def _worker_grade(root: Path, submission: Submission, settings: GradeSettings) -> SubmissionResult:
     if root not in _WORKER_ASSIGNMENTS:
         import torch
 
         torch.set_num_threads(1)  # a worker's checks are small; the cores are the kernels'
         _WORKER_ASSIGNMENTS[root] = load_assignment(root)
-    return grade_safely(_WORKER_ASSIGNMENTS[root], path, settings)
+    return grade_safely(_WORKER_ASSIGNMENTS[root], submission, settings)
 
 
-def run_pool(assignment: Assignment, work: list[tuple[Path, GradeSettings]], jobs: int,
+def run_pool(assignment: Assignment, work: list[tuple[Submission, GradeSettings]], jobs: int,
              finish: Callable[[SubmissionResult], None], retries: int = 1) -> None:
     pending = list(work)
-    attempts: dict[Path, int] = {}
+    attempts: dict[Submission, int] = {}
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # inherited by the workers' server when it starts
     context = multiprocessing.get_context("forkserver")  # workers forked from a server that imported once,
     context.set_forkserver_preload(["autograder.batch"])  # before any torch computation: no forked OpenMP pool
     while pending:
-        broken: list[tuple[Path, GradeSettings]] = []
+        broken: list[tuple[Submission, GradeSettings]] = []
         with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=context) as pool:
-            futures: dict[Future, tuple[Path, GradeSettings]] = {
-                pool.submit(_worker_grade, assignment.root, path, each): (path, each) for path, each in pending}
+            futures: dict[Future, tuple[Submission, GradeSettings]] = {
+                pool.submit(_worker_grade, assignment.root, item, each): (item, each) for item, each in pending}
             pending = []
             while futures:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
@@ -134,10 +136,10 @@ def run_pool(assignment: Assignment, work: list[tuple[Path, GradeSettings]], job
                         finish(future.result())
                     except BrokenProcessPool:
                         broken.append(item)
-        for path, each in broken:
-            attempts[path] = attempts.get(path, 0) + 1
-            if attempts[path] > retries:
-                finish(SubmissionResult.ungraded(path.stem, "error", "the grading worker process died",
-                                                 assignment.config, str(path)))
+        for submission, each in broken:
+            attempts[submission] = attempts.get(submission, 0) + 1
+            if attempts[submission] > retries:
+                finish(SubmissionResult.ungraded(submission.name, "error", "the grading worker process died",
+                                                 assignment.config, str(submission.path)))
             else:
-                pending.append((path, each))
+                pending.append((submission, each))

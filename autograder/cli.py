@@ -21,7 +21,7 @@ from . import __version__
 from .assign import assign, build_bundles
 from .assignment import STUDENT_META, load_assignment
 from .batch import grade_batch
-from .submissions import find_submissions
+from .submissions import NAMINGS, find_submissions
 from .checks.render import outcomes_text, public_summary
 from .config import DEVICES, GradeSettings
 from .errors import ConfigError, TorchgradeError
@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
     p.add_argument("--timeout", type=float, help="whole-notebook time limit in seconds (overrides the assignment's)")
     p.add_argument("--force", action="store_true", help="grade again submissions already in --out")
+    p.add_argument("--name-from", choices=NAMINGS, default="auto",
+                   help="what names a submission: its file, its folder (a folder per student or Gradescope's "
+                        "submission_* folders), or --name-pattern on LMS download names (default auto: folders "
+                        "holding one notebook each, else Canvas-style names, else file names)")
+    p.add_argument("--name-pattern", metavar="REGEX",
+                   help="regular expression for file names with a 'student' group and an optional 'id' group "
+                        "(default Canvas's name_[LATE_]userid_subid_file)")
     p.add_argument("--no-isolation", action="store_true",
                    help="run kernels without a sandbox (trusted notebooks only: a submission could then read the "
                         "reference, change other grades and outlive its kernel)")
@@ -106,7 +113,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                           args.assignment)
     settings = GradeSettings(device=args.device, jobs=args.jobs, force=args.force, timeout=args.timeout,
                              threads=args.threads, isolation="none" if args.no_isolation else "bwrap")
-    submissions = find_submissions(args.submissions)
+    submissions = find_submissions(args.submissions, args.name_from, args.name_pattern)
     if not submissions:
         raise ConfigError("no notebooks found", args.submissions[0])
     if assignment.kind == "source":  # grade exactly as from a bundle: data, hidden files and all

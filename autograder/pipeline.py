@@ -22,14 +22,17 @@ Prober = Callable[[Student, Context], list[Outcome]]
 
 
 def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings,
-                     prober: Prober | None = None, prefetch: Prefetch | None = None) -> SubmissionResult:
-    """Grade one notebook. `prober` replaces the default step "run every check of the assignment";
-    `prefetch` may hold this notebook's sandbox and kernel, prepared while the previous one was graded."""
+                     prober: Prober | None = None, prefetch: Prefetch | None = None,
+                     name: str | None = None) -> SubmissionResult:
+    """Grade one notebook, known as `name` (default: its file name). `prober` replaces the default step "run every
+    check of the assignment"; `prefetch` may hold this notebook's sandbox and kernel, prepared while the previous
+    one was graded."""
     start = time.perf_counter()
+    name = name or path.stem
     try:
         nb = read_submission(path)
     except InvalidSubmission as exc:
-        return SubmissionResult.ungraded(path.stem, "invalid", exc.message, assignment.config, str(path))
+        return SubmissionResult.ungraded(name, "invalid", exc.message, assignment.config, str(path))
     spec = kernel_spec(assignment, settings)
     data = assignment.student_files / "data" if assignment.student_files else None
     ctx = Context(assignment.config, spec.device, assignment.hidden, data)
@@ -46,7 +49,7 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
     flags += [Finding("check-error", "grader", f"{o.question}/{o.check}: {o.message}") for o in outcomes
               if o.status == "error"]  # a grader fault is never billed to the student silently
     return SubmissionResult(
-        submission=path.stem,
+        submission=name,
         status=report.status,
         questions=score(assignment.config, outcomes),
         message=report.message,

@@ -1,31 +1,122 @@
-"""Which notebooks a `grade` run grades, and the name each submission is known by."""
+"""Which notebooks a `grade` run grades, and the name each submission is known by.
+
+Courses get submissions in several layouts, and `find_submissions` names them so:
+- notebooks side by side in one folder (or given as files): the file name without `.ipynb`;
+- a folder per student, or Gradescope's export of a folder per submission (`submission_123/...`):
+  the folder's name (`auto` picks this when every folder holds exactly one notebook);
+- an LMS bulk download, files named after the student (Canvas: `name_[LATE_]userid_subid_file.ipynb`):
+  the student part of the name, through `--name-pattern` (a regular expression with a `student`
+  group and an optional `id` group; Canvas's form is the default).
+
+`auto` picks the layout from what it finds. Two notebooks that would get the same name, or a folder
+holding several notebooks where one was expected, are an error that lists them: never merged.
+"""
 
 from __future__ import annotations
 
+import re
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from .errors import ConfigError
 
 NOTEBOOK_SUFFIX = ".ipynb"
+NAMINGS = ("auto", "file", "folder", "pattern")
+CANVAS_PATTERN = r"(?P<student>[^_]+)_(?:LATE_)?(?P<id>\d+)_\d+_.+"
+SKIPPED = (".ipynb_checkpoints", "__MACOSX")
 
 
-def find_submissions(paths: Iterable[Path]) -> list[Path]:
-    """Expand folders into the notebooks they hold (recursively); keep files as given."""
-    found: list[Path] = []
-    for path in paths:
-        path = Path(path)
+@dataclass(frozen=True)
+class Submission:
+    name: str
+    path: Path
+
+
+def as_submission(item: Submission | Path | str) -> Submission:
+    return item if isinstance(item, Submission) else Submission(Path(item).stem, Path(item))
+
+
+def find_submissions(paths: Iterable[Path], naming: str = "auto", pattern: str | None = None) -> list[Submission]:
+    """The notebooks in `paths` (files as given, folders searched recursively), each with its name."""
+    if naming not in NAMINGS:
+        raise ConfigError(f"unknown naming {naming!r}; choose one of {', '.join(NAMINGS)}")
+    try:
+        regex = re.compile(pattern or CANVAS_PATTERN)
+    except re.error as exc:
+        raise ConfigError(f"--name-pattern is not a regular expression: {exc}") from exc
+    if "student" not in regex.groupindex:
+        raise ConfigError("--name-pattern needs a group named 'student', e.g. (?P<student>[^_]+)_.*")
+    found: list[Submission] = []
+    for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.rglob(f"*{NOTEBOOK_SUFFIX}")
-                            if ".ipynb_checkpoints" not in p.parts and not any(x.startswith(".") for x in p.parts[len(path.parts):]))
+            found += name_notebooks(path, notebooks_in(path), naming, regex, pattern is not None)
         elif path.exists():
-            found.append(path)
+            found.append(Submission(name_by_pattern(path, regex) if naming == "pattern" else path.stem, path))
         else:
             raise ConfigError("no such submission file or folder", path)
-    names: dict[str, Path] = {}
-    for p in found:
-        if p.stem in names:
-            raise ConfigError(f"two submissions share the name {p.stem!r}: {names[p.stem]} and {p}; "
-                              "the submission name is the file name without .ipynb, so rename one", p)
-        names[p.stem] = p
+    return unique(found)
+
+
+def notebooks_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob(f"*{NOTEBOOK_SUFFIX}")
+                  if not any(x.startswith(".") or x in SKIPPED for x in p.parts[len(folder.parts):]))
+
+
+def name_notebooks(root: Path, notebooks: list[Path], naming: str, regex: re.Pattern, explicit: bool
+                   ) -> list[Submission]:
+    if naming == "auto":
+        naming = auto_naming(root, notebooks, regex, explicit)
+    if naming == "file":
+        return [Submission(p.stem, p) for p in notebooks]
+    if naming == "pattern":
+        return [Submission(name_by_pattern(p, regex), p) for p in notebooks]
+    loose = [p for p in notebooks if p.parent == root]
+    if loose:
+        raise ConfigError("folder naming expects one folder per submission, but these notebooks lie directly in "
+                          f"{root}: {', '.join(p.name for p in loose)}", root)
+    by_folder: dict[str, list[Path]] = defaultdict(list)
+    for p in notebooks:
+        by_folder[p.relative_to(root).parts[0]].append(p)
+    several = {k: v for k, v in by_folder.items() if len(v) > 1}
+    if several:
+        listing = "; ".join(f"{k}/: {', '.join(str(p.relative_to(root / k)) for p in v)}" for k, v in several.items())
+        raise ConfigError("each submission folder must hold one notebook, but these hold several (remove the extra "
+                          f"ones, or pass the notebooks themselves): {listing}", root)
+    return [Submission(folder, notebooks[0]) for folder, notebooks in sorted(by_folder.items())]
+
+
+def auto_naming(root: Path, notebooks: list[Path], regex: re.Pattern, explicit: bool) -> str:
+    """Folders each holding one notebook: folder names; LMS file names: the pattern; else file names."""
+    loose = [p for p in notebooks if p.parent == root]
+    folders = defaultdict(int)
+    for p in notebooks:
+        if p.parent != root:
+            folders[p.relative_to(root).parts[0]] += 1
+    if folders and not loose and max(folders.values()) == 1:
+        return "folder"
+    if loose and not folders and (explicit or all(regex.fullmatch(p.stem) for p in loose)):
+        return "pattern"
+    return "file"
+
+
+def name_by_pattern(path: Path, regex: re.Pattern) -> str:
+    match = regex.fullmatch(path.stem)
+    if match is None:
+        raise ConfigError(f"the file name does not match the name pattern {regex.pattern!r}; rename it or pass "
+                          "--name-pattern", path)
+    student, ident = match.group("student"), match.groupdict().get("id")
+    return f"{student}_{ident}" if ident else student
+
+
+def unique(found: list[Submission]) -> list[Submission]:
+    paths: dict[str, list[Path]] = defaultdict(list)
+    for submission in found:
+        paths[submission.name].append(submission.path)
+    clashes = {name: ps for name, ps in paths.items() if len(ps) > 1}
+    if clashes:
+        listing = "; ".join(f"{name!r}: {', '.join(map(str, ps))}" for name, ps in clashes.items())
+        raise ConfigError(f"two submissions would share a name, so one would overwrite the other: {listing}. "
+                          "Rename one, or choose another naming (--name-from folder|file|pattern)")
     return found
