@@ -29,7 +29,8 @@ def example_submissions(autograder: Path, source: Path) -> list[Path]:
 
 def run_demo(name: str, out: Path, jobs: int) -> None:
     from .assignment import load_assignment
-    from .cli import console, run_batch
+    from .commands import run_batch
+    from .report.terminal import console
     from .kernel.isolation import trusted_isolation
 
     source = repo_root() / "assignments" / name
