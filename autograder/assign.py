@@ -33,6 +33,7 @@ from .results import SubmissionResult
 
 STUDENT_DIR, AUTOGRADER_DIR = "student", "autograder"
 BLANK_NAME = "blank.ipynb"
+SELFCHECK_LIB = "lib"  # .torchgrade/lib/autograder: the self-check, shipped with the student notebook
 DATA_DIR = "data"
 
 
@@ -151,6 +152,9 @@ def write_meta(assignment: Assignment, meta: Path) -> None:
     (meta / "__init__.py").write_text("")
     shutil.copy2(assignment.root / CHECKS_DIR / "public.py", meta / "public.py")
     torch.save({}, meta / EXPECTED_NAME)
+    # the self-check itself, so a student needs only PyTorch; an installed torchgrade comes first on sys.path
+    shutil.copytree(Path(__file__).resolve().parent, meta / SELFCHECK_LIB / "autograder",
+                    ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
 
 
 def prepare_hidden(assignment: Assignment, autograder: Path) -> None:

@@ -24,6 +24,10 @@ from .errors import ConfigError, InvalidSubmission
 SOLUTION_MARKERS = ("# BEGIN SOLUTION", "# END SOLUTION")
 SETUP_SOURCE = (
     "# Self-check: run this cell first. `grader.check(\"<question>\")` runs a question's public checks.\n"
+    "# It ships in the .torchgrade folder next to this notebook and needs only PyTorch (the CPU build is enough):\n"
+    "#   pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu\n"
+    "import sys\n"
+    "sys.path.append(\".torchgrade/lib\")\n"
     "from autograder.selfcheck import Grader\n"
     "grader = Grader()"
 )

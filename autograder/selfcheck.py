@@ -6,6 +6,13 @@ recorded at assign time. Nothing here can see hidden checks or the reference its
 
 from __future__ import annotations
 
+import importlib.util
+
+if importlib.util.find_spec("torch") is None:  # say how to get it before anything below fails to import it
+    raise ModuleNotFoundError(
+        "The self-check needs PyTorch. Install the CPU build (enough for every self-check) with:\n"
+        "  pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu")
+
 import html
 import inspect
 from dataclasses import dataclass
