@@ -12,6 +12,7 @@ from autograder.config import Limits
 from autograder.kernel import isolation
 from autograder.kernel.integrity import Finding, IntegrityChannel, needs_watch, scan_source
 from autograder.kernel.spec import KernelSpec, kernel_env
+from autograder.notebook import SETUP_SOURCE
 
 
 def kinds(*sources: str) -> set[str]:
@@ -48,6 +49,7 @@ def test_the_source_scan_finds_what_taking_the_grader_apart_needs(source, kind):
 def test_honest_notebooks_are_not_flagged():
     honest = [
         "from autograder.selfcheck import Grader\ngrader = Grader()",
+        SETUP_SOURCE,  # the first cell of every student notebook
         "import gc, torch\nmodel.eval()\ngc.collect()\nresult = model.compile if hasattr(model, 'compile') else None",
         "!nvidia-smi\n%matplotlib inline\nprint(open('/proc/cpuinfo').read()[:10])",
         "import torch.nn.functional as F\ny = F.conv2d(x, w)  # a library call is the guard's business, not a flag",

@@ -24,6 +24,8 @@ from typing import Iterable
 
 import nbformat
 
+from ..notebook import SETUP_SOURCE
+
 MAX_LINES = 5000
 
 
@@ -107,6 +109,8 @@ def scan_source(nb: nbformat.NotebookNode) -> list[Finding]:
         if cell.get("cell_type") != "code":
             continue
         number += 1
+        if cell.get("source", "").strip() == SETUP_SOURCE:  # the bundle's own first cell, unchanged
+            continue
         source = python_source(cell.get("source", ""))
         try:
             tree = ast.parse(source)
