@@ -23,7 +23,7 @@ class InvalidSubmission(TorchgradeError):
 
     @classmethod
     def from_exception(cls, path: Path, exc: Exception) -> "InvalidSubmission":
-        text = str(exc).strip().splitlines()
+        text = str(exc).strip().replace(str(path), Path(path).name).splitlines()  # no grader path in feedback
         return cls(f"not a readable notebook ({type(exc).__name__}: {text[0] if text else ''})", path)
 
 

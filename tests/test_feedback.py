@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import nbformat
 import pytest
 
 from autograder.assignment import load_assignment
 from autograder.batch import grade_batch
+from autograder.checks import Outcome
+from autograder.checks.render import outcomes_text
 from autograder.config import GradeSettings
-from conftest import cell_index_defining
+from conftest import REPO, cell_index_defining
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +28,11 @@ def graded(builds, tmp_path_factory):
     nb.cells[cell_index_defining(nb, "conv_output_size")].source = (
         "def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):\n    return 9999\n")
     nbformat.write(nb, folder / "wrong.ipynb")
+    (folder / "empty.ipynb").write_text("")
+    (folder / "latin1.ipynb").write_bytes(b"\xff\xfe not utf-8")
     out = folder / "out"
-    grade_batch(load_assignment(report.autograder_dir), [folder / "wrong.ipynb"], out, GradeSettings())
+    grade_batch(load_assignment(report.autograder_dir), [folder / f"{name}.ipynb" for name in (
+        "wrong", "empty", "latin1")], out, GradeSettings())
     return out, load_assignment(report.autograder_dir)
 
 
@@ -56,3 +62,33 @@ def test_students_still_see_which_hidden_checks_failed_and_why_in_general(graded
     results = json.loads((out / "results" / "wrong.json").read_text())
     visibility = {t["name"].split(" / ")[1]: t["visibility"] for t in results["tests"]}
     assert all(visibility[c.name] == "after_published" for c in hidden)
+
+
+def test_nothing_a_student_sees_names_a_path_of_the_grading_machine(graded):
+    out, _ = graded
+    student_files = [*(out / "feedback").iterdir(), *(out / "results").iterdir()]
+    assert len(student_files) == 9  # txt, html and json for each of the three submissions
+    for path in student_files:
+        text = path.read_text()
+        for folder in (out.parent, REPO, Path.home()):
+            assert str(folder) not in text, (path.name, folder)
+
+
+def test_a_hint_shared_by_several_failing_checks_is_said_once_per_question():
+    flip = "Flip the kernel"
+    outcomes = [Outcome(f"case_{i}", "conv2d", i < 3, 1, 0, f"case {i} is wrong", flip, status="failed")
+                for i in range(5)]
+    outcomes.append(Outcome("other", "conv2d", True, 1, 0, "other is wrong", "Add the bias", status="failed"))
+    for audience in ("student", "instructor"):
+        text = "\n".join(outcomes_text(outcomes, audience))
+        assert text.count(flip) == 1 and text.count("Add the bias") == 1
+        assert text.index(flip) < text.index("case 1")  # under the first check that needs it
+        assert all(f"case_{i}" in text or f"case {i}" in text for i in range(5))
+
+
+def test_an_unreadable_submission_gets_one_reason_at_the_top(graded):
+    out, _ = graded
+    for name, reason in (("empty", "the file is empty"), ("latin1", "not a readable notebook")):
+        for audience in ("feedback", "instructor"):
+            text = (out / audience / f"{name}.txt").read_text()
+            assert reason in text.splitlines()[0] and text.count(reason) == 1, text

@@ -17,8 +17,8 @@ MARKS = {"passed": "PASS", "partial": "PART", "failed": "FAIL", "error": "ERROR"
 SYMBOLS = {"passed": "✔", "partial": "◐", "failed": "✘", "error": "!"}
 
 
-def outcome_lines(o: Outcome, audience: str = "student", symbols: bool = False) -> list[str]:
-    """One outcome: a head line, and indented hint or traceback lines."""
+def outcome_lines(o: Outcome, audience: str = "student", symbols: bool = False, hint: bool = True) -> list[str]:
+    """One outcome: a head line, and indented hint (unless `hint` is false) or traceback lines."""
     if audience not in AUDIENCES:
         raise ValueError(f"unknown audience {audience!r}; known: {', '.join(AUDIENCES)}")
     mark = SYMBOLS[o.status] if symbols else f"[{MARKS[o.status]}]"
@@ -32,7 +32,7 @@ def outcome_lines(o: Outcome, audience: str = "student", symbols: bool = False) 
     else:
         head = f"{mark} {o.check}{' (hidden)' if hidden else ''}: {o.message}" if not symbols else f"{mark} {o.message}"
     lines = [head]
-    if o.hint and o.status != "passed":
+    if hint and o.hint and o.status != "passed":
         lines.append(f"    hint: {o.hint}")
     if o.status == "error" and audience == "instructor" and o.detail:
         lines += [f"    {line}" for line in o.detail.rstrip().splitlines()]
@@ -41,7 +41,13 @@ def outcome_lines(o: Outcome, audience: str = "student", symbols: bool = False) 
 
 def outcomes_text(outcomes: Iterable[Outcome], audience: str = "student", indent: str = "  ",
                   symbols: bool = False) -> list[str]:
-    return [indent + line for o in outcomes for line in outcome_lines(o, audience, symbols)]
+    """Outcomes one after the other; a hint several of them share is shown once, under the first."""
+    lines, shown = [], set()
+    for o in outcomes:
+        lines += [indent + line for line in outcome_lines(o, audience, symbols, hint=o.hint not in shown)]
+        if o.status != "passed":
+            shown.add(o.hint)
+    return lines
 
 
 def public_summary(question: str, outcomes: Iterable[Outcome]) -> str:

@@ -101,8 +101,6 @@ def feedback_text(result: SubmissionResult, audience: str = "student") -> str:
     for q in result.questions:
         lines.append(f"{q.id}: {q.points:g} / {q.max_points:g}")
         lines += outcomes_text(q.outcomes, audience)
-        if not q.outcomes and result.message and audience == "instructor":
-            lines.append(f"  {result.message}")
         lines.append("")
     return "\n".join(lines)
 
