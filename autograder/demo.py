@@ -28,17 +28,19 @@ def example_submissions(autograder: Path, source: Path) -> list[Path]:
 
 
 def run_demo(name: str, out: Path, jobs: int) -> None:
+    from rich.markup import escape
+
     from .assignment import load_assignment
     from .commands import run_batch
-    from .report.terminal import console
     from .kernel.isolation import trusted_isolation
+    from .report.terminal import console
 
     source = repo_root() / "assignments" / name
     if not source.is_dir():
         known = sorted(p.name for p in (repo_root() / "assignments").iterdir() if p.is_dir())
         raise ConfigError(f"no assignment {name!r}; known: {', '.join(known)}", source)
     dist, grades = out / "dist" / name, out / "grades" / name
-    console.print(f"[bold]1. torchgrade assign {source} --out {dist}[/]")
+    console.print(f"[bold]1. torchgrade assign {escape(str(source))} --out {escape(str(dist))}[/]")
     isolation = trusted_isolation()
     if isolation == "none":
         console.print("[yellow]this host cannot run sandboxes (bubblewrap or user namespaces are missing): the demo "
@@ -48,6 +50,9 @@ def run_demo(name: str, out: Path, jobs: int) -> None:
                   f"{report.blank.total:g}, built in {report.seconds:.1f} s")
     bundle = load_assignment(report.autograder_dir)
     submissions = example_submissions(report.autograder_dir, source)
-    console.print(f"[bold]2. torchgrade grade {report.autograder_dir} <{len(submissions)} examples> --out {grades}[/]")
+    console.print(f"[bold]2. torchgrade grade {escape(str(report.autograder_dir))} <{len(submissions)} examples> "
+                  f"--out {escape(str(grades))}[/]")
     run_batch(bundle, submissions, grades, GradeSettings(device="cpu", jobs=jobs, force=True, isolation=isolation))
-    console.print(f"student bundle: {report.student_dir}  (open {report.student_dir / bundle.config.notebook})")
+    notebook = report.student_dir / bundle.config.notebook
+    console.print(f"student bundle: {report.student_dir}\n  open the student notebook in Jupyter "
+                  f"(pip install notebook): jupyter notebook {notebook}", markup=False)
