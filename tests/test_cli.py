@@ -190,3 +190,20 @@ def test_demo_runs_offline_on_cpu(tmp_path):
     frame = pd.read_csv(tmp_path / "demo" / "grades" / "convolution" / "gradebook.csv")
     assert len(frame) == 9 and frame.set_index("submission").loc["solution", "total"] == 21
     assert "gradebook" in proc.stdout
+
+
+def test_grade_names_a_folder_per_student_after_the_folder(built, tmp_path):
+    subs = tmp_path / "downloads"
+    for student, example in (("alice", "flipped_kernel"), ("bob[red]", "no_sqrt")):
+        (subs / student).mkdir(parents=True)
+        shutil.copy(EXAMPLES / f"{example}.ipynb", subs / student / "convolution.ipynb")
+    out = tmp_path / "grades"
+    proc = torchgrade("grade", built / "autograder", subs, "--out", out, check=True)
+    rows = pd.read_csv(out / "gradebook.csv").set_index("submission")
+    assert rows.loc["alice", "total"] == 8 and rows.loc["bob[red]", "sobel"] == 1
+    assert "bob[red]" in proc.stdout  # not read as markup
+    assert (out / "feedback" / "bob[red].txt").is_file()
+    (subs / "alice" / "convolution-Copy1.ipynb").write_bytes((subs / "alice" / "convolution.ipynb").read_bytes())
+    refused = torchgrade("grade", built / "autograder", subs, "--out", tmp_path / "again", "--name-from", "folder")
+    assert refused.returncode == 2 and "alice/: convolution-Copy1.ipynb, convolution.ipynb" in refused.stdout
+    assert not (tmp_path / "again" / "gradebook.csv").exists()
