@@ -1,8 +1,8 @@
 """Reference oracle for the `gan` assignment: the lecture's DCGAN training step, the known wrong
 versions of it, and the grader's own MNIST classifier that scores generated samples.
 
-The train-step oracle takes plain data (layer specs, state dicts, tensors, numbers), so public
-checks can record its values at assign time and replay them in a student's self-check.
+The train-step oracle takes plain data (check-library model specs, state dicts, tensors, numbers),
+so public checks can record its values at assign time and replay them in a student's self-check.
 """
 
 from __future__ import annotations
@@ -14,19 +14,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from autograder.checks.data import mnist_split
+from autograder.checks.models import build, state_of
+
 # ---------------------------------------------------------------------------- one DCGAN step
 
 VARIANTS = ("solution", "label_zero", "g_first")
 
 
-def build(spec) -> nn.Sequential:
-    """An nn.Sequential from a spec: a tuple of (torch.nn class name, args, kwargs) per layer."""
-    return nn.Sequential(*(getattr(nn, name)(*args, **dict(kwargs)) for name, args, kwargs in spec))
-
-
 def train_step_outcome(g_spec, d_spec, g_state, d_state, real, seed, latent_size, lr, betas, eps,
                        variant="solution", device="cpu"):
-    """One training step of freshly built models with Adam(lr, betas, eps) and BCELoss, from `seed`.
+    """One training step of models built from the specs with the given states, with Adam(lr, betas, eps)
+    and BCELoss, from `seed`.
 
     Returns the four reported numbers and both models' states after the step (on the CPU).
     `variant` picks a known wrong step: "label_zero" (the generator is trained toward label 0)
@@ -34,10 +33,7 @@ def train_step_outcome(g_spec, d_spec, g_state, d_state, real, seed, latent_size
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}")
-    G, D = build(g_spec), build(d_spec)
-    G.load_state_dict(g_state)
-    D.load_state_dict(d_state)
-    G, D = G.to(device), D.to(device)
+    G, D = build(g_spec, g_state).to(device), build(d_spec, d_state).to(device)
     real = real.to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=tuple(betas), eps=eps)
     opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=tuple(betas), eps=eps)
@@ -45,8 +41,7 @@ def train_step_outcome(g_spec, d_spec, g_state, d_state, real, seed, latent_size
     torch.manual_seed(seed)
     step = g_first_step if variant == "g_first" else lecture_step
     result = step(G, D, real, opt_g, opt_d, criterion, latent_size, g_label=0.0 if variant == "label_zero" else 1.0)
-    result["g_state"] = {k: v.detach().cpu().clone() for k, v in G.state_dict().items()}
-    result["d_state"] = {k: v.detach().cpu().clone() for k, v in D.state_dict().items()}
+    result["g_state"], result["d_state"] = state_of(G), state_of(D)
     return result
 
 
@@ -114,14 +109,6 @@ def scorer_net() -> nn.Sequential:
     )
 
 
-def mnist_split(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N, 1, 28, 28) scaled to [-1, 1] as the notebook scales them, and int64 labels."""
-    from torchvision.datasets import MNIST
-
-    dataset = MNIST(str(root), train=train, download=False)
-    return dataset.data.unsqueeze(1).float().div(255).mul(2).sub(1), dataset.targets.long()
-
-
 def train_scorer(images: torch.Tensor, labels: torch.Tensor) -> nn.Sequential:
     """Deterministic training (one thread, fixed seed), shifted by up to 2 pixels per batch."""
     threads = torch.get_num_threads()
@@ -148,11 +135,12 @@ def train_scorer(images: torch.Tensor, labels: torch.Tensor) -> nn.Sequential:
 
 def prepare(hidden: Path, data: Path) -> None:
     """At assign time: train the scorer on the student-visible train + public test images,
-    measure it on the hidden test split, save its weights to hidden/scorer.pt."""
-    x_train, y_train = mnist_split(data, train=True)
-    x_test, y_test = mnist_split(data, train=False)
+    measure it on the hidden test split, save its weights to hidden/scorer.pt. Images are scaled to
+    [-1, 1], as the notebook scales them."""
+    x_train, y_train = mnist_split(data, "train", "symmetric")
+    x_test, y_test = mnist_split(data, "test", "symmetric")
     net = train_scorer(torch.cat([x_train, x_test]), torch.cat([y_train, y_test]))
-    x_hidden, y_hidden = mnist_split(hidden / "data", train=False)
+    x_hidden, y_hidden = mnist_split(hidden / "data", "test", "symmetric")
     with torch.no_grad():
         accuracy = float((net(x_hidden).argmax(1) == y_hidden).float().mean())
     torch.save({"state_dict": net.state_dict(), "hidden_test_accuracy": accuracy,

@@ -1,13 +1,11 @@
 """Reference oracle for the `training` assignment, plus what typical mistakes compute.
 
-Every entry point takes plain data only (a model *spec* as nested tuples, a state dict of
-tensors, tensors, numbers), rebuilds the model and the loaders itself and returns plain data,
-so that a student's self-check can replay the values recorded at assign time. The checks
-build the student's model from the same spec and state, so both start from the same weights;
-both runs start from `torch.manual_seed(seed)`, so shuffling and dropout draw the same numbers.
-
-A spec is a tuple of layers: ("linear", in, out), ("relu",), ("dropout", p),
-("batchnorm", features), ("flatten",).
+Every entry point takes plain data only (a check-library model spec, whose `training` flag is the
+mode the model arrives in, a state dict of tensors, tensors, numbers), builds the model with the
+library's `build` and the loaders itself and returns plain data, so that a student's self-check can
+replay the values recorded at assign time. The checks build the student's model from the same spec
+and state, so both start from the same weights; both runs start from `torch.manual_seed(seed)`, so
+shuffling and dropout draw the same numbers.
 """
 
 from __future__ import annotations
@@ -16,40 +14,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
-
-def build(spec: tuple) -> nn.Sequential:
-    layers = []
-    for kind, *args in spec:
-        if kind == "linear":
-            layers.append(nn.Linear(*args))
-        elif kind == "relu":
-            layers.append(nn.ReLU())
-        elif kind == "dropout":
-            layers.append(nn.Dropout(*args))
-        elif kind == "batchnorm":
-            layers.append(nn.BatchNorm1d(*args))
-        elif kind == "flatten":
-            layers.append(nn.Flatten())
-        else:
-            raise ValueError(f"unknown layer {kind!r}")
-    return nn.Sequential(*layers)
-
-
-def load(spec: tuple, state: dict, training: bool = True, device: str = "cpu") -> nn.Sequential:
-    model = build(spec)
-    model.load_state_dict(state)
-    model.train(training)
-    return model.to(device)
-
-
-def loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool = False) -> DataLoader:
-    return DataLoader(TensorDataset(images, labels), batch_size=batch_size, shuffle=shuffle)
-
-
-def plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+from autograder.checks.data import tensor_loader
+from autograder.checks.models import build, state_of
 
 
 # ---------------------------------------------------------------------------- one epoch
@@ -73,18 +40,18 @@ def _epoch(model, data, criterion, optimizer, device, zero_grad=True, train_mode
             "loss_per_batch_count": total / len(batch_means)}
 
 
-def train_epoch_run(spec, state, images, labels, batch_size, shuffle, lr, momentum, seed, training=True,
-                    variant="correct", device="cpu") -> dict[str, Any]:
-    """One epoch of SGD(lr, momentum) with cross-entropy from `state`; the model starts in train mode
-    if `training`. Variants: "correct", "no_zero_grad", "no_train_mode" (the mode it came in).
+def train_epoch_run(spec, state, images, labels, batch_size, shuffle, lr, momentum, seed, variant="correct",
+                    device="cpu") -> dict[str, Any]:
+    """One epoch of SGD(lr, momentum) with cross-entropy from `state`, the model in the spec's mode.
+    Variants: "correct", "no_zero_grad", "no_train_mode" (the mode it came in).
     Returns {"loss", "loss_unweighted", "loss_per_batch_count", "state"}."""
-    model = load(spec, state, training, device)
+    model = build(spec, state).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     torch.manual_seed(seed)
-    data = loader(images, labels, batch_size, shuffle)
+    data = tensor_loader(images, labels, batch_size, shuffle)
     out = _epoch(model, data, nn.CrossEntropyLoss(), optimizer, device,
                  zero_grad=variant != "no_zero_grad", train_mode=variant != "no_train_mode")
-    return {**out, "state": plain_state(model)}
+    return {**out, "state": state_of(model)}
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -109,13 +76,12 @@ def _evaluate(model, data, criterion, device, eval_mode=True) -> dict[str, float
             "accuracy_unweighted": sum(batch_accs) / len(batch_accs)}
 
 
-def evaluate_run(spec, state, images, labels, batch_size, seed, training=True, variant="correct",
-                 device="cpu") -> dict[str, float]:
+def evaluate_run(spec, state, images, labels, batch_size, seed, variant="correct", device="cpu") -> dict[str, float]:
     """(loss per sample, accuracy) in eval mode; variant "train_mode" evaluates in the mode the model
-    came in (dropout and batch statistics active), drawing dropout masks after manual_seed(seed)."""
-    model = load(spec, state, training, device)
+    came in (the spec's: dropout and batch statistics active), drawing dropout masks after manual_seed(seed)."""
+    model = build(spec, state).to(device)
     torch.manual_seed(seed)
-    return _evaluate(model, loader(images, labels, batch_size), nn.CrossEntropyLoss(), device,
+    return _evaluate(model, tensor_loader(images, labels, batch_size), nn.CrossEntropyLoss(), device,
                      eval_mode=variant != "train_mode")
 
 
@@ -161,11 +127,11 @@ def fit_run(spec, state, train, valid, lr, momentum, epochs, patience, seed, var
             device="cpu") -> dict[str, list[float]]:
     """`train` = (images, labels, batch_size, shuffle), `valid` = (images, labels, batch_size).
     Variants: "correct", "no_early_stop" (patience ignored), "best" (early stopping against the best loss)."""
-    model = load(spec, state, True, device)
+    model = build(spec, state).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     criterion = nn.CrossEntropyLoss()
     torch.manual_seed(seed)
-    train_data, valid_data = loader(*train), loader(*valid)
+    train_data, valid_data = tensor_loader(*train), tensor_loader(*valid)
     stopper = None
     if patience is not None and variant != "no_early_stop":
         stopper = EarlyStopping(patience, "best" if variant == "best" else "correct")

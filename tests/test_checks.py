@@ -403,3 +403,158 @@ def test_mnist_split_reads_the_files_the_notebooks_read(tmp_path):
     assert raw.dtype == torch.uint8 and len(raw) == 4000
     symmetric, _ = mnist_split(tmp_path / "hidden", "test", scale="symmetric")
     assert symmetric.min() >= -1 and symmetric.max() <= 1
+
+
+# ------------------------------------------------------------------ library helpers of classify/params checks
+
+def test_student_call_returned_as_and_value_problem():
+    from autograder.checks import is_int, known_mistakes, returned_as, student_call, student_value, value_problem
+
+    st = LocalStudent({"f": lambda x, bias=True: [x, bias], "m": "three"})
+    call = student_call(st, "f", 2, bias=False)
+    assert call.what == "f(2, bias=False)" and call.value == [2, False] and returned_as(call, "a list", list) is None
+    wrong = returned_as(call, "a tensor", torch.Tensor, hint="Return a tensor.")
+    assert "expected a tensor" in wrong.message and wrong.hint == "Return a tensor."
+    raised = returned_as(Call("f", error="ValueError: when training"), "a tensor", torch.Tensor,
+                         raised={"when training": "Call model.eval()."})
+    assert "raised ValueError" in raised.message and raised.hint == "Call model.eval()."
+    assert student_value(st, "m").what == "`m`" and value_problem(st.value("m"), "a str", str) is None
+    assert "`m` is a str, not an int" in value_problem(st.value("m"), "an int", int).message
+    assert value_problem(st.value("nope"), "an int", int, missing_hint="Define it.").hint == "Define it."
+    mistakes = known_mistakes([("no bias", "Add the bias.", 0), ("twice", "Once.", 2)], lambda key: 10 + key)
+    assert [(m.hint, m.expected) for m in mistakes] == [("Add the bias.", 10), ("Once.", 12)]
+    assert is_int(3) and not is_int(True) and not is_int(3.0)
+
+
+def test_model_helpers():
+    from torch import nn
+
+    from autograder.checks import (again, as_module, build, layer, leaf_types, model_call, module_snapshot, named, spec,
+                                   with_weights)
+
+    shared = build(spec(named("s", layer("Linear", 2, 2)), layer("ReLU"), again("s")))
+    assert shared[0] is shared[2] and as_module(shared) is shared
+    assert isinstance(as_module(spec(layer("ReLU"))), nn.Sequential)
+    weights = (torch.ones(3, 2), torch.zeros(3), torch.full((3,), 2.0), torch.zeros(3), torch.zeros(3), torch.ones(3))
+    rng_state = torch.random.get_rng_state()
+    net = with_weights(lambda: nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3)), weights, training=True)
+    assert torch.equal(torch.random.get_rng_state(), rng_state) and net.training
+    assert torch.equal(net[1].weight, torch.full((3,), 2.0)) and int(net[1].num_batches_tracked) == 0
+    nested = module_snapshot(nn.Sequential(nn.Conv2d(1, 1, 1), nn.Sequential(nn.ReLU())))
+    assert leaf_types(nested) == {"0": "Conv2d", "1.0": "ReLU"}
+
+    def careless(model, shape):  # runs the model in train mode: BatchNorm's running statistics change
+        model.train()(torch.randn(shape))
+        return len(model)
+
+    st, bn = LocalStudent({"careless": careless}), nn.Sequential(nn.BatchNorm1d(3)).eval()
+    kept = model_call(st, "careless", bn, (4, 3), verdict=lambda c: exact(c, 1), done="counts", state=True,
+                      running_stats="Call model.eval() first.")
+    assert not kept.passed and "changed the model's parameters or buffers" in kept.message
+    assert kept.hint == "Call model.eval() first."
+    right = model_call(st, "careless", bn, (4, 3), verdict=lambda c: exact(c, 1), done="counts")
+    assert right.passed and right.message == "careless(Sequential(BatchNorm1d), (4, 3)) counts."
+
+
+# ---------------------------------------------------------------------------- check library: models, steps, samples
+
+def test_specs_states_and_fixed_layers():
+    from torch import nn
+
+    from autograder.checks import args_state, brief, build, changed_keys, fixed, layer, random_state, spec, state_of
+
+    model_spec = spec(layer("Linear", 3, 4), layer("BatchNorm1d", 4), training=True)
+    state, again = (random_state(model_spec, torch.Generator().manual_seed(0)) for _ in range(2))
+    assert all(torch.equal(v, again[k]) for k, v in state.items()) and float(state["1.running_var"].min()) >= 0.5
+    model = build(model_spec, state)
+    assert model.training and torch.equal(state_of(model)["0.weight"], state["0.weight"])
+    assert changed_keys(state, state_of(model)) == [] and changed_keys(state, {}) == list(state)
+    assert all(float(p.detach().abs().max()) == 0.25 for p in fixed(nn.Linear(2, 2), 0.25).parameters())
+    assert brief(nn.Conv2d(64, 128, 4, bias=False)) == "Conv2d(64, 128, kernel_size=(4, 4), stride=(1, 1), ...)"
+    assert args_state(Call("f", error="boom")) == {}
+
+
+def test_run_module_judges_each_output():
+    from torch import nn
+
+    from autograder.checks import output_problem, passed, run_module
+
+    def judge(what, out, n):
+        return output_problem(what, out, (n, 2)) or passed("")
+
+    class Net(nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.lin = nn.Linear(3, width)
+
+        def forward(self, x):
+            return self.lin(x)
+
+    st = LocalStudent({"Net": Net})
+    inputs = [torch.randn(4, 3), torch.randn(1, 3)]
+    ok = run_module(st, "Net", (2,), inputs, judge, "fine", seed=0, eval_mode=True, warmup=[torch.randn(2, 3)])
+    assert ok.passed and ok.message.startswith("Net(2) in eval mode (after 1 batches in train mode) on input (4, 3)")
+    assert "expected (4, 2)" in run_module(st, "Net", (5,), inputs, judge, "fine", seed=0).message
+    raised = run_module(st, "Net", ("x",), inputs, judge, "ok", seed=0, raised={"no such": "?", "position 1": "a hint"})
+    assert not raised.passed and raised.hint == "a hint"
+
+
+def test_state_after_step_names_the_mistake():
+    from autograder.checks import state_after_step
+
+    before, good, bad = ({"w": torch.full((2,), v)} for v in (0.0, 1.0, 2.0))
+    assert state_after_step("step", good, good, before) is None
+    assert "no zero_grad" in state_after_step("step", bad, good, before, [(bad, "no zero_grad", "h")]).message
+    assert state_after_step("step", before, good, before, unchanged_hint="u").hint == "u"
+    assert "differ" in state_after_step("step", bad, good, before, hint="h").message
+
+
+def test_numbers_exact_hint_and_normal_samples():
+    from autograder.checks import as_numbers, call_problem, normal_sample
+
+    assert as_numbers((1, 2.5)) == [1.0, 2.5] and as_numbers([1, "a"]) is None and as_numbers([1], 2) is None
+    assert exact(Call("f", value=[True]), [False], hint="count").hint == "count"
+    assert call_problem(Call("f", error="size mismatch for channels"), {"channels": "h"}).hint == "h"
+    values = torch.randn(10_000, generator=torch.Generator().manual_seed(0)) * 0.02
+    assert normal_sample("w", values, 0.0, 0.02).passed
+    wide = normal_sample("w", values * 10, 0.0, 0.02, [(lambda m, s: s > 0.1, "too wide", "smaller")])
+    assert "too wide" in wide.message and wide.hint == "smaller"
+
+
+def test_tensor_loader_and_model_accuracy(tmp_path):
+    from types import SimpleNamespace
+
+    from autograder import mnist
+    from autograder.checks import model_accuracy, tensor_loader
+    from autograder.config import Threshold
+
+    assert [len(x) for x, _ in tensor_loader(torch.zeros(5, 2), torch.zeros(5), 2)] == [2, 2, 1]
+    mnist.write_mnist(tmp_path / "student", tmp_path / "hidden")
+    ctx = SimpleNamespace(data=tmp_path / "student", hidden=tmp_path / "hidden",
+                          threshold=lambda name: Threshold(floor=0.5, full=0.9))
+    st = LocalStudent({"model": torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))})
+    verdict = model_accuracy(st, ctx, "model", "mnist_model", "public test")
+    assert not verdict.passed and "accuracy on the public test split" in verdict.message
+
+
+# ---------------------------------------------------------------------------- check library: shapes, stats, convolution
+
+def test_tensor_tuple_shape_list_and_int_or_pair():
+    from autograder.checks import int_or_pair, shape_list, tensor_tuple
+
+    want, sample = (torch.ones(2), torch.zeros(2)), (torch.ones(2), torch.full((2,), 0.5))
+    assert tensor_tuple(Call("f", value=(torch.ones(2, 1).double(), torch.zeros(2))), want, ("mean", "std")).passed
+    wrong = tensor_tuple(Call("f", value=sample), want, ("mean", "std"),
+                         misconceptions=[Misconception("n-1", "h", sample)])
+    assert "n-1" in wrong.message and wrong.hint == "h"
+    assert "the std" in tensor_tuple(Call("f", value=(torch.ones(2), torch.ones(2))), want, ("mean", "std")).message
+    assert tensor_tuple(Call("f", value=torch.ones(2)), want, ("mean", "std")).hint == "End with `return mean, std`."
+    expected = [(2, 4, 8, 8), (2, 4, 4, 4)]
+    assert shape_list(Call("f", value=[[2, 4, 8, 8], (2, 4, 4, 4)]), expected, ["Conv2d", "MaxPool2d"]).passed
+    assert "only the final shape" in shape_list(Call("f", value=expected[1:]), expected, ["C", "P"]).message
+    assert "batch dimension" in shape_list(Call("f", value=[s[1:] for s in expected]), expected, ["C", "P"]).message
+    assert "after child 1 (P)" in shape_list(Call("f", value=[expected[0], (2, 4, 3, 3)]), expected, ["C", "P"]).message
+    rng = torch.Generator().manual_seed(0)
+    drawn = [int_or_pair(rng, 2, 3) for _ in range(20)]
+    assert {type(d) for d in drawn} == {int, tuple}
+    assert all(v in (2, 3) for d in drawn for v in (d if isinstance(d, tuple) else (d,)))

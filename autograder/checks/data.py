@@ -65,6 +65,15 @@ def batches_of(images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> l
     return [(images[i:i + batch_size], labels[i:i + batch_size]) for i in range(0, len(images), batch_size)]
 
 
+def tensor_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                  shuffle: bool = False) -> torch.utils.data.DataLoader:
+    """A plain DataLoader over a TensorDataset, as notebooks build them (shuffling draws from torch's global
+    generator, so a torch.manual_seed before the pass fixes the order)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    return DataLoader(TensorDataset(images, labels), batch_size=batch_size, shuffle=shuffle)
+
+
 def keep_output(module, inputs, output):
     """A forward hook that changes nothing: a picklable stand-in for a hook a model already has."""
     return None

@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from autograder.checks import CheckSet, Verdict, call_problem, failed, first_failure, passed, randint, randn
+from autograder.checks import (CheckSet, Verdict, call_problem, changed_keys, failed, first_failure, fixed, passed,
+                               randint, randn)
 
-from .public import (conv_case, discriminator_case, fixed, generator_case, reinit, samples_call, samples_problem,
-                     short, train_step_case)
+from .public import conv_case, discriminator_case, generator_case, reinit, samples, train_step_case
 
 checks = CheckSet()
 
@@ -44,14 +44,13 @@ def weights_init_other_convolutions(st, ref, rng):
 
 def untouched_case(st, module, seed) -> Verdict:
     """weights_init(module) neither raises nor changes anything."""
-    before = {k: v.clone() for k, v in module.state_dict().items()}
-    call, state = reinit(st, module, seed, short(module))
+    call, state = reinit(st, module, seed)
     problem = call_problem(call)
     if problem:
         return failed(problem.message, "weights_init is called on every submodule by model.apply: modules other "
                                        "than Conv2d, ConvTranspose2d and BatchNorm2d must pass through untouched "
                                        "(check the type with isinstance first).")
-    changed = [k for k in before if state is None or not torch.equal(before[k], state.get(k))]
+    changed = changed_keys(module.state_dict(), state)
     return failed(f"{call.what} changed {', '.join(changed)}.", "Only Conv2d, ConvTranspose2d and BatchNorm2d are "
                   "re-initialised; leave every other module (nn.Linear included) as it is.") if changed else passed("")
 
@@ -61,8 +60,8 @@ def weights_init_leaves_other_modules(st, ref, rng):
     """nn.Linear, activations, nn.Flatten and an nn.Sequential container: no error, nothing changed."""
     seed = randint(rng, 0, 2**30)
     conv = fixed(nn.Conv2d(3, 8, 3))
-    call, state = reinit(st, conv, seed - 1, short(conv))
-    if call_problem(call) or state is None or torch.equal(state["weight"], conv.weight.detach()):
+    call, state = reinit(st, conv, seed - 1)
+    if call_problem(call) or not state or torch.equal(state["weight"], conv.weight.detach()):
         return call_problem(call) or failed(f"{call.what} left the weights as they were, so leaving the other "
                                             "modules alone proves nothing yet.",
                                             "Re-initialise Conv2d, ConvTranspose2d and BatchNorm2d first.")
@@ -81,9 +80,7 @@ def train_step_other_models(st, ref, rng):
 @checks.hidden("samples", weight=5)
 def samples_score(st, ref, rng, ctx):
     """512 samples of the trained G scored by the grader's MNIST classifier (inception-style score, label entropy)."""
-    z = randn(rng, 512, 64, 1, 1)
-    call = samples_call(st, z)
-    problem = samples_problem(call, len(z))
+    call, problem = samples(st, randn(rng, 512, 64, 1, 1))
     if problem:
         return problem
     scores = ref.sample_scores(call.value, ref.load_scorer(ctx.hidden))
@@ -94,14 +91,13 @@ def samples_score(st, ref, rng, ctx):
     message = (f"512 samples of G: inception-style score {scores['inception']:.2f} (full credit from {t_is.full:g}, "
                f"partial from {t_is.floor:g}); entropy of the predicted digits {scores['entropy']:.2f} (full credit "
                f"from {t_h.full:g}, partial from {t_h.floor:g}; ln 10 = 2.30). Predicted digits: {digits}.")
-    hint = ""
-    if scores["inception"] < 1.1 and scores["entropy"] < 0.1:
-        hint = ("Every sample falls in the same class, as for an untrained or fully collapsed generator: check that "
-                "the training cell ran to its end and that train_step passes its checks.")
-    elif c_h < c_is:
-        hint = ("Few kinds of digit come out: the generator has (partly) collapsed onto some modes. Check train_step "
-                "(labels, detach, order of the two steps) and train again.")
-    elif credit < 1:
-        hint = ("The classifier is not confident that your samples are digits. Check train_step and the training "
-                "loop (weights_init applied, Adam with lr=1e-3 and betas=(0.5, 0.999), all epochs).")
+    hint = next((hint for wrong, hint in (
+        (scores["inception"] < 1.1 and scores["entropy"] < 0.1, "Every sample falls in the same class, as for an "
+         "untrained or fully collapsed generator: check that the training cell ran to its end and that train_step "
+         "passes its checks."),
+        (c_h < c_is, "Few kinds of digit come out: the generator has (partly) collapsed onto some modes. Check "
+         "train_step (labels, detach, order of the two steps) and train again."),
+        (credit < 1, "The classifier is not confident that your samples are digits. Check train_step and the "
+         "training loop (weights_init applied, Adam with lr=1e-3 and betas=(0.5, 0.999), all epochs)."),
+    ) if wrong), "")
     return Verdict(credit >= 1, message, hint, fraction=credit)

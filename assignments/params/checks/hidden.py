@@ -3,24 +3,21 @@ reference as they are (it counts a deep copy, which keeps shared parameters shar
 
 import torch.nn as nn
 
-from autograder.checks import CheckSet, first_failure, randint
+from autograder.checks import CheckSet, describe, every, first_failure, randint
 
-from .public import conv_counts, count_case, describe, linear_counts, summary_case
+from .public import TRAINABLE_ONLY, conv_case, count_case, linear_case, summary_case
 
 checks = CheckSet()
 CASES = 12
 BIAS = ({}, {"bias": True}, {"bias": False})  # the bias left to its default, on, off
-TRAINABLE = {"trainable_only": True}
 
 
 @checks.hidden("linear_params")
 def linear_params_random(st, ref, rng):
     """Random layer sizes, with the bias left to its default, on, or off."""
-    cases = []
-    for _ in range(CASES):
-        kwargs = BIAS[randint(rng, 0, 2)]
-        cases.append(((randint(rng, 1, 5000), randint(rng, 1, 500)), kwargs))
-    return linear_counts(st, ref, cases, f"linear_params matches nn.Linear on {CASES} random layers.")
+    cases = [((randint(rng, 1, 5000), randint(rng, 1, 500)), kwargs) for _ in range(CASES)
+             for kwargs in [BIAS[randint(rng, 0, 2)]]]  # the bias drawn before the sizes
+    return every(linear_case, st, ref, cases, f"linear_params matches nn.Linear on {CASES} random layers.")
 
 
 def kernel(rng):
@@ -31,22 +28,16 @@ def kernel(rng):
 def conv2d_params_random(st, ref, rng):
     """Random channels, square and rectangular kernels (int or pair), bias default/on/off."""
     cases = [((randint(rng, 1, 64), randint(rng, 1, 128), kernel(rng)), BIAS[i % 3]) for i in range(CASES)]
-    return conv_counts(st, ref, cases, f"conv2d_params matches nn.Conv2d on {CASES} random layers.")
+    return every(conv_case, st, ref, cases, f"conv2d_params matches nn.Conv2d on {CASES} random layers.")
 
 
 @checks.hidden("conv2d_params")
 def conv2d_params_random_groups(st, ref, rng):
     """Random grouped and depthwise convolutions, with and without bias."""
-    cases = []
-    for i in range(CASES):
-        g = randint(rng, 2, 8)
-        cin, cout = g * randint(rng, 1, 6), g * randint(rng, 1, 6)
-        kwargs = {"groups": g} if i % 2 else {"groups": g, "bias": False}
-        cases.append(((cin, cout, kernel(rng)), kwargs))
-    return conv_counts(st, ref, cases, f"conv2d_params matches nn.Conv2d with groups on {CASES} random layers.")
+    cases = [((g * randint(rng, 1, 6), g * randint(rng, 1, 6), kernel(rng)), {"groups": g, **BIAS[0 if i % 2 else 2]})
+             for i in range(CASES) for g in [randint(rng, 2, 8)]]  # the groups drawn first
+    return every(conv_case, st, ref, cases, f"conv2d_params matches nn.Conv2d with groups on {CASES} random layers.")
 
-
-# ------------------------------------------------------------------------------ random models
 
 def random_block(rng, channels: int, depth: int = 0) -> tuple[nn.Module, int]:
     """A random conv block (maybe nested) keeping the spatial size; returns it and its output channels."""
@@ -80,7 +71,7 @@ def random_cnn(rng) -> tuple[nn.Sequential, tuple[int, ...]]:
 def count_params_random_nested(st, ref, rng):
     """Random nested CNNs with BatchNorm2d and LayerNorm, all trainable."""
     models = [random_cnn(rng)[0] for _ in range(4)]
-    return first_failure((count_case(st, ref, m, describe(m), **kw) for m in models for kw in ({}, TRAINABLE)),
+    return first_failure((count_case(st, ref, m, describe(m), **kw) for m in models for kw in TRAINABLE_ONLY[:2]),
                          "count_params is right for random nested CNNs.")
 
 
@@ -98,7 +89,7 @@ def count_params_random_frozen_shared(st, ref, rng):
         last.weight = first.weight  # tied weights between two direct children
         model.extend([first, nn.ReLU(), last])
         label = f"{describe(model)} with model[0] frozen, a Linear in two containers and tied weights"
-        cases += [(model, label, {}), (model, label, TRAINABLE)]
+        cases += [(model, label, kw) for kw in TRAINABLE_ONLY[:2]]
     return first_failure((count_case(st, ref, m, label, **kw) for m, label, kw in cases),
                          "count_params counts shared parameters once and respects trainable_only.")
 

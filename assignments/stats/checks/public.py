@@ -1,22 +1,15 @@
-"""Public checks of the stats assignment: students run these while they work.
-
-Expected values are recorded from the reference when the assignment is built (the reference
-is always called on plain tensors: the whole data set at once, in float64); the inputs come
-from a generator seeded by each check's name, so they are the same every run.
-"""
-
-from __future__ import annotations
+"""Public checks of the stats assignment. Expected values are recorded from the reference at build time (it is
+always called on plain tensors: the whole data set at once, in float64); inputs come from seeded generators."""
 
 from dataclasses import replace
 
-import numpy as np
 import torch
 
-from autograder.checks import (CheckSet, Misconception, OnePassLoader, Verdict, as_number, batches_of, call_problem,
-                               close, failed, mnist_split, passed, randn, scalar, signature)
+from autograder.checks import (CheckSet, Misconception, OnePassLoader, as_number, batches_of, call_problem, close,
+                               failed, mnist_split, randn, random_pixels, scalar, student_call, tensor_tuple)
 
 checks = CheckSet()
-RTOL, ATOL = 1e-4, 1e-6
+RTOL = 1e-4
 
 ONE_PASS = ("Compute everything in a single pass over the loader, with running sums per channel: "
             "the pixel count, the sum of the pixels and the sum of their squares. At the end, mean = sum / count and "
@@ -31,75 +24,33 @@ BATCH_STD = ("The std was computed inside each batch (around that batch's own me
              "sqrt(E[x²] - E[x]²) once at the end.")
 BROADCAST = ("A (C,) tensor broadcasts against the LAST dimension (the width). Reshape mean and std "
              "to (C, 1, 1) so that they line up with the channel dimension.")
-LAST_DIM = ("A (C,) tensor broadcasts against the LAST dimension. Reshape mean and std to (C, 1, 1) so "
-            "that they line up with the channel dimension of (C, H, W) and (B, C, H, W).")
 ORDER = ("transforms.Normalize only works on float tensors, so ToTensor must come first: "
          "transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)]).")
-UNSCALED = ("transforms.ToTensor() scales uint8 pixels to [0, 1] before Normalize; the mean and std are "
-            "on that scale. PILToTensor or torch.tensor(array) keep 0-255.")
-MNIST_STAT = "Use the train split (train=True), pixels scaled to [0, 1] by ToTensor, and the population std."
 
 
-# ---------------------------------------------------------------------------- channel_stats
-
-def channel_data(rng: torch.Generator, n: int, channels: int, h: int, w: int) -> torch.Tensor:
+def channel_data(rng, n, channels, h, w):
     """Pixel-like values with a different mean and spread in every channel."""
     scale = 0.25 + torch.rand(channels, generator=rng) * 2.0
     offset = torch.linspace(-0.5, 2.5, channels) + 0.2 * torch.rand(channels, generator=rng)
     return torch.rand(n, channels, h, w, generator=rng) * scale.view(1, -1, 1, 1) + offset.view(1, -1, 1, 1)
 
 
-def stats_misconceptions(ref, images: torch.Tensor, batch_size: int) -> list[Misconception]:
-    """Known wrong answers, each a (mean, std) pair."""
-    return [
-        Misconception("sample std instead of population std", SAMPLE_STD, ref.sample_std_stats(images)),
-        Misconception("per-batch statistics averaged with an uneven last batch", BATCH_MEAN,
-                      ref.batch_mean_stats(images, batch_size)),
-        Misconception("std computed per batch and averaged", BATCH_STD, ref.batch_std_stats(images, batch_size)),
-        Misconception("std computed per batch and averaged", BATCH_STD, ref.batch_std_stats(images, batch_size, 1)),
-        Misconception("std computed per batch and averaged", BATCH_STD,
-                      ref.batch_std_weighted_stats(images, batch_size)),
-    ]
-
-
-def agree(actual: torch.Tensor, expected: torch.Tensor) -> bool:
-    return (actual.shape == expected.shape and actual.dtype == expected.dtype
-            and bool(torch.allclose(actual, expected, rtol=RTOL, atol=ATOL)))
-
-
-def channel_stats_case(st, ref, images: torch.Tensor, batch_size: int) -> Verdict:
+def channel_stats_case(st, ref, images, batch_size):
     """channel_stats on a one-pass loader over `images` in batches of `batch_size` (the last one smaller)."""
     expected = ref.channel_stats_of(images)
-    wrong = stats_misconceptions(ref, images, batch_size)
+    known = [Misconception("sample std instead of population std", SAMPLE_STD, ref.sample_std_stats(images)),
+             Misconception("per-batch statistics averaged with an uneven last batch", BATCH_MEAN,
+                           ref.batch_mean_stats(images, batch_size))]
+    known += [Misconception("std computed per batch and averaged", BATCH_STD, stats)
+              for stats in (ref.batch_std_stats(images, batch_size), ref.batch_std_stats(images, batch_size, 1),
+                            ref.batch_std_weighted_stats(images, batch_size))]
     batches = batches_of(images, torch.zeros(len(images), dtype=torch.int64), batch_size)
     call = st.call("channel_stats", OnePassLoader(batches),
                    description=f"channel_stats(loader of {len(images)} images of shape {tuple(images.shape[1:])} "
                                f"in batches of {len(batches[0][0])}, last {len(batches[-1][0])})")
-    if call.error and "iterated only once" in call.error:
-        return failed(f"{call.what} went over the loader more than once (it raised: {call.error}).", ONE_PASS)
-    problem = call_problem(call)
-    if problem:
-        return problem
-    if not (isinstance(call.value, (tuple, list)) and len(call.value) == 2):
-        return failed(f"{call.what} returned {call.type}, expected a tuple (mean, std) of two tensors.",
-                      "End with `return mean, std`.")
-    names, parts = ("mean", "std"), []
-    for name, v, e in zip(names, call.value, expected):
-        if not isinstance(v, torch.Tensor):
-            return failed(f"{call.what}: the {name} is a {type(v).__name__}, expected a tensor of shape "
-                          f"{tuple(e.shape)}.", "Return one value per channel as a 1-D tensor.")
-        if v.is_floating_point() and v.numel() == e.numel():
-            v = v.float().reshape(e.shape)  # float64 accumulators are fine
-        parts.append(v)
-    ok = [agree(p, e) for p, e in zip(parts, expected)]
-    if all(ok):
-        return passed(f"{call.what} matches the reference (mean and std of {expected[0].numel()} channel(s)).")
-    for m in wrong:
-        if agree(parts[0], m.expected[0]) and agree(parts[1], m.expected[1]):
-            return failed(f"{call.what} is wrong: {m.label}.", m.hint)
-    bad = ok.index(False)
-    part = replace(call, value=parts[bad], description=f"{call.what}, the {names[bad]},")
-    return close(part, expected[bad], rtol=RTOL, atol=ATOL)
+    return call_problem(call, {"iterated only once": ONE_PASS}) or tensor_tuple(
+        call, expected, ("mean", "std"), rtol=RTOL, atol=1e-6, misconceptions=known,
+        hint="Return one value per channel as a 1-D tensor.")
 
 
 @checks.public("channel_stats")
@@ -108,27 +59,24 @@ def channel_stats_small(st, ref, rng):
     return channel_stats_case(st, ref, channel_data(rng, 10, 3, 4, 4), 4)
 
 
-# ---------------------------------------------------------------------------- normalize
-
-def normalize_case(st, ref, images: torch.Tensor, mean, std) -> Verdict:
+def normalize_case(st, ref, images, mean, std):
     as_floats = [float(m) for m in mean], [float(s) for s in std]
     expected = ref.normalize(images, *as_floats)
     channel_mean, channel_std = (torch.tensor(v).view(-1, 1, 1) for v in as_floats)
-    misconceptions = [
-        Misconception("mean and std undone instead of applied",
-                      "Standardising subtracts the mean and divides by the std: (x - mean) / std.",
-                      images * channel_std + channel_mean),
-        Misconception("divided by the variance", "Divide by the std itself, not its square.",
-                      (images - channel_mean) / channel_std**2),
-    ]
+    known = [Misconception("mean and std undone instead of applied",
+                           "Standardising subtracts the mean and divides by the std: (x - mean) / std.",
+                           images * channel_std + channel_mean),
+             Misconception("divided by the variance", "Divide by the std itself, not its square.",
+                           (images - channel_mean) / channel_std**2)]
     if images.shape[-1] == len(as_floats[0]):
-        misconceptions.append(Misconception(
-            "the mean and std were applied along the last dimension (width), not the channels", LAST_DIM,
+        known.append(Misconception(
+            "the mean and std were applied along the last dimension (width), not the channels",
+            "A (C,) tensor broadcasts against the LAST dimension. Reshape mean and std to (C, 1, 1) so that they "
+            "line up with the channel dimension of (C, H, W) and (B, C, H, W).",
             ref.normalize_last_dim(images, *as_floats)))
-    call = st.call("normalize", images, mean, std, description=signature("normalize", images, mean, std))
-    if call.error and "must match the size of tensor" in call.error:
-        return failed(f"{call.what} raised {call.error}", BROADCAST)
-    return close(call, expected, rtol=1e-5, atol=1e-5, misconceptions=misconceptions, device=st.device)
+    call = student_call(st, "normalize", images, mean, std)
+    return call_problem(call, {"must match the size of tensor": BROADCAST}) or close(
+        call, expected, rtol=1e-5, atol=1e-5, misconceptions=known, device=st.device)
 
 
 @checks.public("normalize")
@@ -143,40 +91,34 @@ def normalize_image_tensors(st, ref, rng):
     return normalize_case(st, ref, randn(rng, 3, 5, 4), torch.tensor([0.1, 0.2, 0.3]), torch.tensor([0.9, 1.5, 0.4]))
 
 
-# ---------------------------------------------------------------------------- make_transform
-
-def uint8_image(rng: torch.Generator, *shape: int) -> np.ndarray:
-    return torch.randint(0, 256, shape, generator=rng, dtype=torch.uint8).numpy()
+def uint8_image(rng, *shape):
+    return random_pixels(rng, *shape, dtype=torch.uint8).numpy()
 
 
-def transform_case(st, ref, pixels: np.ndarray, mean: list[float], std: list[float], as_pil: bool) -> Verdict:
+def transform_case(st, ref, pixels, mean, std, as_pil):
     """make_transform(mean, std) applied to a uint8 image given as a PIL image or an ndarray."""
     from PIL import Image
 
     tensor = torch.from_numpy(pixels)
     expected = ref.transform_of(tensor, tuple(mean), tuple(std))
-    misconceptions = [
-        Misconception("the image was not normalised", "Add transforms.Normalize(mean, std) after ToTensor.",
-                      ref.unnormalised_transform_of(tensor)),
-        Misconception("pixels were normalised on the 0-255 scale", UNSCALED,
-                      ref.unscaled_transform_of(tensor, tuple(mean), tuple(std))),
-    ]
-    layout = "(H, W, C)" if pixels.ndim == 3 else "(H, W)"
-    kind = f"{'PIL image' if as_pil else 'ndarray'} of shape {layout} = {tuple(pixels.shape)}"
+    known = [Misconception("the image was not normalised", "Add transforms.Normalize(mean, std) after ToTensor.",
+                           ref.unnormalised_transform_of(tensor)),
+             Misconception("pixels were normalised on the 0-255 scale", "transforms.ToTensor() scales uint8 pixels to "
+                           "[0, 1] before Normalize; the mean and std are on that scale. PILToTensor or torch.tensor("
+                           "array) keep 0-255.", ref.unscaled_transform_of(tensor, tuple(mean), tuple(std)))]
+    kind = f"{'PIL image' if as_pil else 'ndarray'} of shape {'(H, W, C)' if pixels.ndim == 3 else '(H, W)'}"
     call = st.call("make_transform", mean, std, then=[(None, (Image.fromarray(pixels) if as_pil else pixels,), {})],
-                   description=f"make_transform({mean}, {std}) on a uint8 {kind}")
-    if call.error and ("should be Tensor" in call.error or "float tensor" in call.error):
-        return failed(f"{call.what} raised {call.error}", ORDER)
-    if call.ok:
-        value = call.value[0] if isinstance(call.value, list) and call.value else None
-        call = replace(call, value=value, type=type(value).__name__)
-        h, w = pixels.shape[:2]
-        if isinstance(value, torch.Tensor) and value.dim() == 3 and tuple(value.shape[:2]) == (h, w) and \
-                expected.shape[0] != h:
-            return failed(f"{call.what} returned shape {tuple(value.shape)}: channels last, expected "
-                          f"{tuple(expected.shape)} (C, H, W).",
-                          "PyTorch is channels first: transforms.ToTensor() turns (H, W, C) into (C, H, W).")
-    return close(call, expected, rtol=1e-5, atol=1e-5, misconceptions=misconceptions)
+                   description=f"make_transform({mean}, {std}) on a uint8 {kind} = {tuple(pixels.shape)}")
+    if problem := call_problem(call, {"should be Tensor": ORDER, "float tensor": ORDER}):
+        return problem
+    value = call.value[0] if isinstance(call.value, list) and call.value else None  # the transform's result
+    if isinstance(value, torch.Tensor) and value.dim() == 3 and tuple(value.shape[:2]) == pixels.shape[:2] and \
+            expected.shape[0] != pixels.shape[0]:
+        return failed(f"{call.what} returned shape {tuple(value.shape)}: channels last, expected "
+                      f"{tuple(expected.shape)} (C, H, W).",
+                      "PyTorch is channels first: transforms.ToTensor() turns (H, W, C) into (C, H, W).")
+    return close(replace(call, value=value, type=type(value).__name__), expected, rtol=1e-5, atol=1e-5,
+                 misconceptions=known)
 
 
 @checks.public("make_transform")
@@ -185,27 +127,24 @@ def make_transform_rgb_pil(st, ref, rng):
     return transform_case(st, ref, uint8_image(rng, 5, 6, 3), [0.49, 0.48, 0.45], [0.25, 0.24, 0.26], as_pil=True)
 
 
-# ---------------------------------------------------------------------------- mnist_stats
-
-def mnist_stats_case(st, ref, ctx, which: int) -> Verdict:
+def mnist_stats_case(st, ref, ctx, which):
     """`mnist_mean` (which=0) or `mnist_std` (which=1) against the statistic of the shipped training split."""
     name = ("mnist_mean", "mnist_std")[which]
     # the raw 0-255 pixels, (N, 28, 28) as torchvision's MNIST holds them in `.data`
     train, test = (mnist_split(ctx.data, split, scale="bytes")[0][:, 0] for split in ("train", "test"))
     expected = ref.mnist_stats_of(train)[which]
-    misconceptions = [
-        Misconception("pixels on the 0-255 scale", "Scale the pixels to [0, 1] (transforms.ToTensor() does it) "
-                      "before the statistics.", 255 * expected),
-        Misconception("the statistic of the test split",
-                      "Use the training split: datasets.MNIST(root='data', train=True, ...).",
-                      ref.mnist_stats_of(test)[which]),
-    ]
+    known = [Misconception("pixels on the 0-255 scale", "Scale the pixels to [0, 1] (transforms.ToTensor() does it) "
+                           "before the statistics.", 255 * expected),
+             Misconception("the statistic of the test split",
+                           "Use the training split: datasets.MNIST(root='data', train=True, ...).",
+                           ref.mnist_stats_of(test)[which])]
     call = st.value(name)
     if call.missing:
         return failed(f"`{name}` is not defined.", "Compute it in the notebook from the MNIST training split.")
     if as_number(call.value) is None:
         return failed(f"{name} is {call.type}, expected a float.", "Use float(...) to turn a tensor into a number.")
-    return scalar(call, expected, rtol=RTOL, atol=0.0, misconceptions=misconceptions, hint=MNIST_STAT)
+    return scalar(call, expected, rtol=RTOL, atol=0.0, misconceptions=known,
+                  hint="Use the train split (train=True), pixels scaled to [0, 1] by ToTensor, and the population std.")
 
 
 @checks.public("mnist_stats")

@@ -1,148 +1,92 @@
 """Public checks of the training assignment: students run these while they work.
 
-The grader builds a small model from a spec (the same nested tuples the reference rebuilds
-its own copy from), gives it weights drawn from the check's generator, and sends the student
-the model, its SGD optimizer (in the same call, so the optimizer still holds the model's
-parameters inside the kernel), a DataLoader with an uneven last batch and the criterion. The
-reference repeats the run from the same weights after the same `torch.manual_seed(seed)`, so
-shuffling and dropout draw the same numbers; parameters and losses must then agree.
+The student gets a model built from a library spec with weights drawn from the check's generator, its SGD
+optimizer (in the same call, so it holds the model's parameters inside the kernel), a DataLoader with an uneven
+last batch and the criterion. The reference repeats the run from the same spec, weights and `torch.manual_seed`,
+so shuffling and dropout draw the same numbers; parameters and losses must then agree.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
-from autograder.checks import (CheckSet, Misconception, accuracy, as_number, failed, first_failure, mnist_split,
-                               passed, randint, randn, returned, scalar, state_difference, states_close)
+from autograder.checks import (CheckSet, Misconception, args_state, as_number, as_numbers, build, changed_keys, exact,
+                               failed, first_failure, known_mistakes, layer, model_accuracy, randint, randn,
+                               random_state, returned, scalar, spec, state_after_step, tensor_loader)
 
 checks = CheckSet()
 RTOL, ATOL = 1e-4, 1e-5
-DRAW = "draw"  # a case's seed, drawn from the check's generator after its data and weights
 
-MLP = (("linear", 6, 16), ("relu",), ("dropout", 0.25), ("linear", 16, 3))
-BN_MLP = (("linear", 5, 12), ("batchnorm", 12), ("relu",), ("dropout", 0.3), ("linear", 12, 4))
-PLAIN_MLP = (("linear", 8, 32), ("relu",), ("linear", 32, 4))
+MLP = (layer("Linear", 6, 16), layer("ReLU"), layer("Dropout", 0.25), layer("Linear", 16, 3))
+BN_MLP = (layer("Linear", 5, 12), layer("BatchNorm1d", 12), layer("ReLU"), layer("Dropout", 0.3),
+          layer("Linear", 12, 4))
+PLAIN_MLP = (layer("Linear", 8, 32), layer("ReLU"), layer("Linear", 32, 4))
 
-ZERO_GRAD = ("The gradients were never zeroed, so every backward() added this batch's gradients to all "
-             "earlier ones and each step used their sum. Call optimizer.zero_grad() in every iteration, "
-             "before loss.backward().")
-TRAIN_MODE = ("The epoch ran in the mode the model came in (here: eval mode, so dropout was off). Call "
-              "model.train() at the start of train_epoch: evaluate() switches to eval mode, and fit() calls "
-              "them in turn.")
 WEIGHTED = ("With an uneven last batch the mean of the batch losses is not the loss per sample: the small "
             "last batch counts as much as a full one. Add loss.item() * len(x) over the batches and divide by "
             "the number of samples seen.")
-PER_BATCHES = ("The batch losses were weighted by batch size but divided by the number of batches. Divide "
-               "by the number of samples seen.")
 EVAL_MODE = ("The model was evaluated in train mode: dropout dropped units and BatchNorm normalised with "
              "(and updated its running statistics from) the validation batches. Call model.eval() before the "
              "loop and run it under torch.no_grad().")
 
 
-# ---------------------------------------------------------------------------- grader-side helpers
-
-def build(spec: tuple) -> nn.Sequential:
-    """The grader's model for a spec (the reference builds the same layers from the same spec)."""
-    layers = {"linear": nn.Linear, "relu": nn.ReLU, "dropout": nn.Dropout, "batchnorm": nn.BatchNorm1d,
-              "flatten": nn.Flatten}
-    return nn.Sequential(*[layers[kind](*args) for kind, *args in spec])
-
-
-def init_state(spec: tuple, rng: torch.Generator) -> dict[str, torch.Tensor]:
-    """Weights drawn from the check's generator: the same every run, on every machine."""
-    state = {}
-    for key, value in build(spec).state_dict().items():
-        if not value.is_floating_point():
-            state[key] = value.clone()
-        elif key.endswith("running_var"):
-            state[key] = 0.5 + torch.rand(value.shape, generator=rng)
-        elif key.endswith("running_mean"):
-            state[key] = 0.2 * randn(rng, *value.shape)
-        elif value.dim() == 1 and "weight" in key:  # BatchNorm's scale
-            state[key] = 1.0 + 0.1 * randn(rng, *value.shape)
-        else:
-            state[key] = 0.4 * randn(rng, *value.shape)
-    return state
-
-
-def model_from(spec: tuple, state: dict, training: bool = True) -> nn.Sequential:
-    model = build(spec)
-    model.load_state_dict(state)
-    return model.train(training)
-
-
-def draw(rng, spec, datasets, seed):
-    """A case's inputs, in this order: data sets of random labels (n, features, classes), weights, and the
-    seed if it is DRAW."""
+def draw(rng, layers, datasets, seed, training=True):
+    """A case's model spec (in train mode if `training`) and inputs, drawn in this order: data sets of random labels
+    (n, features, classes), weights, and the seed where it is None."""
     data = [(randn(rng, n, feats), torch.randint(0, classes, (n,), generator=rng)) for n, feats, classes in datasets]
-    return data, init_state(spec, rng), randint(rng, 0, 10_000) if seed == DRAW else seed
-
-
-def loader_of(x, y, batch_size: int, shuffle: bool = False) -> DataLoader:
-    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle)
-
-
-same_state = partial(states_close, rtol=RTOL, atol=ATOL)
+    model_spec = spec(*layers, training=training)
+    return model_spec, data, random_state(model_spec, rng), randint(rng, 0, 10_000) if seed is None else seed
 
 
 def scalar_of(call, value, what, expected, mistakes=(), hint="", rtol=RTOL):
     """A number taken from the student's answer against the reference's, within rtol·|expected| + 1e-7;
-    `mistakes`: (label, hint, value) of known wrong answers, skipped where the value is None."""
+    `mistakes`: (label, hint, value) of known wrong answers."""
     return scalar(replace(call, value=value, description=what), expected, rtol=rtol, atol=1e-7, hint=hint,
-                  misconceptions=[Misconception(*m) for m in mistakes if m[2] is not None])
+                  misconceptions=[Misconception(*m) for m in mistakes])
 
 
 def what_data(x: torch.Tensor, batch_size: int, shuffle: bool = False) -> str:
-    n = len(x)
-    last = n % batch_size or batch_size
-    return f"{n} samples in batches of {batch_size} (last {last}{', shuffled' if shuffle else ''})"
-
-
-def state_after(call) -> dict:
-    return call.args[0].state if call.args and hasattr(call.args[0], "state") else {}
+    last = len(x) % batch_size or batch_size
+    return f"{len(x)} samples in batches of {batch_size} (last {last}{', shuffled' if shuffle else ''})"
 
 
 # ---------------------------------------------------------------------------- train_epoch
 
-def train_epoch_case(st, ref, rng, spec, data, batch_size, *, shuffle=False, lr=0.1, momentum=0.9, seed=0,
+def train_epoch_case(st, ref, rng, layers, data, batch_size, *, shuffle=False, lr=0.1, momentum=0.9, seed=None,
                      training=True):
-    [(x, y)], state, seed = draw(rng, spec, [data], seed)
-    args = (spec, state, x, y, batch_size, shuffle, lr, momentum, seed, training)
+    model_spec, [(x, y)], state, seed = draw(rng, layers, [data], seed, training)
+    args = (model_spec, state, x, y, batch_size, shuffle, lr, momentum, seed)
     expected, no_zero = (ref.train_epoch_run(*args, variant, st.device) for variant in ("correct", "no_zero_grad"))
     no_train = None if training else ref.train_epoch_run(*args, "no_train_mode", st.device)
-    model = model_from(spec, state, training)
+    model = build(model_spec, state)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     what = (f"train_epoch(model in {'train' if training else 'eval'} mode, {what_data(x, batch_size, shuffle)}, "
             f"SGD(lr={lr}, momentum={momentum}))")
-    call = st.call("train_epoch", model, loader_of(x, y, batch_size, shuffle), nn.CrossEntropyLoss(), optimizer,
+    call = st.call("train_epoch", model, tensor_loader(x, y, batch_size, shuffle), nn.CrossEntropyLoss(), optimizer,
                    device=st.device, seed=seed, return_args=True, description=what)
     kind = "the mean loss per sample as a float"
     hint = "Return a Python float: accumulate loss.item() * len(x) and divide by the samples seen."
     problem = returned(call, kind, hint)
     if problem or as_number(call.value) is None:
         return problem or failed(f"{what} returned {call.type}, expected {kind}.", hint)
-    after = state_after(call)
-    if not same_state(after, expected["state"]):
-        for result, label, why in ((no_zero, "gradients accumulate across batches (no zero_grad)", ZERO_GRAD),
-                                   (no_train, "the model was not put in train mode", TRAIN_MODE)):
-            if result is not None and same_state(after, result["state"]):
-                return failed(f"{what}: the parameters after the epoch are wrong: {label}.", why)
-        if same_state(after, state):
-            return failed(f"{what} left the parameters unchanged.",
-                          "Per batch: optimizer.zero_grad(), forward, loss, loss.backward(), optimizer.step().")
-        return failed(f"{what}: the parameters after the epoch differ from the reference's "
-                      f"({state_difference(after, expected['state'], rtol=RTOL, atol=ATOL)}).",
-                      "Per batch, in this order: move x and y to the device, optimizer.zero_grad(), "
-                      "out = model(x), loss = criterion(out, y), loss.backward(), optimizer.step().")
-    mistakes = [("loss not weighted by batch size", WEIGHTED, expected["loss_unweighted"]),
-                ("divided by the number of batches", PER_BATCHES, expected["loss_per_batch_count"])]
-    return scalar_of(call, call.value, f"{what}: the parameters match the reference; the returned loss",
-                     expected["loss"], mistakes, WEIGHTED)
+    wrong = state_after_step(what, args_state(call), expected["state"], state, [
+        (no_zero["state"], "gradients accumulate across batches (no zero_grad)", "The gradients were never zeroed, so "
+         "every backward() added this batch's gradients to all earlier ones and each step used their sum. Call "
+         "optimizer.zero_grad() in every iteration, before loss.backward()."),
+        (no_train and no_train["state"], "the model was not put in train mode", "The epoch ran in the mode the model "
+         "came in (here: eval mode, so dropout was off). Call model.train() at the start of train_epoch: evaluate() "
+         "switches to eval mode, and fit() calls them in turn.")], rtol=RTOL, atol=ATOL,
+        unchanged_hint="Per batch: optimizer.zero_grad(), forward, loss, loss.backward(), optimizer.step().",
+        hint="Per batch, in this order: move x and y to the device, optimizer.zero_grad(), out = model(x), "
+             "loss = criterion(out, y), loss.backward(), optimizer.step().")
+    return wrong or scalar_of(call, call.value, f"{what}: the parameters match the reference; the returned loss",
+                              expected["loss"], [
+        ("loss not weighted by batch size", WEIGHTED, expected["loss_unweighted"]),
+        ("divided by the number of batches", "The batch losses were weighted by batch size but divided by the number "
+         "of batches. Divide by the number of samples seen.", expected["loss_per_batch_count"])], WEIGHTED)
 
 
 @checks.public("train_epoch")
@@ -153,21 +97,18 @@ def train_epoch_small(st, ref, rng):
 
 # ---------------------------------------------------------------------------- evaluate
 
-def evaluate_case(st, ref, rng, spec, data, batch_size, *, seed=0, training=True):
-    [(x, y)], state, seed = draw(rng, spec, [data], seed)
-    args = (spec, state, x, y, batch_size, seed, training)
-    expected = ref.evaluate_run(*args, "correct", st.device)
-    in_train_mode = ref.evaluate_run(*args, "train_mode", st.device) if training else None
-    what = f"evaluate(model in {'train' if training else 'eval'} mode, {what_data(x, batch_size)})"
-    call = st.call("evaluate", model_from(spec, state, training), loader_of(x, y, batch_size), nn.CrossEntropyLoss(),
+def evaluate_case(st, ref, rng, layers, data, batch_size, *, seed=None):
+    model_spec, [(x, y)], state, seed = draw(rng, layers, [data], seed)
+    args = (model_spec, state, x, y, batch_size, seed)
+    expected, in_train_mode = (ref.evaluate_run(*args, variant, st.device) for variant in ("correct", "train_mode"))
+    what = f"evaluate(model in train mode, {what_data(x, batch_size)})"
+    call = st.call("evaluate", build(model_spec, state), tensor_loader(x, y, batch_size), nn.CrossEntropyLoss(),
                    device=st.device, seed=seed, return_args=True, description=what)
     kind, hint = "a tuple (loss, accuracy) of two floats", "End with `return total_loss / seen, correct / seen`."
-    problem, value = returned(call, kind, hint), call.value
-    pair = [as_number(v) for v in value] if isinstance(value, (tuple, list)) and len(value) == 2 else None
-    if problem or pair is None or None in pair:
+    problem, pair = returned(call, kind, hint), as_numbers(call.value, 2)
+    if problem or pair is None:
         return problem or failed(f"{what} returned {call.type}, expected {kind}.", hint)
-    after = state_after(call)
-    changed = [k for k in state if k not in after or not torch.equal(after[k].cpu(), state[k])]
+    changed = changed_keys(state, args_state(call))
     if any("running" in k or "num_batches" in k for k in changed):
         return failed(f"{what} changed BatchNorm's running statistics: evaluated in train mode.", EVAL_MODE)
     if changed:
@@ -175,7 +116,7 @@ def evaluate_case(st, ref, rng, spec, data, batch_size, *, seed=0, training=True
                       "Evaluation only measures: no backward(), no optimizer step; run it under torch.no_grad().")
     return first_failure((
         scalar_of(call, pair[0], f"{what}'s loss", expected["loss"], [
-            ("evaluated in train mode (dropout was active)", EVAL_MODE, in_train_mode and in_train_mode["loss"]),
+            ("evaluated in train mode (dropout was active)", EVAL_MODE, in_train_mode["loss"]),
             ("loss not weighted by batch size", WEIGHTED, expected["loss_unweighted"])]),
         scalar_of(call, pair[1], f"{what}'s accuracy", expected["accuracy"], [
             ("a percentage; expected a fraction in [0, 1]", "Divide the number of correct predictions by the number "
@@ -194,18 +135,17 @@ def evaluate_batchnorm_dropout(st, ref, rng):
 
 # ---------------------------------------------------------------------------- EarlyStopping
 
-STOPPING_MISTAKES = {
-    "best": ("counted against the best loss instead of the previous one",
-             "Compare each loss with the PREVIOUS epoch's loss, not with the best so far: a loss that is "
-             "lower than the one before resets the count even if it is above the best."),
-    "equal_counts": ("an equal loss was counted as an increase",
-                     "Only a strictly larger loss is an increase (loss > previous); an equal loss resets the count."),
-    "no_reset": ("the count was not reset after an epoch without increase",
-                 "Patience counts CONSECUTIVE increases: set the counter back to 0 whenever the loss does not "
-                 "increase."),
-    "off_by_one": ("it stopped one increase too late",
-                   "Return True as soon as the count of consecutive increases reaches patience (count >= patience)."),
-}
+STOPPING_MISTAKES = (  # label, hint, the reference's variant
+    ("counted against the best loss instead of the previous one", "Compare each loss with the PREVIOUS epoch's loss, "
+     "not with the best so far: a loss that is lower than the one before resets the count even if it is above the "
+     "best.", "best"),
+    ("an equal loss was counted as an increase", "Only a strictly larger loss is an increase (loss > previous); an "
+     "equal loss resets the count.", "equal_counts"),
+    ("the count was not reset after an epoch without increase", "Patience counts CONSECUTIVE increases: set the "
+     "counter back to 0 whenever the loss does not increase.", "no_reset"),
+    ("it stopped one increase too late", "Return True as soon as the count of consecutive increases reaches patience "
+     "(count >= patience).", "off_by_one"),
+)
 
 
 def stopping_answers(value) -> list[bool] | None:
@@ -220,21 +160,16 @@ def stopping_answers(value) -> list[bool] | None:
 def early_stopping_case(st, ref, patience: int, losses: list[float]):
     expected = ref.early_stopping_run(patience, tuple(losses))
     sent = [float(v) for v in losses[:len(expected)]]  # nothing after the first True is graded
-    variants = {v: ref.early_stopping_run(patience, tuple(sent), v) for v in STOPPING_MISTAKES}
-    what = f"EarlyStopping({patience}).step() for the losses [{', '.join(f'{v:g}' for v in sent)}]"
+    mistakes = known_mistakes(STOPPING_MISTAKES, lambda v: ref.early_stopping_run(patience, tuple(sent), v))
+    what = f"EarlyStopping({patience}).step() (True = stop) for the losses [{', '.join(f'{v:g}' for v in sent)}]"
     call = st.call("EarlyStopping", patience, then=[("step", (v,), {}) for v in sent], description=what)
     hint = "Return True (stop) or False (go on)."
     problem, got = returned(call, "a list of bools", hint), stopping_answers(call.value)
     if problem or got is None:
         return problem or failed(f"{what} returned {call.value!r}; step() must return a bool each time.", hint)
-    if got == expected:
-        return passed(f"{what} answered {expected} (True = stop).")
-    for variant, (label, why) in STOPPING_MISTAKES.items():
-        if got == variants[variant]:
-            return failed(f"{what} answered {got}, expected {expected}: {label}.", why)
-    return failed(f"{what} answered {got}, expected {expected} (True = stop).",
-                  "Count consecutive epochs whose loss is larger than the previous epoch's; reset the count when "
-                  "it is not; return True once the count reaches patience.")
+    return exact(replace(call, value=got), expected, misconceptions=mistakes,
+                 hint="Count consecutive epochs whose loss is larger than the previous epoch's; reset the count when "
+                      "it is not; return True once the count reaches patience.")
 
 
 @checks.public("early_stopping")
@@ -258,21 +193,19 @@ HISTORY_HINTS = {"train_loss": "Each epoch's train_loss is what your train_epoch
                                "feedback.", "valid_loss": EVALUATE_HINT, "valid_accuracy": EVALUATE_HINT}
 
 
-def fit_case(st, ref, rng, spec, sizes, train, valid, *, epochs, patience=None, lr=0.1, momentum=0.9, seed=0):
-    """Random labels, nothing to learn: the validation loss soon rises and early stopping triggers. `sizes`:
-    (training, validation) samples; train = (batch_size, shuffle), valid = (batch_size,). The checks of fit
-    use batch sizes that divide the data and models without dropout or BatchNorm, so that a mistake inside
-    train_epoch's or evaluate's averaging or mode is graded there, not again here. patience=None is left to
-    the default."""
-    [(tx, ty), (vx, vy)], state, seed = draw(rng, spec, [(n, 8, 4) for n in sizes], seed)
-    args = (spec, state, (tx, ty, *train), (vx, vy, *valid), lr, momentum, epochs, patience, seed)
+def fit_case(st, ref, rng, layers, sizes, train, valid, *, epochs, patience=None, lr=0.1, momentum=0.9, seed=0):
+    """Random labels: the validation loss soon rises. `sizes`: (training, validation) samples; train = (batch_size,
+    shuffle), valid = (batch_size,). Batch sizes divide the data and models have no dropout or BatchNorm, so that
+    a mistake in train_epoch's or evaluate's averaging or mode is graded there, not again here."""
+    model_spec, [(tx, ty), (vx, vy)], state, seed = draw(rng, layers, [(n, 8, 4) for n in sizes], seed)
+    args = (model_spec, state, (tx, ty, *train), (vx, vy, *valid), lr, momentum, epochs, patience, seed)
     expected = ref.fit_run(*args, "correct", st.device)
     no_stop = ref.fit_run(*args, "no_early_stop", st.device) if patience is not None else None
-    model = model_from(spec, state, True)
+    model = build(model_spec, state)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     kwargs = {"device": st.device} if patience is None else {"patience": patience, "device": st.device}
     what = f"fit(..., epochs={epochs}{'' if patience is None else f', patience={patience}'})"
-    call = st.call("fit", model, loader_of(tx, ty, *train), loader_of(vx, vy, *valid), nn.CrossEntropyLoss(),
+    call = st.call("fit", model, tensor_loader(tx, ty, *train), tensor_loader(vx, vy, *valid), nn.CrossEntropyLoss(),
                    optimizer, epochs, seed=seed, description=what, **kwargs)
     kind = f"a dict with the keys {list(HISTORY)}"
     hint = 'Return {"train_loss": [...], "valid_loss": [...], "valid_accuracy": [...]}.'
@@ -280,9 +213,9 @@ def fit_case(st, ref, rng, spec, sizes, train, valid, *, epochs, patience=None, 
     if problem or not isinstance(value, dict) or any(k not in value for k in HISTORY):
         return problem or failed(f"{what} returned {list(value) if isinstance(value, dict) else call.type}; "
                                  f"expected {kind}.", hint)
-    history = {k: [as_number(v) for v in value[k]] if isinstance(value[k], (list, tuple)) else None for k in HISTORY}
+    history = {k: as_numbers(value[k]) for k in HISTORY}
     for k, values in history.items():
-        if values is None or None in values:
+        if values is None:
             return failed(f"{what}: {k} is {value[k]!r}, expected a list of floats, one per epoch.")
     n, want = len(history["valid_loss"]), len(expected["valid_loss"])
     if any(len(v) != n for v in history.values()):
@@ -324,6 +257,4 @@ def fit_early_stop(st, ref, rng):
 @checks.public("mnist_model")
 def mnist_public_test(st, ref, rng, ctx):
     """Accuracy of mnist_classifier on the 500 public test images (the hidden split counts more)."""
-    images, labels = mnist_split(ctx.data, "test")
-    call = st.call("mnist_classifier", images, no_grad=True, eval_mode=True, on_model_device=True)
-    return accuracy(call, labels, ctx.threshold("mnist_model"), split="public test")
+    return model_accuracy(st, ctx, "mnist_classifier", "mnist_model", "public test")
