@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from .checks import CheckSet
+from .checks.figures import FigureSet
 from .config import CONFIG_NAME, AssignmentConfig
 from .errors import ConfigError, TorchgradeError
 from .recorded import Replay
@@ -39,6 +40,7 @@ class Assignment:
     reference: Any  # the reference module, or a Replay of its recorded values
     student_files: Path | None  # copied into every sandbox next to the notebook
     hidden: Path | None = None  # hidden test data and grader-only models (autograder bundle only)
+    figures: FigureSet = field(default_factory=FigureSet)  # checks/figures.py: pictures for the feedback
 
     @property
     def name(self) -> str:
@@ -61,6 +63,8 @@ def load_assignment(path: Path) -> Assignment:
     try:
         checks = module_checks(checks_pkg, "public", path) + module_checks(checks_pkg, "hidden", path)
         checks.validate(config.question_ids, path / CHECKS_DIR)
+        figures = module_figures(checks_pkg, path)
+        figures.validate(config.question_ids, path / CHECKS_DIR)
     except TorchgradeError as exc:
         raise ConfigError(exc.message, path / CHECKS_DIR) from exc
     if bundle:
@@ -72,7 +76,8 @@ def load_assignment(path: Path) -> Assignment:
             raise ConfigError("the configuration names no `reference` module", config_path)
         reference = load_module((path / config.reference).resolve(), f"reference_{config.name}")
         student_files = hidden = None
-    return Assignment(path, "bundle" if bundle else "source", config, checks, reference, student_files, hidden)
+    return Assignment(path, "bundle" if bundle else "source", config, checks, reference, student_files, hidden,
+                      figures)
 
 
 def load_student_checks(meta: Path) -> Assignment:
@@ -85,16 +90,26 @@ def load_student_checks(meta: Path) -> Assignment:
 
 
 def module_checks(package: ModuleType, name: str, where: Path) -> CheckSet:
+    return module_set(package, name, "checks", CheckSet, where)
+
+
+def module_figures(package: ModuleType, where: Path) -> FigureSet:
+    """`checks/figures.py`'s figures; none when the assignment has no such file."""
+    return module_set(package, "figures", "figures", FigureSet, where)
+
+
+def module_set(package: ModuleType, name: str, attribute: str, kind: type, where: Path):
+    """`checks/<name>.py`'s `<attribute> = <kind>()`; an empty one when there is no such file."""
     try:
         module = importlib.import_module(f"{package.__name__}.{name}")
     except ModuleNotFoundError as exc:
         if exc.name == f"{package.__name__}.{name}":
-            return CheckSet()
+            return kind()
         raise ConfigError(f"checks/{name}.py cannot import {exc.name}", where) from exc
-    checks = getattr(module, "checks", None)
-    if not isinstance(checks, CheckSet):
-        raise ConfigError(f"{module.__file__} defines no `checks = CheckSet()`", where)
-    return checks
+    value = getattr(module, attribute, None)
+    if not isinstance(value, kind):
+        raise ConfigError(f"{module.__file__} defines no `{attribute} = {kind.__name__}()`", where)
+    return value
 
 
 def unique_name(prefix: str, path: Path) -> str:

@@ -8,6 +8,7 @@ from typing import Callable
 
 from .assignment import Assignment
 from .checks import Context, Outcome, run_checks
+from .checks.figures import run_figures
 from .config import GradeSettings
 from .errors import InvalidSubmission
 from .kernel.execute import ExecutionReport, execute_notebook
@@ -44,6 +45,7 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
         report = execute_notebook(session, nb)
         st = KernelStudent(session, spec.limits.probe_timeout, spec.device, watch=needs_watch(flags))
         outcomes = prober(st, ctx)
+        figures = draw_figures(assignment, session, spec, ctx, st.watch)
     flags += session.findings
     flags += [Finding("malformed-answer", "kernel", m) for m in st.malformed]
     flags += [Finding("check-error", "grader", f"{o.question}/{o.check}: {o.message}") for o in outcomes
@@ -61,12 +63,24 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
         flags=[f.as_dict() for f in flags],
         memory_peak_mb=round(session.memory_peak / 2**20, 1),
         restarts=session.restarts,
+        figures=figures,
     )
 
 
 def all_checks(assignment: Assignment) -> Prober:
     """Every check of the assignment against its reference; the reference stays in this process."""
     return lambda st, ctx: run_checks(assignment.checks.checks, st, assignment.reference, ctx)
+
+
+def draw_figures(assignment: Assignment, session: Session, spec: KernelSpec, ctx: Context,
+                 watch: bool) -> list[dict]:
+    """The assignment's figures of this submission (checks/figures.py), after its checks, on the same kernel and
+    budget; through a student side of their own, so that nothing they ask changes an outcome (a malformed answer to
+    a figure leaves the figure out, unflagged; what student code does meanwhile is watched as ever)."""
+    if not assignment.figures.figures or session.broken:
+        return []
+    st = KernelStudent(session, spec.limits.probe_timeout, spec.device, watch=watch)
+    return run_figures(assignment.figures.figures, st, assignment.reference, ctx)
 
 
 def kernel_spec(assignment: Assignment, settings: GradeSettings) -> KernelSpec:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 from .checks import Outcome
 from .config import AssignmentConfig
@@ -33,6 +33,8 @@ class SubmissionResult:
     flags: list[dict[str, str]] = field(default_factory=list)  # integrity findings: kind, origin, detail
     memory_peak_mb: float = 0.0
     restarts: int = 0  # fresh kernels the submission needed (a kernel that died or would not stop)
+    # pictures for the feedback (checks/figures.py): name, question, title, audience, png (base64), error, seconds
+    figures: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def flag_kinds(self) -> list[str]:

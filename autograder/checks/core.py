@@ -90,6 +90,14 @@ class Check:
     doc: str = ""
 
 
+def refuse_unknown_parameters(fn: Callable, what: str) -> None:
+    """Checks and figures get their arguments by name, from PARAMETERS: anything else is refused at load time."""
+    unknown = sorted(set(inspect.signature(fn).parameters) - set(PARAMETERS))
+    if unknown:
+        raise TorchgradeError(f"{what} takes {', '.join(unknown)}: it may take some of {', '.join(PARAMETERS)}, "
+                              "by name")
+
+
 @dataclass
 class CheckSet:
     """An assignment's checks, registered explicitly with `@checks.public` / `@checks.hidden`."""
@@ -113,10 +121,7 @@ class CheckSet:
     def add(self, check: Check) -> None:
         if any(c.name == check.name for c in self.checks):
             raise TorchgradeError(f"two checks are named {check.name!r}")
-        unknown = sorted(set(inspect.signature(check.fn).parameters) - set(PARAMETERS))
-        if unknown:
-            raise TorchgradeError(f"check {check.name!r} takes {', '.join(unknown)}: a check takes some of "
-                                  f"{', '.join(PARAMETERS)}, by name")
+        refuse_unknown_parameters(check.fn, f"check {check.name!r}")
         self.checks.append(check)
 
     def __add__(self, other: "CheckSet") -> "CheckSet":

@@ -1,0 +1,231 @@
+"""Figures in the feedback: pictures of a submission's answers, drawn while its kernel is still alive.
+
+An assignment declares its figures in `checks/figures.py` (copied into the autograder bundle with the
+checks, never into the student bundle):
+
+    figures = FigureSet()
+
+    @figures.figure("fit", "Your loss curves and the reference's, from the same weights and seed")
+    def loss_curves(st, ref, ctx, rng):
+        call = st.call("fit", ...)
+        if not call.ok:
+            return None                  # nothing to draw
+        fig = new_figure(7, 2.8)
+        ...
+        return fig                       # a matplotlib Figure
+
+A figure function takes some of `st`, `ref`, `rng` and `ctx` by name, as a check does (`rng` is seeded from
+the figure's name and the public seed). Figures run after every check, on the same kernel, within the
+submission's time budget, each within `FIGURE_SECONDS`: a figure that raises, runs out of time or draws a
+PNG over `MAX_PNG_BYTES` is left out (the instructor's feedback says why); one that returns None is left out
+silently. Figures never change points or status: they get a student side of their own, whose malformed
+answers are not flagged (what the student's code does while they run is watched as ever).
+
+Audience: a figure is shown to the student unless declared `audience="instructor"`. A student's figure shows
+only what the student may see (the student-visible `ctx.data`, inputs drawn for the figure), never a hidden
+input, hidden data or a hidden check's expected value.
+
+Each figure becomes a plain dict in `SubmissionResult.figures` (the records store results as JSON):
+`name`, `question`, `title`, `audience`, `png` (base64; empty when not drawn), `error` (why not), `seconds`.
+The HTML feedback embeds the PNGs under their question; the text feedback points there. matplotlib is
+imported only when a figure is drawn.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import io
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+from ..errors import TorchgradeError
+from ..kernel.probe import Call, Student
+from .core import Context, check_seed, refuse_unknown_parameters
+
+FIGURE_SECONDS = 30.0  # one figure: its calls into the kernel and its drawing
+MAX_PNG_BYTES = 256 * 1024
+DPI = 100
+AUDIENCES = ("student", "instructor")
+
+FigureFn = Callable[..., Any]  # (st, ref, rng, ctx by name) -> matplotlib Figure | None
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    name: str
+    question: str
+    title: str
+    fn: FigureFn
+    audience: str = "student"
+
+
+@dataclass
+class FigureSet:
+    """An assignment's figures, registered explicitly with `@figures.figure(question, title)`."""
+
+    figures: list[FigureSpec] = field(default_factory=list)
+
+    def figure(self, question: str, title: str, audience: str = "student") -> Callable[[FigureFn], FigureFn]:
+        def add(fn: FigureFn) -> FigureFn:
+            self.add(FigureSpec(fn.__name__, question, title, fn, audience))
+            return fn
+
+        return add
+
+    def add(self, spec: FigureSpec) -> None:
+        if any(f.name == spec.name for f in self.figures):
+            raise TorchgradeError(f"two figures are named {spec.name!r}")
+        if spec.audience not in AUDIENCES:
+            raise TorchgradeError(f"figure {spec.name!r}: audience {spec.audience!r} is none of {', '.join(AUDIENCES)}")
+        refuse_unknown_parameters(spec.fn, f"figure {spec.name!r}")
+        self.figures.append(spec)
+
+    def validate(self, question_ids: Iterable[str], where: Path | str | None = None) -> None:
+        """Every figure illustrates a question of the configuration."""
+        known = set(question_ids)
+        stray = sorted(f"{f.name} ({f.question!r})" for f in self.figures if f.question not in known)
+        if stray:
+            raise TorchgradeError(f"figures registered under questions the configuration does not have: "
+                                  f"{', '.join(stray)}; questions are {', '.join(sorted(known))}", where)
+
+
+def new_figure(width: float, height: float, **kwargs: Any):
+    """A matplotlib Figure of `width` × `height` inches (drawn at `DPI`), without pyplot's global state."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained", **kwargs)
+
+
+def png_bytes(fig: Any) -> bytes:
+    """A Figure as PNG bytes, through the Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+class TimedStudent:
+    """A student side whose every call ends by `deadline` (time.monotonic()): each call's time limit is the
+    smaller of the probe's own and what is left. A call after the deadline is an error, asked of no kernel."""
+
+    def __init__(self, st: Student, deadline: float):
+        self.st, self.deadline = st, deadline
+        self.probe_timeout = getattr(st, "timeout", None)
+
+    @property
+    def device(self) -> str:
+        return self.st.device
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def value(self, name: str) -> Call:
+        return self._within(name, lambda: self.st.value(name))
+
+    def call(self, target: str, *args: Any, **kwargs: Any) -> Call:
+        return self._within(target, lambda: self.st.call(target, *args, **kwargs))
+
+    def _within(self, target: str, ask: Callable[[], Call]) -> Call:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            return Call(target, error="the figure's time ran out")
+        if self.probe_timeout is not None:
+            self.st.timeout = min(self.probe_timeout, left)
+        return ask()
+
+
+def figure_record(spec: FigureSpec, png: bytes = b"", error: str = "", seconds: float = 0.0) -> dict[str, Any]:
+    return {"name": spec.name, "question": spec.question, "title": spec.title, "audience": spec.audience,
+            "png": base64.b64encode(png).decode("ascii"), "error": error, "seconds": round(seconds, 3)}
+
+
+def draw_figure(spec: FigureSpec, st: Student, ref: Any, ctx: Context,
+                seconds: float = FIGURE_SECONDS) -> dict[str, Any] | None:
+    """One figure, as a record; None when the function had nothing to draw."""
+    start = time.monotonic()
+    timed = TimedStudent(st, start + seconds)
+    rng = torch.Generator().manual_seed(check_seed(f"figure:{spec.name}", ctx.config.seed))
+    given = {"st": timed, "ref": ref, "rng": rng, "ctx": ctx}
+    fig = None
+    try:
+        fig = spec.fn(**{name: given[name] for name in inspect.signature(spec.fn).parameters})
+        png = png_bytes(fig) if fig is not None else b""
+    except Exception as exc:  # a figure never stops grading, nor another figure
+        detail = traceback.format_exc(limit=4).strip().splitlines()[-1]
+        return figure_record(spec, error=f"{type(exc).__name__}: {str(exc)[:300] or detail}",
+                             seconds=time.monotonic() - start)
+    finally:
+        if fig is not None and hasattr(fig, "clear"):
+            fig.clear()
+    elapsed = time.monotonic() - start
+    if elapsed > seconds or timed.expired:
+        return figure_record(spec, error=f"not drawn within {seconds:g} s", seconds=elapsed)
+    if fig is None:
+        return None
+    if len(png) > MAX_PNG_BYTES:
+        return figure_record(spec, error=f"its PNG ({len(png) // 1024} KiB) is over {MAX_PNG_BYTES // 1024} KiB",
+                             seconds=elapsed)
+    return figure_record(spec, png, seconds=elapsed)
+
+
+def run_figures(figures: Iterable[FigureSpec], st: Student, ref: Any, ctx: Context,
+                seconds: float = FIGURE_SECONDS) -> list[dict[str, Any]]:
+    """Every figure in turn, each within `seconds`; after one that ran out of time the others are not tried
+    (its kernel was interrupted, and each further one could cost as much)."""
+    records: list[dict[str, Any]] = []
+    out_of_time = False
+    for spec in figures:
+        if out_of_time:
+            records.append(figure_record(spec, error="not tried: an earlier figure ran out of time"))
+            continue
+        record = draw_figure(spec, st, ref, ctx, seconds)
+        if record is not None:
+            records.append(record)
+            out_of_time = record["error"].startswith("not drawn within")
+    return records
+
+
+def shown_figures(figures: Iterable[dict[str, Any]], question: str, audience: str = "student") -> list[dict[str, Any]]:
+    """A question's figures for `audience`: drawn ones for a student (instructor-only ones left out); every one
+    for an instructor, those that could not be drawn included."""
+    mine = [f for f in figures if f.get("question") == question]
+    if audience == "instructor":
+        return mine
+    return [f for f in mine if f.get("png") and f.get("audience", "student") == "student"]
+
+
+def figure_lines(figures: Iterable[dict[str, Any]], question: str, audience: str = "student") -> list[str]:
+    """The text feedback's pointer to a question's figures (PNGs live in the HTML feedback only)."""
+    lines = []
+    for f in shown_figures(figures, question, audience):
+        if f.get("png"):
+            lines.append(f"  figure: {f.get('title', '')} (see the html feedback for the figure)")
+        else:
+            lines.append(f"  figure {f.get('name', '')} was not drawn: {f.get('error', '')}")
+    return lines
+
+
+def figure_html(figures: Iterable[dict[str, Any]], question: str, audience: str = "student") -> str:
+    """A question's figures as <figure> elements with the PNG inline (a data URI), so one file holds everything."""
+    import html
+
+    parts = []
+    for f in shown_figures(figures, question, audience):
+        title = html.escape(str(f.get("title", "")))
+        if f.get("png"):
+            png = html.escape(str(f["png"]), quote=True)
+            parts.append(f"<figure style='margin:0.5em 0'><img alt='{title}' src='data:image/png;base64,{png}' "
+                         f"style='max-width:100%'><figcaption><small>{title}</small></figcaption></figure>")
+        else:
+            parts.append(f"<p><small>figure {html.escape(str(f.get('name', '')))} was not drawn: "
+                         f"{html.escape(str(f.get('error', '')))}</small></p>")
+    return "".join(parts)
