@@ -22,12 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from . import commands  # torch and the kernel machinery load only now: `--help` stays fast
+    from rich.markup import escape
+
     from .report.terminal import console
 
     try:
         return getattr(commands, args.run)(args)
     except TorchgradeError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print("[bold red]error:[/]", escape(str(exc)))
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: grades already written are kept; rerun to resume[/]")
@@ -63,12 +65,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-isolation", action="store_true",
                    help="run kernels without a sandbox (trusted notebooks only: a submission could then read the "
                         "reference, change other grades and outlive its kernel)")
+    p.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="where submissions are graded: worker processes here (local, the default) or the workers "
+                        "of a Dask cluster (dask; needs torchgrade[dask])")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="the Dask scheduler, e.g. tcp://HOST:8786 (with --executor dask; default: a LocalCluster "
+                        "of --jobs processes on this machine)")
     p.set_defaults(run="cmd_grade")
 
     p = sub.add_parser("check", help="run the public checks on a notebook in a fresh kernel")
     p.add_argument("notebook", type=Path)
     p.add_argument("--assignment", type=Path, help="student folder holding .torchgrade/ (default: the notebook's)")
     p.set_defaults(run="cmd_check")
+
+    p = sub.add_parser("export", help="package an assignment for another platform")
+    targets = p.add_subparsers(required=True, metavar="target")
+    g = targets.add_parser("gradescope", help="a Gradescope autograder zip (setup.sh, run_autograder, the bundle)")
+    g.add_argument("assignment", type=Path, help="assignment folder or autograder bundle")
+    g.add_argument("--out", type=Path, required=True, help="the zip to write (e.g. autograder.zip)")
+    g.set_defaults(run="cmd_export", target="gradescope")
+
+    p = sub.add_parser("gradebook", help="write the grades of a --out folder for an LMS, matched to a roster")
+    p.add_argument("out", type=Path, help="the folder `grade --out` wrote")
+    p.add_argument("--roster", type=Path, required=True,
+                   help="CSV with a `submission` column and the students' name, id, sis_user_id, sis_login_id, "
+                        "section, email (what the format needs)")
+    p.add_argument("--format", choices=("canvas", "moodle", "csv"), default="csv",  # report/lms.py FORMATS
+                   help="canvas (gradebook import), moodle (grade import) or csv (default)")
+    p.add_argument("--output", type=Path, help="file to write (default <out>/gradebook-<format>.csv)")
+    p.add_argument("--title", help="the assignment's name in the LMS (default: the out folder's name)")
+    p.add_argument("--assignment-id", default="", help="the LMS's id of the assignment (Canvas: `Title (id)`)")
+    p.set_defaults(run="cmd_gradebook")
 
     p = sub.add_parser("demo", help="build an assignment and grade its example submissions, offline on CPU")
     p.add_argument("--assignment", default="convolution", help="which assignment (default convolution)")

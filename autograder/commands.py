@@ -7,7 +7,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .assign import assign, build_bundles
+from rich.markup import escape
+
+from .assign import BLANK_NAME, assign, build_bundles
 from .assignment import STUDENT_META, load_assignment
 from .batch import grade_batch
 from .checks.render import outcomes_text, public_summary
@@ -16,18 +18,20 @@ from .errors import ConfigError
 from .kernel.isolation import trusted_isolation
 from .pipeline import grade_submission
 from .report.gradebook import FEEDBACK_DIR, GRADEBOOK, INSTRUCTOR_DIR, RESULTS_DIR
-from .report.terminal import console, print_gradebook, print_progress
-from .submissions import find_submissions
+from .report.instructor import write_report
+from .report.records import RECORDS, Records, notebook_digest
+from .report.terminal import BatchProgress, console, print_gradebook, print_summary
+from .submissions import as_submission, find_submissions
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
     settings = GradeSettings(device=args.device, threads=args.threads, isolation=trusted_isolation())
     report = assign(args.source, args.out, settings)
-    console.print(f"[bold green]built[/] {report.name} in {report.seconds:.1f} s")
+    console.print(f"[bold green]built[/] {escape(report.name)} in {report.seconds:.1f} s")
     console.print(f"  solution: {report.solution.total:g}/{report.solution.max_total:g}   "
                   f"blank: {report.blank.total:g}/{report.blank.max_total:g}   public self-checks pass on the solution")
-    console.print(f"  student bundle:    {report.student_dir}")
-    console.print(f"  autograder bundle: {report.autograder_dir}")
+    console.print(f"  student bundle:    {report.student_dir}", markup=False)
+    console.print(f"  autograder bundle: {report.autograder_dir}", markup=False)
     return 0
 
 
@@ -37,7 +41,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
         raise ConfigError("this is a student bundle; grade with the autograder bundle or the source folder",
                           args.assignment)
     settings = GradeSettings(device=args.device, jobs=args.jobs, force=args.force, timeout=args.timeout,
-                             threads=args.threads, isolation="none" if args.no_isolation else "bwrap")
+                             threads=args.threads, isolation="none" if args.no_isolation else "bwrap",
+                             executor=args.executor, scheduler=args.scheduler)
+    if args.scheduler and args.executor != "dask":
+        raise ConfigError("--scheduler is for --executor dask")
     submissions = find_submissions(args.submissions, args.name_from, args.name_pattern)
     if not submissions:
         raise ConfigError("no notebooks found", args.submissions[0])
@@ -53,17 +60,34 @@ def cmd_grade(args: argparse.Namespace) -> int:
 def run_batch(assignment, submissions, out: Path, settings: GradeSettings):
     start = time.perf_counter()
     sandbox = "in sandboxes" if settings.isolation != "none" else "[yellow]without isolation[/]"
-    console.print(f"grading {len(submissions)} submission(s) of [bold]{assignment.name}[/] "
-                  f"on {settings.resolved_device()} with {settings.jobs} job(s), {sandbox}")
-    report = grade_batch(assignment, submissions, out, settings, on_result=print_progress)
+    workers = (f"the Dask cluster at {settings.scheduler}" if settings.scheduler else f"{settings.jobs} job(s)"
+               + (" on a Dask LocalCluster" if settings.executor == "dask" else ""))
+    device = settings.device if settings.executor == "dask" else settings.resolved_device()  # workers resolve it
+    console.print(f"grading {len(submissions)} submission(s) of [bold]{escape(assignment.name)}[/] "
+                  f"on {device} with {workers}, {sandbox}")
+    with BatchProgress(pending(submissions, out, settings.force)) as progress:
+        report = grade_batch(assignment, submissions, out, settings, on_result=progress)
     if report.skipped:
         console.print(f"skipped {len(report.skipped)} already graded (use --force to grade again)")
     print_gradebook(report.gradebook)
-    console.print(f"{len(report.graded)} graded in {time.perf_counter() - start:.1f} s")
+    blank = assignment.root / BLANK_NAME
+    instructor_report = write_report(out, blank if blank.is_file() else None, assignment.name)
+    print_summary(report.graded, time.perf_counter() - start, len(report.skipped))
     console.print(f"  gradebook: {out / GRADEBOOK}\n  results:   {out / RESULTS_DIR}/\n  feedback:  {out / FEEDBACK_DIR}/ "
-                  f"(for students)\n  instructor: {out / INSTRUCTOR_DIR}/ (everything, integrity findings included)",
-                  markup=False)
+                  f"(for students)\n  instructor: {out / INSTRUCTOR_DIR}/ (everything, integrity findings included)\n"
+                  f"  report:    {instructor_report} (distributions, diagnoses, flags, similar pairs)", markup=False)
     return report
+
+
+def pending(submissions, out: Path, force: bool) -> int:
+    """How many of `submissions` the batch will grade: those the records do not hold for the same notebook."""
+    if force or not (out / RECORDS).is_file():
+        return len(submissions)
+    records = Records(out)
+    try:
+        return sum(not records.done(s.name, notebook_digest(s.path)) for s in map(as_submission, submissions))
+    finally:
+        records.close()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -73,9 +97,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     assignment = load_assignment(Path(folder))
     result = grade_submission(args.notebook, assignment, GradeSettings(isolation="none"))  # the student's own work
     if result.status != "ok":
-        console.print(f"[yellow]{result.status}[/]: {result.message}")
+        console.print(f"[yellow]{escape(result.status)}[/]: {escape(result.message)}")
     for error in result.cell_errors:
-        console.print(f"[yellow]{error}[/]")
+        console.print(f"[yellow]{escape(error)}[/]")
     all_passed = True
     for q in result.questions:
         all_passed &= all(o.passed for o in q.outcomes)
@@ -89,4 +113,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     run_demo(args.assignment, args.out, args.jobs)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export.gradescope import export_gradescope
+
+    report = export_gradescope(args.assignment, args.out)
+    console.print(f"[bold green]exported[/] {escape(report.name)} for Gradescope: {report.files} files, "
+                  f"{report.bytes / 1e6:.1f} MB")
+    console.print(f"  zip: {report.zip_path}", markup=False)
+    console.print(f"  upload it as the assignment's autograder (base image Ubuntu; setup.sh installs the CPU build "
+                  f"of PyTorch and torchgrade), and set Gradescope's time limit above {report.time_limit / 60:g} "
+                  f"minutes, this assignment's budget per submission", markup=False)
+    return 0
+
+
+def cmd_gradebook(args: argparse.Namespace) -> int:
+    from .report.lms import export_lms
+
+    report = export_lms(args.out, args.roster, args.format, args.output, args.title, args.assignment_id)
+    matched = report.matched
+    console.print(f"[bold green]wrote[/] {report.format} gradebook: {len(matched.graded)} of {len(matched.rows)} "
+                  "roster student(s) graded")
+    console.print(f"  file: {report.output}", markup=False)
+    if matched.missing:
+        console.print(f"[yellow]{len(matched.missing)} student(s) without a graded submission[/] (written with an "
+                      "empty grade):")
+        for s in matched.missing:
+            who = ", ".join(x for x in (s.name, s.id or s.sis_user_id or s.sis_login_id or s.email) if x)
+            console.print(f"  {who or '(unnamed row)'}" + (f" (roster submission {s.submission!r})"
+                                                            if s.submission else ""), markup=False)
+    if matched.unmatched:
+        console.print(f"[yellow]{len(matched.unmatched)} submission(s) without a student in the roster[/] "
+                      f"(listed in {escape(str(report.side_file))}):")
+        for r in matched.unmatched:
+            console.print(f"  {r.submission}: {r.total:g} / {r.max_total:g}, {r.status}", markup=False)
+    if matched.ungraded:
+        console.print(f"[yellow]{len(matched.ungraded)} submission(s) the grader failed on[/] (empty grade; grade "
+                      "them again):")
+        for r in matched.ungraded:
+            console.print(f"  {r.submission}: {r.message}", markup=False)
     return 0

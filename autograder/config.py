@@ -162,6 +162,8 @@ class GradeSettings:
     gpu: int | None = None  # set per submission by the batch on runners with several GPUs
     isolation: str = "bwrap"  # "none" only for trusted notebooks (the instructor's own, a self-check)
     zygote: str | None = None  # set by the batch: the fork server its workers share
+    executor: str = "local"  # where submissions are graded: see grading/executors.py (local | dask)
+    scheduler: str | None = None  # the Dask scheduler's address (executor "dask"); None: a LocalCluster of `jobs`
 
     def kernel_threads(self) -> int:
         if self.threads:

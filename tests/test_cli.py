@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
+import autograder
 from autograder.assignment import load_assignment
 from autograder.checks import CheckSet, run_check
 from autograder.kernel.probe import LocalStudent
@@ -71,7 +73,7 @@ def test_grade_writes_gradebook_results_and_feedback(built, tmp_path):
     again = torchgrade("grade", built / "autograder", *subs, "--out", out, check=True)
     assert "skipped 3 already graded" in again.stdout
     forced = torchgrade("grade", built / "autograder", subs[1], "--out", out, "--force", check=True)
-    assert "1 graded" in forced.stdout
+    assert "graded 1 in" in forced.stdout
     assert len(pd.read_csv(out / "gradebook.csv")) == 3
 
 
@@ -81,11 +83,14 @@ def test_grading_from_the_source_folder_matches_the_bundle(built, tmp_path):
     assert pd.read_csv(tmp_path / "gradebook.csv").loc[0, "max_pool2d"] == 1
 
 
-def test_a_killed_batch_keeps_its_grades_and_resumes(built, tmp_path):
+@pytest.mark.parametrize("executor", [[], ["--executor", "dask", "--jobs", "2"]], ids=["local", "dask"])
+def test_a_killed_batch_keeps_its_grades_and_resumes(built, tmp_path, executor):
+    if executor:
+        pytest.importorskip("distributed")
     subs = sorted(EXAMPLES.glob("*.ipynb"))
     out = tmp_path / "grades"
     proc = subprocess.Popen([sys.executable, "-m", "autograder.cli", "grade", str(built / "autograder"),
-                             *map(str, subs), "--out", str(out)], stdout=subprocess.DEVNULL,
+                             *map(str, subs), "--out", str(out), *executor], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     while not list((out / "results").glob("*.json")) and time.monotonic() < deadline:
@@ -94,11 +99,14 @@ def test_a_killed_batch_keeps_its_grades_and_resumes(built, tmp_path):
     proc.wait()
     written = {p.stem for p in (out / "results").glob("*.json")}
     assert 0 < len(written) < len(subs)  # killed mid-batch: some written, not all
-    rows = set(pd.read_csv(out / "gradebook.csv")["submission"])  # recorded, then the gradebook, then the files:
-    assert written <= rows and len(rows - written) <= 1  # a kill between the last two leaves one row ahead
-    resumed = torchgrade("grade", built / "autograder", *subs, "--out", out, check=True)
-    assert f"skipped {len(written)} already graded" in resumed.stdout
-    assert len(pd.read_csv(out / "gradebook.csv")) == len(subs)
+    with sqlite3.connect(out / ".torchgrade-records.sqlite") as db:
+        recorded = {row[0] for row in db.execute("SELECT submission FROM results")}
+    rows = set(pd.read_csv(out / "gradebook.csv")["submission"])  # recorded, then a gradebook row, then the files:
+    assert written <= rows <= recorded and len(recorded - written) <= 1  # a kill in between: one row ahead
+    resumed = torchgrade("grade", built / "autograder", *subs, "--out", out, *executor, check=True)
+    assert f"skipped {len(recorded)} already graded" in resumed.stdout  # nothing graded is lost, or graded twice
+    frame = pd.read_csv(out / "gradebook.csv")
+    assert sorted(frame["submission"]) == [p.stem for p in subs] and set(frame["status"]) == {"ok"}
 
 
 def test_check_runs_the_public_checks_in_a_fresh_kernel(built, tmp_path):
@@ -113,10 +121,14 @@ def test_check_runs_the_public_checks_in_a_fresh_kernel(built, tmp_path):
 
 def test_student_bundle_holds_no_answer_hidden_check_or_hidden_value(built):
     student = built / "student"
-    files = sorted(p.relative_to(student).as_posix() for p in student.rglob("*") if p.is_file())
+    lib = student / ".torchgrade" / "lib" / "autograder"  # the self-check: torchgrade's own source, as installed
+    package = Path(autograder.__file__).parent
+    shipped = sorted(p.relative_to(lib).as_posix() for p in lib.rglob("*") if p.is_file())
+    assert shipped and all((lib / f).read_bytes() == (package / f).read_bytes() for f in shipped)
+    files = sorted(p.relative_to(student).as_posix() for p in student.rglob("*") if p.is_file() and lib not in p.parents)
     assert files == [".torchgrade/__init__.py", ".torchgrade/assignment.toml", ".torchgrade/expected.pt",
                      ".torchgrade/public.py", "convolution.ipynb"]
-    text = "\n".join(p.read_text(errors="ignore") for p in student.rglob("*") if p.is_file() and p.suffix != ".pt")
+    text = "\n".join((student / f).read_text(errors="ignore") for f in files if not f.endswith(".pt"))
     master = (ASSIGNMENTS / "convolution" / "convolution.ipynb").read_text()
     answers = solution_lines(json.loads(master))
     notebook = (student / "convolution.ipynb").read_text()
@@ -162,7 +174,7 @@ def test_bad_command_lines_get_clear_errors(built, tmp_path):
     shutil.copy(EXAMPLES / "partial.ipynb", tmp_path / "a" / "x.ipynb")
     shutil.copy(EXAMPLES / "partial.ipynb", tmp_path / "b" / "x.ipynb")
     twice = torchgrade("grade", built / "autograder", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "o")
-    assert twice.returncode == 2 and "share the name 'x'" in twice.stdout
+    assert twice.returncode == 2 and "would share a name" in twice.stdout and "'x'" in twice.stdout
     not_assignment = torchgrade("grade", tmp_path, EXAMPLES / "partial.ipynb", "--out", tmp_path / "o")
     assert not_assignment.returncode == 2 and "assignment.toml" in not_assignment.stdout
     student = torchgrade("grade", built / "student", EXAMPLES / "partial.ipynb", "--out", tmp_path / "o")

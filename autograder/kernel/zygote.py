@@ -100,7 +100,12 @@ def serve(listener: socket.socket) -> None:
                 selector.unregister(client)
                 client.close()
                 continue
-            client.send(json.dumps(handle(message, fds, probe, boot)).encode())
+            reply = json.dumps(handle(message, fds, probe, boot)).encode()
+            try:
+                client.send(reply)
+            except OSError:  # its worker died mid-request: the other workers keep their fork server
+                selector.unregister(client)
+                client.close()
 
 
 def handle(message: bytes, fds: list[int], probe: dict[str, Any], boot: Any) -> dict[str, Any]:
@@ -161,12 +166,17 @@ class Zygote:
             self.launch()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         deadline = time.monotonic() + self.start_timeout
+        refused_since = None
         while True:  # the zygote binds its socket first thing; give it a moment to exist
             try:
                 sock.connect(self.address)
                 break
-            except (FileNotFoundError, ConnectionRefusedError):
-                if time.monotonic() > deadline or (self.process is not None and self.process.poll() is not None):
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                now = time.monotonic()
+                refused_since = (refused_since or now) if isinstance(exc, ConnectionRefusedError) else None
+                gone = (self.process.poll() is not None if self.process is not None  # ours exited; another's
+                        else refused_since is not None and now - refused_since > 1.0)  # bound, not listening: gone
+                if now > deadline or gone:
                     sock.close()
                     raise ZygoteError(f"the kernel fork server did not start{self._why()}") from None
                 time.sleep(0.02)

@@ -1,20 +1,25 @@
 """Writing results: Gradescope results.json, readable feedback, and the gradebook CSV.
 
 Each submission's files are written atomically the moment it is graded and recorded
-(`records.py`); the gradebook is written from the records, never from files in `--out`.
+(`records.py`). The gradebook is written from the records, never from files in `--out`: in full
+when a batch starts and when it ends (sorted, atomically), and in between one appended row per
+result (`Gradebook`), so that its cost stays linear in the batch and it is never behind by more
+than the result being written.
 """
 
 from __future__ import annotations
 
+import csv
 import html
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 
+from ..checks.figures import figure_html, figure_lines
 from ..checks.render import outcome_lines, outcomes_text
 from ..config import AssignmentConfig
 from ..errors import ConfigError
@@ -101,6 +106,7 @@ def feedback_text(result: SubmissionResult, audience: str = "student") -> str:
     for q in result.questions:
         lines.append(f"{q.id}: {q.points:g} / {q.max_points:g}")
         lines += outcomes_text(q.outcomes, audience)
+        lines += figure_lines(result.figures, q.id, audience)
         lines.append("")
     return "\n".join(lines)
 
@@ -110,7 +116,8 @@ def feedback_html(result: SubmissionResult, audience: str = "student") -> str:
     for q in result.questions:
         colour = "#1a7f37" if q.points >= q.max_points else "#b42318"
         rows.append(f"<h3 style='color:{colour}'>{html.escape(q.id)}: {q.points:g} / {q.max_points:g}</h3>"
-                    f"<pre>{html.escape(chr(10).join(outcomes_text(q.outcomes, audience, indent='')))}</pre>")
+                    f"<pre>{html.escape(chr(10).join(outcomes_text(q.outcomes, audience, indent='')))}</pre>"
+                    + figure_html(result.figures, q.id, audience))
     errors = "".join(f"<li><code>{html.escape(e)}</code></li>" for e in result.cell_errors)
     flags = "".join(f"<li>{html.escape(line)}</li>" for line in flag_lines(result)) if audience == "instructor" else ""
     return (
@@ -151,23 +158,49 @@ def write_result(out: Path, result: SubmissionResult, config: AssignmentConfig,
         get_writer(name)(out, result, config)
 
 
-def gradebook_frame(results: list[SubmissionResult], config: AssignmentConfig) -> pd.DataFrame:
-    columns = ["submission", *config.question_ids, "total", "max_total", "status", "flags"]
-    rows = []
-    for result in sorted(results, key=lambda r: r.submission):
-        points = {q.id: q.points for q in result.questions}
-        rows.append({
-            "submission": result.submission,
-            **{q: points.get(q, 0.0) for q in config.question_ids},
-            "total": result.total,
-            "max_total": result.max_total,
-            "status": result.status,
-            "flags": ";".join(result.flag_kinds),
-        })
-    return pd.DataFrame(rows, columns=columns)
+def gradebook_columns(config: AssignmentConfig) -> list[str]:
+    return ["submission", *config.question_ids, "total", "max_total", "status", "flags"]
 
 
-def write_gradebook(out: Path, config: AssignmentConfig, results: list[SubmissionResult]) -> pd.DataFrame:
+def gradebook_row(result: SubmissionResult, config: AssignmentConfig) -> dict[str, Any]:
+    points = {q.id: q.points for q in result.questions}
+    return {
+        "submission": result.submission,
+        **{q: points.get(q, 0.0) for q in config.question_ids},
+        "total": result.total,
+        "max_total": result.max_total,
+        "status": result.status,
+        "flags": ";".join(result.flag_kinds),
+    }
+
+
+def gradebook_frame(results: Iterable[SubmissionResult], config: AssignmentConfig) -> pd.DataFrame:
+    rows = [gradebook_row(r, config) for r in sorted(results, key=lambda r: r.submission)]
+    return pd.DataFrame(rows, columns=gradebook_columns(config))
+
+
+def write_gradebook(out: Path, config: AssignmentConfig, results: Iterable[SubmissionResult]) -> pd.DataFrame:
     frame = gradebook_frame(results, config)
     atomic_write(out / GRADEBOOK, frame.to_csv(index=False))
     return frame
+
+
+class Gradebook:
+    """`gradebook.csv` while a batch runs: written in full from the records at the start, one row appended per
+    result (O(1) each), and rewritten sorted, in full, from the records by `close`. A kill at any moment leaves
+    every row appended so far; the next run rewrites it from the records."""
+
+    def __init__(self, out: Path, config: AssignmentConfig, results: Iterable[SubmissionResult]):
+        self.out, self.config = out, config
+        write_gradebook(out, config, results)
+        self.file = open(out / GRADEBOOK, "a", newline="", encoding="utf-8")
+        self.writer = csv.DictWriter(self.file, gradebook_columns(config), lineterminator="\n")  # as pandas
+
+    def add(self, result: SubmissionResult) -> None:
+        self.writer.writerow(gradebook_row(result, self.config))
+        self.file.flush()
+
+    def close(self, results: Iterable[SubmissionResult]) -> pd.DataFrame:
+        """The final gradebook, from every result recorded: sorted, one row per submission."""
+        self.file.close()
+        return write_gradebook(self.out, self.config, results)

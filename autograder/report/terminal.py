@@ -1,4 +1,7 @@
-"""What `torchgrade` prints on the terminal: progress lines and the gradebook table.
+"""What `torchgrade` prints on the terminal: progress (with an ETA), the gradebook table and a summary line.
+
+Progress is rich's bar on an interactive terminal (the per-submission lines printed above it), and plain
+lines elsewhere (a log, CI, a pipe): each submission's line ends with how many are done and an ETA.
 
 Everything that comes from data (submission names, messages, paths, question ids) is escaped, so
 rich never reads `bob[red]` or `output[i, j]` as markup. The gradebook fits the terminal: question
@@ -9,26 +12,90 @@ for that gets one line per submission.
 from __future__ import annotations
 
 import sys
+import time
+from collections import Counter
+from typing import Callable, Iterable
 
 import pandas as pd
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.measure import Measurement
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..results import SubmissionResult
+from ..results import STATUSES, SubmissionResult
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 FIXED = ("submission", "total", "max_total", "status", "flags")
 
 
-def print_progress(result: SubmissionResult, out: Console | None = None) -> None:
+def print_progress(result: SubmissionResult, out: Console | None = None, position: str = "") -> None:
     colour = "green" if result.status == "ok" else "yellow"
     flags = f"  [red]flagged: {escape(', '.join(result.flag_kinds))}[/]" if result.flags else ""
     why = f": {escape(result.message)}" if result.status != "ok" and result.message else ""
+    where = f"  [dim]{escape(position)}[/]" if position else ""
     (out or console).print(f"  {escape(f'{result.submission:<28}')} {result.total:>6g} / {result.max_total:g}  "
-                           f"[{colour}]{escape(result.status)}{why}[/]  ({result.execution_time:.1f} s){flags}")
+                           f"[{colour}]{escape(result.status)}{why}[/]  ({result.execution_time:.1f} s){flags}{where}")
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s" if rest >= 60 else f"{rest}s"
+
+
+class BatchProgress:
+    """The `on_result` of a batch of `total` submissions: rich's progress bar (done/total, elapsed, ETA) where
+    `out` is an interactive terminal, else plain lines, each ending with `done/total, ETA`. Use it as a
+    context manager (the bar stops on leaving, also on an interrupt)."""
+
+    def __init__(self, total: int, out: Console | None = None, clock: Callable[[], float] = time.monotonic):
+        self.out, self.total, self.clock = out or console, total, clock
+        self.done, self.start, self.bar, self.task = 0, clock(), None, None
+
+    def __enter__(self) -> "BatchProgress":
+        self.start = self.clock()
+        if self.out.is_interactive and self.total:
+            self.bar = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TextColumn("ETA"), TimeRemainingColumn(), console=self.out, transient=True)
+            self.task = self.bar.add_task("grading", total=self.total)
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar:
+            self.bar.stop()
+
+    def eta(self) -> float:
+        """Seconds left at the pace so far (submissions graded in parallel included)."""
+        return (self.clock() - self.start) / self.done * (self.total - self.done) if self.done else 0.0
+
+    def __call__(self, result: SubmissionResult) -> None:
+        self.done += 1
+        if self.bar:
+            print_progress(result, self.out)  # above the bar
+            self.bar.advance(self.task)
+            return
+        left = f"ETA {duration(self.eta())}" if self.done < self.total else "all done"
+        print_progress(result, self.out, f"{self.done}/{self.total} done, {left}")
+
+
+def summary_line(results: Iterable[SubmissionResult], seconds: float, skipped: int = 0) -> str:
+    """One line for a whole batch: how many, their statuses, the mean score, the time and the flagged."""
+    results = list(results)
+    counts = Counter(r.status for r in results)
+    statuses = ", ".join(f"{counts[s]} {s}" for s in [*STATUSES, *sorted(set(counts) - set(STATUSES))] if counts[s])
+    mean = (f"mean {sum(r.total for r in results) / len(results):.3g} / {max(r.max_total for r in results):g}"
+            if results else "no score")
+    again = f"; {skipped} already graded, skipped" if skipped else ""
+    return (f"graded {len(results)} in {duration(seconds)} ({statuses or 'none'}); {mean}; "
+            f"{sum(bool(r.flags) for r in results)} flagged{again}")
+
+
+def print_summary(results: Iterable[SubmissionResult], seconds: float, skipped: int = 0,
+                  out: Console | None = None) -> None:
+    (out or console).print(summary_line(results, seconds, skipped), style="bold", markup=False)
 
 
 def cell(value) -> str:

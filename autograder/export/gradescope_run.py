@@ -1,0 +1,150 @@
+"""Inside Gradescope's container: grade the one notebook of `<root>/submission` into `<root>/results/results.json`.
+
+`run_autograder` runs this (`python -m autograder.export.gradescope_run --root R --bundle B`). A container
+holds one student's submission, and Gradescope reads one results.json from it, so this always writes one:
+the grade (`report.gradebook.gradescope_json`, the same file `grade` writes in `results/`), a zero with the
+reason for a submission that is not one notebook (none, several, an empty or unreadable file), or a zero
+that says the grader failed. The instructor's view (every message, integrity findings) goes to stdout,
+which the results keep hidden from students (`stdout_visibility`).
+
+Isolation (`TORCHGRADE_ISOLATION`): `auto`, the default, grades in a bubblewrap sandbox where the container
+allows user namespaces and without one otherwise (Gradescope's containers run as root, and Docker's default
+profile usually refuses new user namespaces). Without the sandbox the notebook runs as the grader's user in
+the container, which Gradescope gives to this one submission: it cannot reach another student's work or
+grade, but it could read the assignment's checks and reference, and tamper with its own grade; integrity
+findings still flag the tricks torchgrade knows. `bwrap` refuses to grade without a sandbox; `none` never
+uses one.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as cli.py: before torch loads
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+ISOLATION_CHOICES = ("auto", "bwrap", "none")
+NO_SUBMISSION = "submission"  # the name of a submission without a notebook
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results = args.root / "results" / "results.json"
+    start = time.perf_counter()
+    try:
+        data = grade_container(args.root, args.bundle, os.environ.get("TORCHGRADE_ISOLATION", "auto"),
+                               os.environ.get("TORCHGRADE_DEVICE", "cpu"))
+    except Exception as exc:  # the grader failed: still a results.json, saying so
+        traceback.print_exc(file=sys.stdout)
+        data = grader_failed(exc, time.perf_counter() - start)
+    write_json(results, data)
+    print(f"wrote {results}: {data['score']:g} points")
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    root = Path(os.environ.get("AUTOGRADER_ROOT", "/autograder"))
+    parser.add_argument("--root", type=Path, default=root, help="the autograder's root (default $AUTOGRADER_ROOT "
+                                                                "or /autograder)")
+    parser.add_argument("--bundle", type=Path, help="the autograder bundle (default <root>/source/bundle)")
+    args = parser.parse_args(argv)
+    args.bundle = args.bundle or args.root / "source" / "bundle"
+    return args
+
+
+def grade_container(root: Path, bundle: Path, isolation: str, device: str) -> dict:
+    from ..assignment import load_assignment
+    from ..report.gradebook import gradescope_json
+    from ..results import SubmissionResult
+
+    assignment = load_assignment(bundle)
+    config = assignment.config
+    notebook, problem = find_notebook(root / "submission", config.notebook)
+    if problem:
+        result = SubmissionResult.ungraded(notebook.stem if notebook else NO_SUBMISSION, "invalid", problem, config)
+        used = None  # nothing ran
+        print(problem)
+    else:
+        used = choose_isolation(isolation)
+        result = grade_one(assignment, notebook, used, device)
+    data = gradescope_json(result, config)
+    data["stdout_visibility"] = "hidden"  # the instructor's view of this submission, printed below
+    data["extra_data"]["isolation"] = used
+    return data
+
+
+def find_notebook(folder: Path, expected: str) -> tuple[Path | None, str]:
+    """The submission's one notebook, or why there is not exactly one."""
+    from ..submissions import notebooks_in
+
+    notebooks = notebooks_in(folder) if folder.is_dir() else []
+    if len(notebooks) == 1:
+        return notebooks[0], ""
+    if not notebooks:
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) \
+            if folder.is_dir() else []
+        seen = f" (the submission holds: {', '.join(files[:10])}{', ...' if len(files) > 10 else ''})" if files else ""
+        return None, f"no notebook (.ipynb) was submitted{seen}; submit your {expected}"
+    names = ", ".join(p.relative_to(folder).as_posix() for p in notebooks)
+    return None, f"several notebooks were submitted ({names}); submit exactly one: your {expected}"
+
+
+def choose_isolation(wanted: str) -> str:
+    from ..errors import ConfigError
+    from ..kernel.isolation import bwrap_unavailable
+
+    if wanted not in ISOLATION_CHOICES:
+        raise ConfigError(f"TORCHGRADE_ISOLATION must be one of {', '.join(ISOLATION_CHOICES)}, not {wanted!r}")
+    if wanted != "auto":
+        return "bwrap" if wanted == "bwrap" else "none"
+    reason = bwrap_unavailable()
+    if reason:
+        print(f"grading without a sandbox: {reason} (the container holds this one submission)")
+        return "none"
+    return "bwrap"
+
+
+def grade_one(assignment, notebook: Path, isolation: str, device: str):
+    from ..batch import grade_batch
+    from ..config import GradeSettings
+    from ..report.gradebook import feedback_text
+    from ..submissions import Submission
+
+    settings = GradeSettings(device=device, isolation=isolation)
+    with tempfile.TemporaryDirectory(prefix="torchgrade-gradescope-") as out:
+        report = grade_batch(assignment, [Submission(notebook.stem, notebook)], Path(out), settings)
+    result = report.graded[0]
+    print(feedback_text(result, "instructor"))
+    return result
+
+
+def grader_failed(exc: Exception, seconds: float) -> dict:
+    detail = (str(exc).strip().splitlines() or [""])[0]
+    return {
+        "score": 0.0,
+        "execution_time": round(seconds, 2),
+        "output": f"The autograder failed before it could grade this submission ({type(exc).__name__}: {detail}). "
+                  "Please tell your instructor; this is not a grade.",
+        "tests": [],
+        "stdout_visibility": "hidden",
+        "extra_data": {"status": "error"},
+    }
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""Executors: the local pool and Dask grade alike; a dead worker costs only its own submission; the gradebook's
+cost is linear in the batch (the records are read once at the start and once at the end)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import pandas as pd
+import pytest
+
+from autograder.assignment import load_assignment
+from autograder.batch import grade_batch
+from autograder.config import AssignmentConfig, GradeSettings
+from autograder.demo import example_submissions
+from autograder.errors import ConfigError
+from autograder.grading import executors
+from autograder.grading.executors import get_executor
+from autograder.report.gradebook import GRADEBOOK, Gradebook, write_gradebook
+from autograder.report.records import Records
+from autograder.results import QuestionScore, SubmissionResult
+from conftest import ASSIGNMENTS, expected_points, notebook_with
+
+CONFIG = AssignmentConfig.load(ASSIGNMENTS / "convolution" / "assignment.toml")
+
+
+def synthetic(name: str, i: int = 0, status: str = "ok") -> SubmissionResult:
+    questions = [QuestionScore(q.id, float((i + k) % (q.points + 1)), q.points) for k, q in enumerate(CONFIG.questions)]
+    return SubmissionResult(name, status, questions, flags=[{"kind": "native-code", "origin": "source",
+                                                               "detail": "x"}] if i % 7 == 0 else [])
+
+
+class Instant:
+    """An executor that 'grades' at once, for testing the batch without kernels."""
+
+    def __init__(self, settings):
+        self.seen: list[str] = []
+
+    def check(self):
+        pass
+
+    def running(self):
+        return {}
+
+    def run(self, assignment, submissions, finish):
+        for i, each in enumerate(submissions):
+            self.seen.append(each.name)
+            finish(synthetic(each.name, i))
+
+
+def test_an_unknown_executor_is_a_named_error():
+    with pytest.raises(ConfigError, match="unknown executor 'slurm'; known: local, dask"):
+        get_executor(GradeSettings(executor="slurm"))
+
+
+def test_grading_locally_never_imports_dask():
+    code = ("import sys; import autograder.cli, autograder.commands, autograder.batch; "
+            "from autograder.config import GradeSettings; from autograder.grading.executors import get_executor; "
+            "get_executor(GradeSettings()); "
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')], 'dask imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_batch_reads_its_records_twice_whatever_its_size(tmp_path, monkeypatch):
+    made: list[Instant] = []
+    monkeypatch.setitem(executors.EXECUTORS, "instant", lambda s: made.append(Instant(s)) or made[-1])
+    reads = []
+    original = Records.results
+    monkeypatch.setattr(Records, "results", lambda self: reads.append(1) or original(self))
+    notebooks = []
+    for i in range(60):
+        notebooks.append(tmp_path / "in" / f"s{i:03}.ipynb")
+        notebooks[-1].parent.mkdir(exist_ok=True)
+        notebooks[-1].write_text(f"{{}} {i}")
+    out, settings = tmp_path / "out", GradeSettings(executor="instant")
+    assignment = SimpleNamespace(config=CONFIG)
+    seen = []
+    report = grade_batch(assignment, notebooks, out, settings, on_result=lambda r: seen.append(r.submission))
+    assert len(reads) == 2 and seen == [p.stem for p in notebooks]  # at the start and at the end, not per result
+    expected = write_gradebook(tmp_path / "check", CONFIG, [synthetic(p.stem, i) for i, p in enumerate(notebooks)])
+    assert (out / GRADEBOOK).read_text() == (tmp_path / "check" / GRADEBOOK).read_text()
+    pd.testing.assert_frame_equal(report.gradebook, expected)
+
+    notebooks[5].write_text("changed")  # a rerun grades only what changed
+    again = grade_batch(assignment, reversed(notebooks), out, settings)
+    assert made[-1].seen == ["s005"] and len(again.skipped) == 59
+    assert list(pd.read_csv(out / GRADEBOOK)["submission"]) == sorted(p.stem for p in notebooks)
+
+
+def test_an_interrupted_batch_writes_its_gradebook_and_a_killed_one_keeps_its_rows(tmp_path, monkeypatch):
+    class Interrupted(Instant):
+        def run(self, assignment, submissions, finish):
+            finish(synthetic(submissions[0].name))
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(executors.EXECUTORS, "interrupted", Interrupted)
+    notebooks = [tmp_path / f"{name}.ipynb" for name in ("b", "a", "c")]
+    for p in notebooks:
+        p.write_text(p.stem)
+    with pytest.raises(KeyboardInterrupt):
+        grade_batch(SimpleNamespace(config=CONFIG), notebooks, tmp_path / "out", GradeSettings(executor="interrupted"))
+    assert list(pd.read_csv(tmp_path / "out" / GRADEBOOK)["submission"]) == ["b"]
+
+    book = Gradebook(tmp_path / "live", CONFIG, [synthetic("m", 1)])  # a kill: rows appended, never closed
+    for i, name in enumerate(["z", "a"]):
+        book.add(synthetic(name, i))
+    assert list(pd.read_csv(tmp_path / "live" / GRADEBOOK)["submission"]) == ["m", "z", "a"]
+    book.close([synthetic("m", 1), synthetic("z", 0), synthetic("a", 1)])
+    assert list(pd.read_csv(tmp_path / "live" / GRADEBOOK)["submission"]) == ["a", "m", "z"]
+
+
+def test_the_bundle_ships_byte_for_byte_and_unpacks_once_per_host(tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    from autograder.grading.dask_cluster import pack_folder
+    from autograder.grading.dask_worker import cache_root, unpack_bundle
+
+    bundle = tmp_path / "bundle"
+    (bundle / "checks" / "__pycache__").mkdir(parents=True)
+    (bundle / "checks" / "public.py").write_text("checks = 1\n")
+    (bundle / "checks" / "__pycache__" / "public.cpython-311.pyc").write_bytes(b"\0")
+    (bundle / "assignment.toml").write_text("name = 'x'\n")
+    data = pack_folder(bundle)
+    os.utime(bundle / "assignment.toml", (1, 1))
+    assert pack_folder(bundle) == data  # the same files, the same bytes: the digest names the content
+
+    import hashlib
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "host"))
+    (tmp_path / "host").mkdir()
+    digest = hashlib.sha256(data).hexdigest()
+    root = unpack_bundle(data, digest)
+    assert root == cache_root() / "bundles" / digest
+    assert (root / "checks" / "public.py").read_text() == "checks = 1\n"
+    assert not (root / "checks" / "__pycache__").exists()
+    assert unpack_bundle(data, digest) == root
+    with pytest.raises(ConfigError, match="damaged"):
+        unpack_bundle(data[:-1], digest)
+    cache_root().chmod(0o777)
+    with pytest.raises(ConfigError, match="not a private folder"):
+        cache_root()
+
+
+def test_dask_charges_a_dead_worker_only_to_the_task_that_had_started_on_it():
+    pytest.importorskip("distributed")
+    from distributed import KilledWorker
+
+    from autograder.grading.dask_cluster import FREE_RESUBMITS, DaskCluster
+    from autograder.submissions import Submission
+
+    cluster, assignment = DaskCluster(GradeSettings(executor="dask")), SimpleNamespace(config=CONFIG)
+    killed = SimpleNamespace(status="error", exception=lambda: KilledWorker("key", None, 0))
+    victim, bystander = Submission("victim", Path("victim.ipynb")), Submission("bystander", Path("b.ipynb"))
+    assert cluster.outcome(killed, victim, [("tcp://a:1", 11)], assignment) is None  # died once: graded again
+    for _ in range(FREE_RESUBMITS):  # only waiting on a dying worker: sent again, free
+        assert cluster.outcome(killed, bystander, [], assignment) is None
+    row = cluster.outcome(killed, victim, [("tcp://b:2", 12)], assignment)  # twice: an `error` row
+    assert row.status == "error" and "2 times" in row.message and "tcp://a:1 (pid 11)" in row.message
+    assert cluster.outcome(killed, bystander, [], assignment).status == "error"  # workers that keep dying
+    done = SimpleNamespace(status="finished", result=lambda: synthetic("bystander"))
+    assert cluster.outcome(done, bystander, [("tcp://c:3", 13)], assignment).status == "ok"
+    failed = SimpleNamespace(status="error", exception=lambda: OSError("disk full"))
+    assert "the grader failed: on a Dask worker: OSError: disk full" in cluster.outcome(
+        failed, victim, [("tcp://c:3", 13)], assignment).message
+
+
+# ---- with kernels ----
+
+@pytest.mark.slow
+def test_dask_grades_the_golden_examples_as_the_local_pool_does(builds, tmp_path):
+    pytest.importorskip("distributed")
+    builds.graded_examples("convolution")  # the local pool, --jobs 2
+    report = builds.build("convolution")
+    submissions = example_submissions(report.autograder_dir, ASSIGNMENTS / "convolution")
+    dask = grade_batch(load_assignment(report.autograder_dir), submissions, tmp_path,
+                       GradeSettings(jobs=2, executor="dask"))
+    local = (builds.root / "grades" / "convolution" / GRADEBOOK).read_text()
+    assert (tmp_path / GRADEBOOK).read_text() == local
+    assert sorted(r.submission for r in dask.graded) == sorted(p.stem for p in submissions)
+    assert {r.path for r in dask.graded} == {str(p) for p in submissions}  # the grader's paths, not the workers'
+
+
+def kill_when_running(executor, plan: dict[str, int], stop: threading.Event, killed: dict[str, list[int]],
+                      after: float = 2.0) -> None:
+    """Kill the worker process grading a submission of `plan`, `after` seconds into each of its first
+    `plan[name]` tries (mid-task: its kernel is starting or running)."""
+    seen: dict[tuple[str, int], float] = {}
+    while not stop.is_set():
+        for name, pid in executor.running().items():
+            if len(killed[name]) < plan.get(name, 0) and pid not in killed[name] and pid != os.getpid():
+                if time.monotonic() - seen.setdefault((name, pid), time.monotonic()) >= after:
+                    os.kill(pid, signal.SIGKILL)
+                    killed[name].append(pid)
+        stop.wait(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["local", "dask"])
+def test_a_killed_worker_costs_only_its_own_submission(convolution_build, tmp_path, executor):
+    if executor == "dask":
+        pytest.importorskip("distributed")
+    solution = convolution_build.autograder_dir / "solution.ipynb"
+    slow = notebook_with(solution, "import time\ntime.sleep(10)")
+    for name in ("victim", "survivor"):
+        nbformat.write(slow, tmp_path / f"{name}.ipynb")
+    others = [ASSIGNMENTS / "convolution" / "examples" / f"{n}.ipynb" for n in ("flipped_kernel", "no_sqrt", "partial")]
+    submissions = [tmp_path / "victim.ipynb", tmp_path / "survivor.ipynb", *others]
+    assignment = load_assignment(convolution_build.autograder_dir)
+    pool = get_executor(GradeSettings(jobs=2, executor=executor))
+    pool.check()
+    results: dict[str, list[SubmissionResult]] = defaultdict(list)
+    killed: dict[str, list[int]] = defaultdict(list)
+    stop = threading.Event()
+    killer = threading.Thread(target=kill_when_running, args=(pool, {"victim": 2, "survivor": 1}, stop, killed))
+    killer.start()
+    try:
+        from autograder.submissions import as_submission
+
+        pool.run(assignment, [as_submission(p) for p in submissions], lambda r: results[r.submission].append(r))
+    finally:
+        stop.set()
+        killer.join()
+    assert {name: len(rs) for name, rs in results.items()} == {p.stem: 1 for p in submissions}  # one row each
+    assert len(killed["victim"]) == 2 and len(killed["survivor"]) == 1
+    victim = results["victim"][0]
+    assert victim.status == "error" and "died while grading it, 2 times" in victim.message, victim.message
+    survivor = results["survivor"][0]  # killed once, graded again: full marks
+    assert survivor.status == "ok" and survivor.total == survivor.max_total, survivor.message
+    expected = expected_points("convolution")
+    for path in others:  # nothing charged to the submissions in flight on the other worker
+        result = results[path.stem][0]
+        assert result.status == "ok", result.message
+        assert {q.id: q.points for q in result.questions} == {
+            k: v for k, v in expected[path.stem].items() if k != "diagnoses"}
