@@ -37,7 +37,10 @@ class BatchReport:
 
 
 def grade_batch(assignment: Assignment, submissions: Iterable[Submission | Path], out: Path, settings: GradeSettings,
-                on_result: Callable[[SubmissionResult], None] | None = None) -> BatchReport:
+                on_result: Callable[[SubmissionResult], None] | None = None,
+                on_start: Callable[[int], None] | None = None) -> BatchReport:
+    """Grade what the records do not hold for the same notebook (all with `force`); `on_start` is told how many
+    that is before the first starts, `on_result` gets each result once it is recorded."""
     executor = get_executor(settings)
     executor.check()
     submissions = [as_submission(s) for s in submissions]
@@ -57,6 +60,8 @@ def grade_batch(assignment: Assignment, submissions: Iterable[Submission | Path]
             if on_result:
                 on_result(result)
 
+        if on_start:
+            on_start(len(todo))
         try:
             executor.run(assignment, todo, finish)
         finally:  # also on an interrupt: one pass over the records

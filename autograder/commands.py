@@ -19,9 +19,8 @@ from .kernel.isolation import trusted_isolation
 from .pipeline import grade_submission
 from .report.gradebook import FEEDBACK_DIR, GRADEBOOK, INSTRUCTOR_DIR, RESULTS_DIR
 from .report.instructor import write_report
-from .report.records import RECORDS, Records, notebook_digest
 from .report.terminal import BatchProgress, console, print_gradebook, print_summary
-from .submissions import as_submission, find_submissions
+from .submissions import find_submissions
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
@@ -65,8 +64,8 @@ def run_batch(assignment, submissions, out: Path, settings: GradeSettings):
     device = settings.device if settings.executor == "dask" else settings.resolved_device()  # workers resolve it
     console.print(f"grading {len(submissions)} submission(s) of [bold]{escape(assignment.name)}[/] "
                   f"on {device} with {workers}, {sandbox}")
-    with BatchProgress(pending(submissions, out, settings.force)) as progress:
-        report = grade_batch(assignment, submissions, out, settings, on_result=progress)
+    with BatchProgress(0) as progress:
+        report = grade_batch(assignment, submissions, out, settings, on_result=progress, on_start=progress.begin)
     if report.skipped:
         console.print(f"skipped {len(report.skipped)} already graded (use --force to grade again)")
     print_gradebook(report.gradebook)
@@ -77,17 +76,6 @@ def run_batch(assignment, submissions, out: Path, settings: GradeSettings):
                   f"(for students)\n  instructor: {out / INSTRUCTOR_DIR}/ (everything, integrity findings included)\n"
                   f"  report:    {instructor_report} (distributions, diagnoses, flags, similar pairs)", markup=False)
     return report
-
-
-def pending(submissions, out: Path, force: bool) -> int:
-    """How many of `submissions` the batch will grade: those the records do not hold for the same notebook."""
-    if force or not (out / RECORDS).is_file():
-        return len(submissions)
-    records = Records(out)
-    try:
-        return sum(not records.done(s.name, notebook_digest(s.path)) for s in map(as_submission, submissions))
-    finally:
-        records.close()
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -48,7 +48,7 @@ def duration(seconds: float) -> str:
 
 
 class BatchProgress:
-    """The `on_result` of a batch of `total` submissions: rich's progress bar (done/total, elapsed, ETA) where
+    """The `on_result` of a batch of `total` submissions (or of as many as `begin` is told): rich's progress bar (done/total, elapsed, ETA) where
     `out` is an interactive terminal, else plain lines, each ending with `done/total, ETA`. Use it as a
     context manager (the bar stops on leaving, also on an interrupt)."""
 
@@ -57,13 +57,18 @@ class BatchProgress:
         self.done, self.start, self.bar, self.task = 0, clock(), None, None
 
     def __enter__(self) -> "BatchProgress":
-        self.start = self.clock()
-        if self.out.is_interactive and self.total:
+        if self.total:
+            self.begin(self.total)
+        return self
+
+    def begin(self, total: int) -> None:
+        """The batch knows how many it grades (its `on_start`): the clock and the bar start now."""
+        self.total, self.start = total, self.clock()
+        if self.out.is_interactive and total and self.bar is None:
             self.bar = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                                 TextColumn("ETA"), TimeRemainingColumn(), console=self.out, transient=True)
-            self.task = self.bar.add_task("grading", total=self.total)
+            self.task = self.bar.add_task("grading", total=total)
             self.bar.start()
-        return self
 
     def __exit__(self, *exc) -> None:
         if self.bar:
