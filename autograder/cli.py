@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-isolation", action="store_true",
                    help="run kernels without a sandbox (trusted notebooks only: a submission could then read the "
                         "reference, change other grades and outlive its kernel)")
+    p.add_argument("--no-figures", action="store_true",
+                   help="leave the assignment's feedback figures out (each costs some tenths of a second per "
+                        "submission)")
     p.add_argument("--executor", choices=("local", "dask"), default="local",
                    help="where submissions are graded: worker processes here (local, the default) or the workers "
                         "of a Dask cluster (dask; needs torchgrade[dask])")

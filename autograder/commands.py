@@ -41,7 +41,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                           args.assignment)
     settings = GradeSettings(device=args.device, jobs=args.jobs, force=args.force, timeout=args.timeout,
                              threads=args.threads, isolation="none" if args.no_isolation else "bwrap",
-                             executor=args.executor, scheduler=args.scheduler)
+                             executor=args.executor, scheduler=args.scheduler, figures=not args.no_figures)
     if args.scheduler and args.executor != "dask":
         raise ConfigError("--scheduler is for --executor dask")
     submissions = find_submissions(args.submissions, args.name_from, args.name_pattern)
@@ -72,8 +72,9 @@ def run_batch(assignment, submissions, out: Path, settings: GradeSettings):
     blank = assignment.root / BLANK_NAME
     instructor_report = write_report(out, blank if blank.is_file() else None, assignment.name)
     print_summary(report.graded, time.perf_counter() - start, len(report.skipped))
-    console.print(f"  gradebook: {out / GRADEBOOK}\n  results:   {out / RESULTS_DIR}/\n  feedback:  {out / FEEDBACK_DIR}/ "
-                  f"(for students)\n  instructor: {out / INSTRUCTOR_DIR}/ (everything, integrity findings included)\n"
+    console.print(f"  gradebook: {out / GRADEBOOK}\n  results:   {out / RESULTS_DIR}/\n"
+                  f"  feedback:  {out / FEEDBACK_DIR}/ (for students)\n"
+                  f"  instructor: {out / INSTRUCTOR_DIR}/ (everything, integrity findings included)\n"
                   f"  report:    {instructor_report} (distributions, diagnoses, flags, similar pairs)", markup=False)
     return report
 

@@ -164,6 +164,7 @@ class GradeSettings:
     zygote: str | None = None  # set by the batch: the fork server its workers share
     executor: str = "local"  # where submissions are graded: see grading/executors.py (local | dask)
     scheduler: str | None = None  # the Dask scheduler's address (executor "dask"); None: a LocalCluster of `jobs`
+    figures: bool = True  # draw the assignment's feedback figures (checks/figures.py) after the checks
 
     def kernel_threads(self) -> int:
         if self.threads:

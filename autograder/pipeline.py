@@ -45,7 +45,7 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
         report = execute_notebook(session, nb)
         st = KernelStudent(session, spec.limits.probe_timeout, spec.device, watch=needs_watch(flags))
         outcomes = prober(st, ctx)
-        figures = draw_figures(assignment, session, spec, ctx, st.watch)
+        figures = draw_figures(assignment, session, spec, ctx, st.watch) if settings.figures else []
     flags += session.findings
     flags += [Finding("malformed-answer", "kernel", m) for m in st.malformed]
     flags += [Finding("check-error", "grader", f"{o.question}/{o.check}: {o.message}") for o in outcomes

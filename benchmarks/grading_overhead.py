@@ -5,7 +5,7 @@ plus copies of the solution up to `--notebooks`):
 
 - plain nbclient: each notebook executed in a fresh `python3` kernel, one after the other, no
   checks, no sandbox: what executing the notebooks costs at the least;
-- torchgrade at --jobs 1 and --jobs 2: sandboxed warm kernels, every check, results written. The
+- torchgrade at --jobs 1 and --jobs 2, with and without feedback figures: sandboxed warm kernels, every check, results written. The
   time includes starting the workers and their zygotes (paid once per worker).
 
 Prints seconds per notebook for each, the speed-up over plain nbclient, the overhead per
@@ -118,19 +118,20 @@ def main() -> None:
         plain = plain_nbclient(notebooks, report.autograder_dir / "student_files", tmp / "plain")
         print(f"plain nbclient (fresh kernel each, no checks): {plain:.1f} s, {plain / n:.2f} s per notebook")
 
-        for jobs in args.jobs:
+        for jobs, figures in [(jobs, figures) for figures in (True, False) for jobs in args.jobs]:
             watcher = PeakMemory()
             watcher.start()
             start = time.perf_counter()
-            batch = grade_batch(bundle, notebooks, tmp / f"jobs{jobs}", GradeSettings(device=args.device, jobs=jobs))
+            batch = grade_batch(bundle, notebooks, tmp / f"jobs{jobs}-{figures}",
+                                GradeSettings(device=args.device, jobs=jobs, figures=figures))
             wall = time.perf_counter() - start
             watcher.done.set()
             watcher.join()
             results = batch.graded
             cells = statistics.mean(r.cell_time for r in results)
             overhead = [r.execution_time - r.cell_time for r in results]
-            print(f"torchgrade --jobs {jobs}: {wall:.1f} s, {wall / n:.2f} s per notebook, "
-                  f"{plain / wall:.1f}x plain nbclient")
+            print(f"torchgrade --jobs {jobs}{'' if figures else ' --no-figures'}: {wall:.1f} s, "
+                  f"{wall / n:.2f} s per notebook, {plain / wall:.1f}x plain nbclient")
             first = min(results, key=lambda r: r.submission)  # graded first: it waited for the zygote
             steady = [r.execution_time - r.cell_time for r in results if r.execution_time < 0.9 * max(
                 x.execution_time for x in results)] if jobs == 1 else overhead
@@ -147,7 +148,8 @@ def main() -> None:
             print(f"   peak memory per worker: worker {worker / 2**20:.0f} MiB, zygote "
                   f"{roles.get('zygote', 0) / 2**20:.0f} MiB (shared with its kernels), largest kernel "
                   f"{kernel:.0f} MiB of its own")
-            print(f"   totals: {', '.join(f'{r.submission} {r.total:g}' for r in sorted(results, key=lambda r: r.submission))}")
+            totals = ", ".join(f"{r.submission} {r.total:g}" for r in sorted(results, key=lambda r: r.submission))
+            print(f"   totals: {totals}")
 
 
 if __name__ == "__main__":

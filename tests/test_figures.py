@@ -227,3 +227,13 @@ def test_a_failing_figure_changes_no_grade(convolution_build):
     assert [(f["name"], f["png"]) for f in result.figures] == [("asks_then_raises", ""), ("raises", "")]
     assert "data:image/png" not in feedback_html(result, "student")
     assert "RuntimeError: a bug in a figure" in feedback_html(result, "instructor")
+
+
+@pytest.mark.slow
+def test_no_figures_draws_none_and_grades_the_same(convolution_build):
+    bundle = load_assignment(convolution_build.autograder_dir)
+    notebook = ASSIGNMENTS / "convolution" / "examples" / "off_by_one.ipynb"
+    result = grade_submission(notebook, bundle, GradeSettings(figures=False))
+    want = {k: v for k, v in expected_points("convolution")["off_by_one"].items() if k != "diagnoses"}
+    assert result.status == "ok" and result.figures == []
+    assert {q.id: q.points for q in result.questions} == pytest.approx(want, abs=0.01)

@@ -116,7 +116,8 @@ def feedback_html(result: SubmissionResult, audience: str = "student") -> str:
     for q in result.questions:
         colour = "#1a7f37" if q.points >= q.max_points else "#b42318"
         rows.append(f"<h3 style='color:{colour}'>{html.escape(q.id)}: {q.points:g} / {q.max_points:g}</h3>"
-                    f"<pre style='white-space:pre-wrap'>{html.escape(chr(10).join(outcomes_text(q.outcomes, audience, indent='')))}</pre>"
+                    f"<pre style='white-space:pre-wrap'>"
+                    f"{html.escape(chr(10).join(outcomes_text(q.outcomes, audience, indent='')))}</pre>"
                     + figure_html(result.figures, q.id, audience))
     errors = "".join(f"<li><code>{html.escape(e)}</code></li>" for e in result.cell_errors)
     flags = "".join(f"<li>{html.escape(line)}</li>" for line in flag_lines(result)) if audience == "instructor" else ""

@@ -3,8 +3,9 @@
 Each submission's code is its code cells minus the template's: a cell identical to a cell of the blank
 notebook (`blank.ipynb`) is dropped, and what remains is fingerprinted with copydetect (tokens filtered,
 so renamed variables and changed comments do not hide a copy; every k-gram kept, no winnowing, so results
-do not change from run to run with Python's string hashing), with the blank's own code as boilerplate. A passage found in many submissions (more than `common`, by default a tenth of
-the class and at least 10, as MOSS does) is common knowledge, not evidence, and is dropped too. Only pairs
+do not change from run to run with Python's string hashing), with the blank's own code as boilerplate.
+A passage found in many submissions (more than `common`, by default a tenth of the class and at least 10,
+as MOSS does) is common knowledge, not evidence, and is dropped too. Only pairs
 sharing a fingerprint are compared in full (an inverted index finds them), so the cost is that of
 fingerprinting plus the pairs that overlap at all.
 

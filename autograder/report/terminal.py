@@ -48,9 +48,9 @@ def duration(seconds: float) -> str:
 
 
 class BatchProgress:
-    """The `on_result` of a batch of `total` submissions (or of as many as `begin` is told): rich's progress bar (done/total, elapsed, ETA) where
-    `out` is an interactive terminal, else plain lines, each ending with `done/total, ETA`. Use it as a
-    context manager (the bar stops on leaving, also on an interrupt)."""
+    """The `on_result` of a batch of `total` submissions (or of as many as `begin` is told): rich's progress bar
+    (done/total, elapsed, ETA) where `out` is an interactive terminal, else plain lines, each ending with
+    `done/total, ETA`. Use it as a context manager (the bar stops on leaving, also on an interrupt)."""
 
     def __init__(self, total: int, out: Console | None = None, clock: Callable[[], float] = time.monotonic):
         self.out, self.total, self.clock = out or console, total, clock
