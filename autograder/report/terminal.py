@@ -11,7 +11,6 @@ for that gets one line per submission.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import Counter
@@ -27,8 +26,7 @@ from rich.table import Table
 
 from ..results import STATUSES, SubmissionResult
 
-# a terminal's own width (or $COLUMNS); 160 columns into a file or pipe
-console = Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 FIXED = ("submission", "total", "max_total", "status", "flags")
 
 
