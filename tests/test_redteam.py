@@ -123,8 +123,9 @@ def test_a_detached_process_ends_with_its_submission(first_batch):
 
 def test_killing_everything_in_sight_hurts_only_the_attacker(first_batch):
     results, _, _, _, seconds = first_batch
-    assert results["g_kill"].status in ("crashed", "ok")
-    assert results["g_kill"].total == 21  # the cells before the attack are replayed in a fresh sandbox
+    kill = results["g_kill"]
+    assert (kill.status, kill.restarts) == ("ok", 0), kill.message  # the sandbox's init shrugs every signal off
+    assert kill.total == 21
     assert seconds < 600
 
 

@@ -131,7 +131,7 @@ def test_the_kernel_sees_only_the_system_its_environment_and_its_own_folders(tmp
     for listing in (seen[repo], seen[os.path.expanduser("~")]):  # the repository: at most the engine package
         assert listing == "FileNotFoundError" or set(listing) <= {"autograder", ".venv", "venv", ".pyenv"}, listing
     assert values["c"] == "FileNotFoundError"
-    assert len(values["b"]) <= 4  # its own PID namespace: bubblewrap's init, its placeholder, the kernel
+    assert len(values["b"]) <= 3  # its own PID namespace: the sandbox's init, the kernel
 
 
 def test_no_network_and_no_way_back_into_the_hosts_namespaces(tmp_path):
@@ -216,8 +216,30 @@ for pid in range(1, 50000):
 b = os.getppid()
 """
     _, values, _ = run(tmp_path, attack)
-    assert len(values["a"]) == 3, values["a"]  # bubblewrap's init, its placeholder, the kernel: nothing else
+    assert len(values["a"]) == 2 and values["a"][0] == "cat", values["a"]  # the sandbox's init (a `cat`), the kernel
     assert values["b"] == 0  # its parent is outside the sandbox, invisible
+
+
+def test_killing_every_process_in_sight_leaves_the_sandbox_standing(tmp_path):
+    """The sandbox's own process cannot be signalled from inside: were it killed, the PID namespace would end, and
+    the kernel with it, a moment later, after the attack's cell or during it, by chance; the grade with it."""
+    attack = """import os, signal, time
+for sig in (signal.SIGSTOP, signal.SIGKILL):
+    for pid in os.listdir('/proc'):
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), sig)
+            except OSError:
+                pass
+try:
+    os.kill(-1, signal.SIGKILL)
+except OSError:
+    pass
+time.sleep(1)
+"""
+    report, values, session = run(tmp_path, "a = 1", attack, "b = 2")
+    assert report.status == "ok", report.message
+    assert (values["a"], values["b"], session.restarts) == (1, 2, 0)
 
 
 MEMORY = """import os, time, torch

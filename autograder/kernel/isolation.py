@@ -6,8 +6,11 @@ system and the Python environment read-only, a private /tmp and a working direct
 (size-limited memory file systems), and a runtime folder for its sockets. It sees nothing else of
 the host: not the autograder bundle, the reference, hidden data, the output folder, other
 submissions or other sandboxes. Its processes live in the sandbox's PID namespace, which ends
-(every process in it killed) when the sandbox closes. The sandbox's own process is a `cat`
-reading a pipe the grader holds, so the sandbox also ends if the grader dies.
+(every process in it killed) when the sandbox closes. The namespace's init is a `cat` reading a
+pipe the grader holds, so the sandbox also ends if the grader dies; being init, it ignores every
+signal sent from inside, so nothing the student runs can end the sandbox early. (It reaps no
+orphans: a daemonised process that exits stays a zombie, counted against the process limit, until
+the sandbox closes.)
 
 `none`: the kernel runs as the grader's user in the grader's namespaces, in a fresh working
 directory. For the instructor's own notebooks and a student's self-check only.
@@ -68,7 +71,6 @@ class Sandbox:
     hold: int | None = None  # the write end of the pipe the sandbox's `cat` reads
     kernel_pid: int | None = None
     pidns: tuple[int, int] | None = None
-    placeholder: int | None = None  # the sandbox's `cat`
     seccomp: bool = False  # the kernel refuses system calls it has no use for (boot.DENIED_SYSCALLS)
     process_limit: int | None = None  # counted by the watchdog where no pids cgroup counts them
     def processes(self) -> list[int]:
@@ -91,7 +93,7 @@ class Sandbox:
         for pid in self.processes():
             try:
                 proc = psutil.Process(pid)
-                if proc.ppid() == self.join and pid != self.placeholder:
+                if proc.ppid() == self.join:
                     found.append(f"{' '.join(proc.cmdline())[:80] or proc.name()} ({pid})")
             except psutil.Error:
                 continue
@@ -236,10 +238,6 @@ def start_bwrap(box: Sandbox, limits: SandboxLimits, timeout: float = 30.0) -> N
             detail = box.process.stderr.read().decode(errors="replace").strip()
         raise IsolationUnavailable(f"bubblewrap did not start the sandbox: {detail or 'no answer'}") from None
     box.pidns = _pidns(box.join)
-    try:
-        box.placeholder = next(iter(c.pid for c in psutil.Process(box.join).children()), None)
-    except psutil.Error:
-        box.placeholder = None
 
 
 def _read_within(fd: int, timeout: float, until_eof: bool = False) -> bytes:
@@ -260,6 +258,7 @@ def bwrap_command(bwrap: str, files: Path, runtime: Path, libraries: list[Path],
                   devices: tuple[str, ...] = (), sized: bool = True) -> list[str]:
     """The bubblewrap command line (without `--info-fd` and the command): a pure function of its inputs."""
     cmd = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+           "--as-pid-1",  # the placeholder is the PID namespace's init: nothing inside can signal it
            "--cap-drop", "ALL", "--hostname", "torchgrade", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"]
     for mount in ("/tmp", WORKDIR):  # first: the environment may live below one of them (a venv in /tmp)
         cmd += (["--size", str(limits.disk_bytes)] if sized else []) + ["--tmpfs", mount]
