@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import nbformat
 import pandas as pd
+import psutil
 import pytest
 
 from autograder.assignment import load_assignment
@@ -179,12 +180,24 @@ def test_dask_grades_the_golden_examples_as_the_local_pool_does(builds, tmp_path
     builds.graded_examples("convolution")  # the local pool, --jobs 2
     report = builds.build("convolution")
     submissions = example_submissions(report.autograder_dir, ASSIGNMENTS / "convolution")
+    owners: set[int] = set()  # of the zygotes running while results arrive
     dask = grade_batch(load_assignment(report.autograder_dir), submissions, tmp_path,
-                       GradeSettings(jobs=2, executor="dask"))
+                       GradeSettings(jobs=2, executor="dask"), on_result=lambda _: owners.update(zygote_owners()))
+    assert owners == {os.getpid()}  # the LocalCluster's workers share the grader's zygote
     local = (builds.root / "grades" / "convolution" / GRADEBOOK).read_text()
     assert (tmp_path / GRADEBOOK).read_text() == local
     assert sorted(r.submission for r in dask.graded) == sorted(p.stem for p in submissions)
     assert {r.path for r in dask.graded} == {str(p) for p in submissions}  # the grader's paths, not the workers'
+
+
+def zygote_owners() -> set[int]:
+    """The processes whose zygotes run now (a zygote's last argument names the process it belongs to)."""
+    owners = set()
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if len(cmdline) > 2 and "autograder.kernel.zygote import main" in cmdline[2]:
+            owners.add(int(cmdline[-1]))
+    return owners
 
 
 def kill_when_running(executor, plan: dict[str, int], stop: threading.Event, killed: dict[str, list[int]],

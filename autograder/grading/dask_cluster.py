@@ -1,13 +1,15 @@
 """The Dask executor: each submission is one task on the workers of a Dask distributed cluster.
 
 `--executor dask --scheduler tcp://HOST:8786` grades on a running cluster's workers; without
-`--scheduler`, on a LocalCluster of `--jobs` worker processes with one thread each, on this machine.
+`--scheduler`, on a LocalCluster of `--jobs` worker processes with one thread each, on this machine,
+started warm as the local pool's workers are (forked from a server that imported the grader once, sharing
+one zygote).
 Only this process records results and writes `--out`: results stream back as they complete.
 
 Shipping, with no shared file system needed: the autograder bundle travels once, as a tar.gz in memory
 inside a worker plugin, which the scheduler hands to every worker, those that join later included; each
 worker unpacks it into a cache keyed by its SHA-256 (once per host), loads the assignment and starts its
-own zygote once, and every task on that worker reuses them (`dask_worker.py`). Each task carries one
+own zygote once (a LocalCluster's workers share this process's), and every task on that worker reuses them (`dask_worker.py`). Each task carries one
 notebook's bytes. The plugin is removed at the end of the batch, which stops the workers' zygotes.
 
 Failures: the cluster must not retry tasks on its own (`distributed.scheduler.allowed-failures: 0`, set
@@ -38,15 +40,19 @@ from typing import Any, Iterator
 
 import dask
 from distributed import Client, KilledWorker, LocalCluster, as_completed
+from distributed.utils import get_mp_context
 
 from ..assignment import Assignment
 from ..config import DEVICES, GradeSettings
 from ..errors import ConfigError, InvalidSubmission
 from ..kernel.isolation import get_isolation
+from ..kernel.session import start_zygote
+from ..pipeline import kernel_spec
 from ..results import SubmissionResult
 from ..submissions import Submission
+from . import dask_worker
 from .dask_worker import BundlePlugin, ClusterError, bundle_problem, grade_task
-from .executors import RETRIES, Finish, describe, grader_failed, worker_died
+from .executors import RETRIES, Finish, describe, grader_failed, warm_context, worker_died
 
 SCHEDULER_CONFIG = {"distributed.scheduler.allowed-failures": 0, "distributed.scheduler.worker-saturation": 1.0}
 CONNECT_TIMEOUT = "30s"
@@ -78,24 +84,38 @@ class DaskCluster:
             return
         data = pack_bundle(assignment)
         digest = hashlib.sha256(data).hexdigest()
-        plugin = BundlePlugin(data, digest, self.worker_settings())
-        with self.client(plugin) as client:
-            self.preflight(client, plugin.name)
-            self.grade(client, assignment, plugin.name, submissions, finish)
+        if self.settings.scheduler:
+            clustered = self.cluster_client(BundlePlugin(data, digest, self.worker_settings()))
+        else:
+            clustered = self.local_cluster(assignment, data, digest)
+        with clustered as (client, bundle):
+            self.preflight(client, bundle)
+            self.grade(client, assignment, bundle, submissions, finish)
 
     @contextmanager
-    def client(self, plugin: BundlePlugin) -> Iterator[Client]:
-        """A client of the scheduler, with the bundle on every worker (and removed at the end, which stops the
-        workers' zygotes); or of a LocalCluster whose workers set the bundle up as they start."""
-        if not self.settings.scheduler:
+    def local_cluster(self, assignment: Assignment, data: bytes, digest: str) -> Iterator[tuple[Client, str]]:
+        """A client of a LocalCluster of `--jobs` worker processes, started as the local pool starts its workers:
+        forked from a server that imported the grader once, sharing one zygote that this process starts meanwhile
+        (rather than each importing torch and the grader, and starting a zygote, of its own)."""
+        zygote = start_zygote(kernel_spec(assignment, self.settings))
+        try:
+            plugin = BundlePlugin(data, digest, replace(self.worker_settings(), zygote=zygote.address))
             resources = {"GPU": 1} if self.settings.device == "cuda" else None
-            with dask.config.set(SCHEDULER_CONFIG):
+            with dask.config.set({**SCHEDULER_CONFIG, "distributed.worker.multiprocessing-method": "forkserver"}):
+                get_mp_context()  # Dask's own list of modules for the server to import, which the next line extends
+                warm_context("distributed", dask_worker.__name__)
                 cluster = LocalCluster(n_workers=max(1, self.settings.jobs), threads_per_worker=1, processes=True,
                                        memory_limit=0, dashboard_address=":0", resources=resources,
                                        silence_logs=logging.ERROR, plugins=(plugin,))  # kernels: their own limits
-            with cluster, Client(cluster) as client:
-                yield client
-            return
+                with cluster, Client(cluster) as client:
+                    yield client, plugin.name
+        finally:
+            zygote.close()
+
+    @contextmanager
+    def cluster_client(self, plugin: BundlePlugin) -> Iterator[tuple[Client, str]]:
+        """A client of the scheduler at `--scheduler`, with the bundle on every worker (removed at the end, which
+        stops the workers' zygotes)."""
         try:
             client = Client(self.settings.scheduler, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as exc:
@@ -103,7 +123,7 @@ class DaskCluster:
         with client:
             client.register_plugin(plugin, name=plugin.name)
             try:
-                yield client
+                yield client, plugin.name
             finally:
                 try:
                     client.unregister_worker_plugin(plugin.name)

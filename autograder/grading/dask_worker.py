@@ -3,10 +3,11 @@
 `BundlePlugin` carries the autograder bundle (a tar.gz in memory) to every worker, those that join later
 included. On each worker it is unpacked once per host into a private cache keyed by its SHA-256
 (`unpack_bundle`), and a thread of the worker's own (`WorkerBundle`) checks that the worker can isolate
-submissions, starts the worker's zygote and loads the assignment, while the worker waits for work. Each
-task (`grade_task`) then grades one notebook, whose bytes it carries, in the same sandbox and on the same
-warm kernels as the local pool. This module imports nothing heavy, so that the zygote starts as soon as
-the worker does; torch and the grader load in that thread, alongside the zygote's own imports.
+submissions, starts the worker's zygote (unless it was given one to share) and loads the assignment, while
+the worker waits for work. Each task (`grade_task`) then grades one notebook, whose bytes it carries, in the
+same sandbox and on the same warm kernels as the local pool. This module imports nothing heavy, so that the
+zygote starts as soon as the worker does; torch and the grader load in that thread, alongside the zygote's
+own imports (a LocalCluster's workers have them loaded already, from the server they were forked from).
 """
 
 from __future__ import annotations
@@ -143,8 +144,10 @@ class WorkerBundle:
             if settings.threads is None:
                 settings = replace(settings, threads=max(1, len(os.sched_getaffinity(0)) // max(1, nthreads)))
             get_isolation(settings.isolation).check()
-            zygote = Zygote(base_env(zygote_spec(AssignmentConfig.load(root / CONFIG_NAME), settings)))
-            zygote.launch()  # it imports while this thread does
+            if settings.zygote is None:  # a LocalCluster's workers share the grader's
+                zygote = Zygote(base_env(zygote_spec(AssignmentConfig.load(root / CONFIG_NAME), settings)))
+                zygote.launch()  # it imports while this thread does
+                settings = replace(settings, zygote=zygote.address)
             import torch
 
             from ..assignment import load_assignment
@@ -152,7 +155,7 @@ class WorkerBundle:
 
             torch.set_num_threads(1)  # a worker's checks are small; the cores are the kernels'
             self.assignment = load_assignment(root)
-            self.settings, self.grade = replace(settings, zygote=zygote.address), grade_safely
+            self.settings, self.grade = settings, grade_safely
         except Exception as exc:
             from .executors import describe
 

@@ -13,8 +13,10 @@ running, never to the others in flight: that submission is graded again `RETRIES
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import traceback
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from ..assignment import Assignment
 from ..config import GradeSettings
@@ -65,6 +67,16 @@ def get_executor(settings: GradeSettings) -> Executor:
     except KeyError:
         raise ConfigError(f"unknown executor {settings.executor!r}; known: {', '.join(EXECUTORS)}") from None
     return factory(settings)
+
+
+def warm_context(*modules: str) -> Any:
+    """The "forkserver" multiprocessing context whose server, when it starts, imports the grader (torch and nbclient
+    included) and `modules` once, before any torch computation: worker processes forked from it start warm, with no
+    forked OpenMP pool. (One server per process: whoever starts it first sets what it imported.)"""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # inherited by the server when it starts
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, *modules])
+    return context
 
 
 def grade_safely(assignment: Assignment, submission: Submission, settings: GradeSettings,

@@ -11,7 +11,6 @@ by this process while they start.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 from collections import defaultdict, deque
@@ -26,7 +25,7 @@ from ..kernel.isolation import get_isolation
 from ..kernel.session import Prefetch, start_zygote
 from ..pipeline import kernel_spec
 from ..submissions import Submission
-from .executors import RETRIES, Finish, describe, grade_safely, grader_failed, worker_died
+from .executors import RETRIES, Finish, describe, grade_safely, grader_failed, warm_context, worker_died
 
 Task = tuple[Submission, GradeSettings]
 STOP_GRACE = 5.0  # seconds an idle worker has to exit when told to, before it is terminated
@@ -81,9 +80,7 @@ class LocalPool:
     def grade_in_workers(self, assignment: Assignment, tasks: list[Task], finish: Finish) -> None:
         pending = deque(tasks)
         deaths: dict[Submission, list[str]] = defaultdict(list)
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # inherited by the workers' server when it starts
-        context = multiprocessing.get_context("forkserver")  # workers forked from a server that imported once,
-        context.set_forkserver_preload([__name__])  # before any torch computation: no forked OpenMP pool
+        context = warm_context(__name__)  # workers forked from a server that imported the grader once
         try:
             self.workers = [Worker(context, assignment.root) for _ in range(min(self.settings.jobs, len(pending)))]
             while True:
