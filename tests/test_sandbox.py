@@ -131,7 +131,7 @@ def test_the_kernel_sees_only_the_system_its_environment_and_its_own_folders(tmp
     for listing in (seen[repo], seen[os.path.expanduser("~")]):  # the repository: at most the engine package
         assert listing == "FileNotFoundError" or set(listing) <= {"autograder", ".venv", "venv", ".pyenv"}, listing
     assert values["c"] == "FileNotFoundError"
-    assert len(values["b"]) <= 3  # its own PID namespace: the sandbox's init, the kernel
+    assert len(values["b"]) <= 4  # its own PID namespace: the sandbox's init and its cat, the kernel
 
 
 def test_no_network_and_no_way_back_into_the_hosts_namespaces(tmp_path):
@@ -216,7 +216,7 @@ for pid in range(1, 50000):
 b = os.getppid()
 """
     _, values, _ = run(tmp_path, attack)
-    assert len(values["a"]) == 2 and values["a"][0] == "cat", values["a"]  # the sandbox's init (a `cat`), the kernel
+    assert values["a"][:2] == ["/bin/sh", "cat"] and len(values["a"]) == 3, values["a"]  # its init and cat, the kernel
     assert values["b"] == 0  # its parent is outside the sandbox, invisible
 
 
@@ -240,6 +240,20 @@ time.sleep(1)
     report, values, session = run(tmp_path, "a = 1", attack, "b = 2")
     assert report.status == "ok", report.message
     assert (values["a"], values["b"], session.restarts) == (1, 2, 0)
+
+
+def test_orphans_are_reaped_and_not_left_as_zombies(tmp_path):
+    """A process orphaned in the sandbox passes to its init; one that exits is reaped there, so it does not hold a
+    slot of the process limit until the sandbox closes."""
+    orphans = """import os, time
+for _ in range(20):
+    os.system('sleep 0.05 &')  # the shell exits at once, leaving its sleep to the sandbox's init
+time.sleep(1.5)
+a = [p for p in os.listdir('/proc') if p.isdigit() and open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[0] == 'Z']
+"""
+    report, values, session = run(tmp_path, orphans)
+    assert report.status == "ok", report.message
+    assert values["a"] == []
 
 
 MEMORY = """import os, time, torch

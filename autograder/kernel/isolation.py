@@ -6,11 +6,10 @@ system and the Python environment read-only, a private /tmp and a working direct
 (size-limited memory file systems), and a runtime folder for its sockets. It sees nothing else of
 the host: not the autograder bundle, the reference, hidden data, the output folder, other
 submissions or other sandboxes. Its processes live in the sandbox's PID namespace, which ends
-(every process in it killed) when the sandbox closes. The namespace's init is a `cat` reading a
-pipe the grader holds, so the sandbox also ends if the grader dies; being init, it ignores every
-signal sent from inside, so nothing the student runs can end the sandbox early. (It reaps no
-orphans: a daemonised process that exits stays a zombie, counted against the process limit, until
-the sandbox closes.)
+(every process in it killed) when the sandbox closes. The namespace's init is a shell waiting on
+a `cat` that reads a pipe the grader holds, so the sandbox also ends if the grader dies. Being
+init, the shell ignores every signal sent from inside, so nothing the student runs can end the
+sandbox early (a `cat` killed from inside is started again); waiting, it reaps orphans.
 
 `none`: the kernel runs as the grader's user in the grader's namespaces, in a fresh working
 directory. For the instructor's own notebooks and a student's self-check only.
@@ -93,7 +92,7 @@ class Sandbox:
         for pid in self.processes():
             try:
                 proc = psutil.Process(pid)
-                if proc.ppid() == self.join:
+                if proc.ppid() == self.join and proc.exe() != READER:
                     found.append(f"{' '.join(proc.cmdline())[:80] or proc.name()} ({pid})")
             except psutil.Error:
                 continue
@@ -319,8 +318,11 @@ def bwrap_path() -> str:
                                "system package)")
 
 
-# The sandbox's own process: says it is set up, then reads the pipe the grader holds until it closes.
-PLACEHOLDER = ("/bin/sh", "-c", "echo ready && exec cat")
+# The sandbox's own process, its PID namespace's init: says it is set up, then waits on a `cat` reading the pipe
+# the grader holds, until the pipe closes; a `cat` killed from inside is started again. Waiting, the shell reaps
+# every child it has, orphans passed to it included.
+PLACEHOLDER = ("/bin/sh", "-c", "echo ready && until cat; do :; done")
+READER = shutil.which("cat", path="/usr/bin:/bin")  # not a detached process of the student's
 
 
 @lru_cache(maxsize=1)
