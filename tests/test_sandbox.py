@@ -13,6 +13,7 @@ import nbformat
 import psutil
 import pytest
 
+import hostile
 from autograder.config import Limits
 from autograder.kernel import boot
 from autograder.kernel.execute import execute_notebook
@@ -223,20 +224,7 @@ b = os.getppid()
 def test_killing_every_process_in_sight_leaves_the_sandbox_standing(tmp_path):
     """The sandbox's own process cannot be signalled from inside: were it killed, the PID namespace would end, and
     the kernel with it, a moment later, after the attack's cell or during it, by chance; the grade with it."""
-    attack = """import os, signal, time
-for sig in (signal.SIGSTOP, signal.SIGKILL):
-    for pid in os.listdir('/proc'):
-        if pid.isdigit() and int(pid) != os.getpid():
-            try:
-                os.kill(int(pid), sig)
-            except OSError:
-                pass
-try:
-    os.kill(-1, signal.SIGKILL)
-except OSError:
-    pass
-time.sleep(1)
-"""
+    attack = hostile.KILL_THE_GRADER + "import time\ntime.sleep(1)\n"  # then lives on, if it can
     report, values, session = run(tmp_path, "a = 1", attack, "b = 2")
     assert report.status == "ok", report.message
     assert (values["a"], values["b"], session.restarts) == (1, 2, 0)
