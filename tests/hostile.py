@@ -77,7 +77,7 @@ KILL_THE_GRADER = """import os, signal
 victims = []
 for pid in os.listdir('/proc'):
     if pid.isdigit() and int(pid) != os.getpid():
-        for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for sig in (signal.SIGINT, signal.SIGSTOP, signal.SIGKILL):  # INT: a shell as init may catch it
             try:
                 os.kill(int(pid), sig)
                 victims.append((pid, sig))

@@ -102,8 +102,8 @@ class DaskCluster:
             plugin = BundlePlugin(data, digest, replace(self.worker_settings(), zygote=zygote.address))
             resources = {"GPU": 1} if self.settings.device == "cuda" else None
             with dask.config.set({**SCHEDULER_CONFIG, "distributed.worker.multiprocessing-method": "forkserver"}):
-                get_mp_context()  # Dask's own list of modules for the server to import, which the next line extends
-                warm_context("distributed", dask_worker.__name__)
+                get_mp_context()  # Dask sets its list of modules for the server to import, once: after this, ours
+                warm_context("distributed", dask_worker.__name__)  # replaces it, and Dask's workers keep ours
                 cluster = LocalCluster(n_workers=max(1, self.settings.jobs), threads_per_worker=1, processes=True,
                                        memory_limit=0, dashboard_address=":0", resources=resources,
                                        silence_logs=logging.ERROR, plugins=(plugin,))  # kernels: their own limits

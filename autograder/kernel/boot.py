@@ -53,7 +53,7 @@ def _check(result: int, what: str) -> None:
 
 
 def join_namespaces(pid: int) -> None:
-    """Enter the namespaces of sandbox process `pid` (bubblewrap's init in the sandbox).
+    """Enter the namespaces of sandbox process `pid` (the sandbox's init, `isolation.PLACEHOLDER`).
 
     bubblewrap creates the namespaces in a first user namespace and runs the sandbox in a second,
     nested one (`--disable-userns`). The other namespaces belong to the first, so it is joined

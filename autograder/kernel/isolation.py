@@ -92,11 +92,21 @@ class Sandbox:
         for pid in self.processes():
             try:
                 proc = psutil.Process(pid)
-                if proc.ppid() == self.join and proc.exe() != READER:
+                if proc.ppid() == self.join and not self.reads_the_pipe(pid):
                     found.append(f"{' '.join(proc.cmdline())[:80] or proc.name()} ({pid})")
             except psutil.Error:
                 continue
         return found
+
+    def reads_the_pipe(self, pid: int) -> bool:
+        """Whether process `pid` is the sandbox's `cat`: its input is the pipe the grader holds."""
+        if self.hold is None:
+            return False
+        try:
+            held, read = os.fstat(self.hold), os.stat(f"/proc/{pid}/fd/0")
+        except OSError:
+            return False
+        return (held.st_dev, held.st_ino) == (read.st_dev, read.st_ino)
 
     def kill(self) -> None:
         """End everything the sandbox runs, now."""
@@ -209,7 +219,7 @@ class Bubblewrap:
 
 
 def start_bwrap(box: Sandbox, limits: SandboxLimits, timeout: float = 30.0) -> None:
-    """Start bubblewrap; returns once the sandbox is set up (its shell said so, then became `cat`)."""
+    """Start bubblewrap; returns once the sandbox is set up (its shell, the PID namespace's init, said so)."""
     info_read, info_write = os.pipe()
     hold_read, box.hold = os.pipe()
     command = bwrap_command(bwrap_path(), box.files, box.runtime, library_dirs(), limits,
@@ -257,7 +267,7 @@ def bwrap_command(bwrap: str, files: Path, runtime: Path, libraries: list[Path],
                   devices: tuple[str, ...] = (), sized: bool = True) -> list[str]:
     """The bubblewrap command line (without `--info-fd` and the command): a pure function of its inputs."""
     cmd = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-           "--as-pid-1",  # the placeholder is the PID namespace's init: nothing inside can signal it
+           "--as-pid-1",  # the placeholder is the PID namespace's init: see PLACEHOLDER
            "--cap-drop", "ALL", "--hostname", "torchgrade", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"]
     for mount in ("/tmp", WORKDIR):  # first: the environment may live below one of them (a venv in /tmp)
         cmd += (["--size", str(limits.disk_bytes)] if sized else []) + ["--tmpfs", mount]
@@ -320,9 +330,11 @@ def bwrap_path() -> str:
 
 # The sandbox's own process, its PID namespace's init: says it is set up, then waits on a `cat` reading the pipe
 # the grader holds, until the pipe closes; a `cat` killed from inside is started again. Waiting, the shell reaps
-# every child it has, orphans passed to it included.
-PLACEHOLDER = ("/bin/sh", "-c", "echo ready && until cat; do :; done")
-READER = shutil.which("cat", path="/usr/bin:/bin")  # not a detached process of the student's
+# every child it has, orphans passed to it included. An init gets from inside its namespace only the signals it
+# handles, and a shell handles some (SIGINT, to stop waiting): it ignores them instead. What it would say of a
+# killed `cat` goes nowhere, not into a pipe that nobody reads while the sandbox lives, which would stop it.
+PLACEHOLDER = ("/bin/sh", "-c", "trap '' INT QUIT TERM HUP USR1 USR2 ALRM PIPE; echo ready && exec 2>/dev/null && "
+                                "until cat; do :; done")
 
 
 @lru_cache(maxsize=1)
