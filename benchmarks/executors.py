@@ -38,11 +38,11 @@ from types import SimpleNamespace
 
 
 def throughput(notebooks: int, jobs: int, rounds: int, tmp: Path) -> None:
-    from autograder.assign import assign
-    from autograder.assignment import load_assignment
-    from autograder.batch import grade_batch
+    from autograder.grading.proof import assign
+    from autograder.build.assignment import load_assignment
+    from autograder.report.outbox import grade_into
     from autograder.config import GradeSettings
-    from autograder.demo import example_submissions, repo_root
+    from autograder.cli.demo import example_submissions, repo_root
 
     source = repo_root() / "assignments" / "convolution"
     report = assign(source, tmp / "dist", GradeSettings())
@@ -64,7 +64,7 @@ def throughput(notebooks: int, jobs: int, rounds: int, tmp: Path) -> None:
             stamps: list[float] = []
             out = tmp / f"{executor}{round_}"
             start = time.perf_counter()
-            batch = grade_batch(bundle, paths, out, GradeSettings(jobs=jobs, executor=executor),
+            batch = grade_into(bundle, paths, out, GradeSettings(jobs=jobs, executor=executor),
                                 on_result=lambda r: stamps.append(time.perf_counter()))
             wall = time.perf_counter() - start
             steady = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
@@ -85,7 +85,7 @@ def throughput(notebooks: int, jobs: int, rounds: int, tmp: Path) -> None:
 def synthetic(config, i: int):
     """A result shaped like a real one: a few checks per question, messages and hints, sometimes flags."""
     from autograder.checks import Outcome
-    from autograder.results import QuestionScore, SubmissionResult
+    from autograder.outcomes import QuestionScore, SubmissionResult
 
     questions = []
     for q in config.questions:
@@ -115,15 +115,15 @@ class Instant:
 
 
 def recording(counts: list[int], tmp: Path) -> None:
-    from autograder.batch import grade_batch
+    from autograder.report.outbox import grade_into
     from autograder.config import AssignmentConfig, GradeSettings
-    from autograder.demo import repo_root
-    from autograder.grading import executors
+    from autograder.cli.demo import repo_root
+    from autograder.extensions import REGISTRIES
     from autograder.report.gradebook import Gradebook
     from autograder.report.records import Records
 
     config = AssignmentConfig.load(repo_root() / "assignments" / "convolution" / "assignment.toml")
-    executors.EXECUTORS["instant"] = Instant
+    REGISTRIES["executor"]["instant"] = Instant
     print("recording synthetic results (no kernels):")
     full, bare = {}, {}
     for n in [50, *counts]:  # the first, uncounted, pays for one-off imports
@@ -134,7 +134,7 @@ def recording(counts: list[int], tmp: Path) -> None:
             notebooks.append(folder / "in" / f"student{i:06}.ipynb")
             notebooks[-1].write_text(str(i))
         start = time.perf_counter()
-        grade_batch(SimpleNamespace(config=config), notebooks, folder / "out", GradeSettings(executor="instant"))
+        grade_into(SimpleNamespace(config=config), notebooks, folder / "out", GradeSettings(executor="instant"))
         full[n] = time.perf_counter() - start
 
         results = [synthetic(config, i) for i in range(n)]

@@ -1,6 +1,6 @@
 """The GPU runner, proven: every assignment built and graded on the device, thresholds measured, many sandboxes per GPU.
 
-Runs `torchgrade` as users run it (`python -m autograder.cli`, one process per command, each
+Runs `torchgrade` as users run it (`python -m autograder.cli.parser`, one process per command, each
 command's output in `<out>/logs/`) and prints as it goes. Phases (`--phases`, run in this order):
 
 - assign: every assignment built at once (`torchgrade assign --device D`), cores shared out;
@@ -59,12 +59,12 @@ import nbformat
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from solution_runs import MEASURES  # noqa: E402  the words that pick the checks measuring a model
 
-from autograder.assign import BLANK_NAME  # noqa: E402
-from autograder.assignment import BUNDLE_SOLUTION  # noqa: E402
+from autograder.build.bundles import BLANK_NAME  # noqa: E402
+from autograder.build.assignment import BUNDLE_SOLUTION  # noqa: E402
 from autograder.config import CONFIG_NAME, AssignmentConfig, Threshold  # noqa: E402
-from autograder.report.gradebook import INSTRUCTOR_DIR  # noqa: E402
+from autograder.report.writers import INSTRUCTOR_DIR  # noqa: E402
 from autograder.report.records import RECORDS, Records  # noqa: E402
-from autograder.results import SubmissionResult  # noqa: E402
+from autograder.outcomes import SubmissionResult  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = REPO / "assignments"
@@ -116,7 +116,7 @@ class Command:
 
 
 def torchgrade(*args) -> list[str]:
-    return [sys.executable, "-m", "autograder.cli", *map(str, args)]
+    return [sys.executable, "-m", "autograder.cli.parser", *map(str, args)]
 
 
 PROGRESS = re.compile(r"^\s{2}\S+\s+[\d.]+ / [\d.]+\s")  # `grade` prints a line per submission as it finishes

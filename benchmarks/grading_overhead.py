@@ -34,11 +34,11 @@ import nbformat
 import psutil
 from nbclient import NotebookClient
 
-from autograder.assign import assign
-from autograder.assignment import load_assignment
-from autograder.batch import grade_batch
+from autograder.grading.proof import assign
+from autograder.build.assignment import load_assignment
+from autograder.report.outbox import grade_into
 from autograder.config import GradeSettings
-from autograder.demo import example_submissions, repo_root
+from autograder.cli.demo import example_submissions, repo_root
 
 
 class PeakMemory(threading.Thread):
@@ -122,7 +122,7 @@ def main() -> None:
             watcher = PeakMemory()
             watcher.start()
             start = time.perf_counter()
-            batch = grade_batch(bundle, notebooks, tmp / f"jobs{jobs}-{figures}",
+            batch = grade_into(bundle, notebooks, tmp / f"jobs{jobs}-{figures}",
                                 GradeSettings(device=args.device, jobs=jobs, figures=figures))
             wall = time.perf_counter() - start
             watcher.done.set()

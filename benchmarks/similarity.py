@@ -29,11 +29,11 @@ from pathlib import Path
 import nbformat
 
 from autograder.checks import Outcome
-from autograder.notebook import Master
+from autograder.build.notebook import Master
 from autograder.report.instructor import write_report
 from autograder.report.records import Records
 from autograder.report.similarity import submissions_similarity
-from autograder.results import QuestionScore, SubmissionResult
+from autograder.outcomes import QuestionScore, SubmissionResult
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -13,11 +13,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from autograder.assign import build_bundles
-from autograder.assignment import BUNDLE_SOLUTION, load_assignment
+from autograder.build.bundles import build_bundles
+from autograder.build.assignment import BUNDLE_SOLUTION, load_assignment
 from autograder.config import GradeSettings
-from autograder.demo import repo_root
-from autograder.pipeline import grade_submission
+from autograder.cli.demo import repo_root
+from autograder.grading.pipeline import grade_submission
 
 MEASURES = ("accuracy", "inception", "entropy", "score")
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.assign import assign
-from autograder.assignment import load_assignment
-from autograder.batch import grade_batch
+from autograder.grading.proof import assign
+from autograder.build.assignment import load_assignment
+from autograder.report.outbox import grade_into
 from autograder.config import GradeSettings
-from autograder.demo import example_submissions
+from autograder.cli.demo import example_submissions
 
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = REPO / "assignments"
@@ -44,7 +44,7 @@ class Builds:
             report = self.build(name)
             bundle = load_assignment(report.autograder_dir)
             submissions = example_submissions(report.autograder_dir, ASSIGNMENTS / name)
-            batch = grade_batch(bundle, submissions, self.root / "grades" / name, GradeSettings(jobs=2))
+            batch = grade_into(bundle, submissions, self.root / "grades" / name, GradeSettings(jobs=2))
             self.grades[name] = {r.submission: r for r in batch.graded}
         return self.grades[name]
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from autograder.assignment import load_assignment
-from autograder.batch import grade_batch
+from autograder.build.assignment import load_assignment
+from autograder.report.outbox import grade_into
 from autograder.config import GradeSettings
 from autograder.report.gradebook import GRADEBOOK
 from bad_submissions import EXPECTED, write_bad_submissions
@@ -21,7 +21,7 @@ def bad_batch(convolution_build, tmp_path_factory):
     paths = write_bad_submissions(convolution_build.autograder_dir / "solution.ipynb", folder / "in")
     bundle = load_assignment(convolution_build.autograder_dir)
     out = folder / "out"
-    report = grade_batch(bundle, sorted(paths.values()), out, GradeSettings(jobs=2, timeout=20))
+    report = grade_into(bundle, sorted(paths.values()), out, GradeSettings(jobs=2, timeout=20))
     return out, {r.submission: r for r in report.graded}
 
 

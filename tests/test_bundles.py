@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from autograder.assign import build_bundles
+from autograder.build.bundles import build_bundles
 from conftest import ASSIGNMENTS
 
 NAMES = sorted(p.parent.name for p in ASSIGNMENTS.glob("*/assignment.toml"))

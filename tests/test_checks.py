@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder.assignment import load_assignment
+from autograder.build.assignment import load_assignment
 from autograder.checks import Misconception, close, exact, run_check
 from autograder.kernel.probe import Call, Forbid, LocalStudent
 from conftest import ASSIGNMENTS
@@ -162,7 +162,7 @@ def test_forbidden_modules_without_names_refuse_every_function_of_theirs():
 
 
 def test_recorded_values_do_not_depend_on_the_device_they_were_built_on():
-    from autograder.recorded import Recording, Replay
+    from autograder.build.recorded import Recording, Replay
 
     class Reference:
         @staticmethod
@@ -392,7 +392,7 @@ def test_states_close_and_where_they_differ():
 
 
 def test_mnist_split_reads_the_files_the_notebooks_read(tmp_path):
-    from autograder import mnist
+    from autograder.build import mnist
     from autograder.checks import mnist_split
 
     mnist.write_mnist(tmp_path / "student", tmp_path / "hidden")
@@ -524,7 +524,7 @@ def test_numbers_exact_hint_and_normal_samples():
 def test_tensor_loader_and_model_accuracy(tmp_path):
     from types import SimpleNamespace
 
-    from autograder import mnist
+    from autograder.build import mnist
     from autograder.checks import model_accuracy, tensor_loader
     from autograder.config import Threshold
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autograder.assignment import load_assignment
-from autograder.batch import grade_batch
+from autograder.build.assignment import load_assignment
+from autograder.report.outbox import grade_into
 from autograder.config import GradeSettings
 from autograder.errors import ConfigError
 from autograder.kernel.probe import LocalStudent
@@ -51,7 +51,7 @@ def test_inputs_are_moved_to_cuda_and_results_come_back_to_the_grader():
 @needs_cuda
 def test_convolution_solution_scores_full_marks_on_cuda(convolution_build, tmp_path):
     bundle = load_assignment(convolution_build.autograder_dir)
-    report = grade_batch(bundle, [convolution_build.autograder_dir / "solution.ipynb"], tmp_path,
+    report = grade_into(bundle, [convolution_build.autograder_dir / "solution.ipynb"], tmp_path,
                          GradeSettings(device="cuda"))
     result = report.graded[0]
     assert result.device == "cuda" and result.total == result.max_total, result.message

@@ -18,16 +18,16 @@ import pandas as pd
 import psutil
 import pytest
 
-from autograder.assignment import load_assignment
-from autograder.batch import grade_batch
+from autograder.build.assignment import load_assignment
+from autograder.report.outbox import grade_into
 from autograder.config import AssignmentConfig, GradeSettings
-from autograder.demo import example_submissions
+from autograder.cli.demo import example_submissions
 from autograder.errors import ConfigError
-from autograder.grading import executors
+from autograder.extensions import REGISTRIES
 from autograder.grading.executors import get_executor
 from autograder.report.gradebook import GRADEBOOK, Gradebook, write_gradebook
 from autograder.report.records import Records
-from autograder.results import QuestionScore, SubmissionResult
+from autograder.outcomes import QuestionScore, SubmissionResult
 from conftest import ASSIGNMENTS, expected_points, notebook_with
 
 CONFIG = AssignmentConfig.load(ASSIGNMENTS / "convolution" / "assignment.toml")
@@ -63,7 +63,7 @@ def test_an_unknown_executor_is_a_named_error():
 
 
 def test_grading_locally_never_imports_dask():
-    code = ("import sys; import autograder.cli, autograder.commands, autograder.batch; "
+    code = ("import sys; import autograder.cli.parser, autograder.cli.commands, autograder.grading.batch; "
             "from autograder.config import GradeSettings; from autograder.grading.executors import get_executor; "
             "get_executor(GradeSettings()); "
             "assert not [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')], 'dask imported'")
@@ -72,7 +72,7 @@ def test_grading_locally_never_imports_dask():
 
 def test_a_batch_reads_its_records_twice_whatever_its_size(tmp_path, monkeypatch):
     made: list[Instant] = []
-    monkeypatch.setitem(executors.EXECUTORS, "instant", lambda s: made.append(Instant(s)) or made[-1])
+    monkeypatch.setitem(REGISTRIES["executor"], "instant", lambda s: made.append(Instant(s)) or made[-1])
     reads = []
     original = Records.results
     monkeypatch.setattr(Records, "results", lambda self: reads.append(1) or original(self))
@@ -84,14 +84,14 @@ def test_a_batch_reads_its_records_twice_whatever_its_size(tmp_path, monkeypatch
     out, settings = tmp_path / "out", GradeSettings(executor="instant")
     assignment = SimpleNamespace(config=CONFIG)
     seen = []
-    report = grade_batch(assignment, notebooks, out, settings, on_result=lambda r: seen.append(r.submission))
+    report = grade_into(assignment, notebooks, out, settings, on_result=lambda r: seen.append(r.submission))
     assert len(reads) == 2 and seen == [p.stem for p in notebooks]  # at the start and at the end, not per result
     expected = write_gradebook(tmp_path / "check", CONFIG, [synthetic(p.stem, i) for i, p in enumerate(notebooks)])
     assert (out / GRADEBOOK).read_text() == (tmp_path / "check" / GRADEBOOK).read_text()
     pd.testing.assert_frame_equal(report.gradebook, expected)
 
     notebooks[5].write_text("changed")  # a rerun grades only what changed
-    again = grade_batch(assignment, reversed(notebooks), out, settings)
+    again = grade_into(assignment, reversed(notebooks), out, settings)
     assert made[-1].seen == ["s005"] and len(again.skipped) == 59
     assert list(pd.read_csv(out / GRADEBOOK)["submission"]) == sorted(p.stem for p in notebooks)
 
@@ -102,12 +102,12 @@ def test_an_interrupted_batch_writes_its_gradebook_and_a_killed_one_keeps_its_ro
             finish(synthetic(submissions[0].name))
             raise KeyboardInterrupt
 
-    monkeypatch.setitem(executors.EXECUTORS, "interrupted", Interrupted)
+    monkeypatch.setitem(REGISTRIES["executor"], "interrupted", Interrupted)
     notebooks = [tmp_path / f"{name}.ipynb" for name in ("b", "a", "c")]
     for p in notebooks:
         p.write_text(p.stem)
     with pytest.raises(KeyboardInterrupt):
-        grade_batch(SimpleNamespace(config=CONFIG), notebooks, tmp_path / "out", GradeSettings(executor="interrupted"))
+        grade_into(SimpleNamespace(config=CONFIG), notebooks, tmp_path / "out", GradeSettings(executor="interrupted"))
     assert list(pd.read_csv(tmp_path / "out" / GRADEBOOK)["submission"]) == ["b"]
 
     book = Gradebook(tmp_path / "live", CONFIG, [synthetic("m", 1)])  # a kill: rows appended, never closed
@@ -154,7 +154,7 @@ def test_dask_charges_a_dead_worker_only_to_the_task_that_had_started_on_it():
     from distributed import KilledWorker
 
     from autograder.grading.dask_cluster import FREE_RESUBMITS, DaskCluster
-    from autograder.submissions import Submission
+    from autograder.grading.submissions import Submission
 
     cluster, assignment = DaskCluster(GradeSettings(executor="dask")), SimpleNamespace(config=CONFIG)
     killed = SimpleNamespace(status="error", exception=lambda: KilledWorker("key", None, 0))
@@ -181,7 +181,7 @@ def test_dask_grades_the_golden_examples_as_the_local_pool_does(builds, tmp_path
     report = builds.build("convolution")
     submissions = example_submissions(report.autograder_dir, ASSIGNMENTS / "convolution")
     owners: set[int] = set()  # of the zygotes running while results arrive
-    dask = grade_batch(load_assignment(report.autograder_dir), submissions, tmp_path,
+    dask = grade_into(load_assignment(report.autograder_dir), submissions, tmp_path,
                        GradeSettings(jobs=2, executor="dask"), on_result=lambda _: owners.update(zygote_owners()))
     assert owners == {os.getpid()}  # the LocalCluster's workers share the grader's zygote
     local = (builds.root / "grades" / "convolution" / GRADEBOOK).read_text()
@@ -236,7 +236,7 @@ def test_a_killed_worker_costs_only_its_own_submission(convolution_build, tmp_pa
     killer = threading.Thread(target=kill_when_running, args=(pool, {"victim": 2, "survivor": 1}, stop, killed))
     killer.start()
     try:
-        from autograder.submissions import as_submission
+        from autograder.grading.submissions import as_submission
 
         pool.run(assignment, [as_submission(p) for p in submissions], lambda r: results[r.submission].append(r))
     finally:

@@ -9,10 +9,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.assignment import load_assignment
-from autograder.batch import grade_batch
+from autograder.build.assignment import load_assignment
+from autograder.report.outbox import grade_into
 from autograder.checks import Outcome
-from autograder.checks.render import outcomes_text
+from autograder.render import outcomes_text
 from autograder.config import GradeSettings
 from conftest import REPO, cell_index_defining
 
@@ -31,7 +31,7 @@ def graded(builds, tmp_path_factory):
     (folder / "empty.ipynb").write_text("")
     (folder / "latin1.ipynb").write_bytes(b"\xff\xfe not utf-8")
     out = folder / "out"
-    grade_batch(load_assignment(report.autograder_dir), [folder / f"{name}.ipynb" for name in (
+    grade_into(load_assignment(report.autograder_dir), [folder / f"{name}.ipynb" for name in (
         "wrong", "empty", "latin1")], out, GradeSettings())
     return out, load_assignment(report.autograder_dir)
 

@@ -11,16 +11,19 @@ from dataclasses import replace
 
 import pytest
 
-from autograder.assignment import load_assignment
+from autograder.build.assignment import load_assignment
 from autograder.checks import Context, Outcome
-from autograder.checks.figures import FigureSet, MAX_PNG_BYTES, new_figure, run_figures, shown_figures
+from autograder.checks.figures import FigureSet, MAX_PNG_BYTES, new_figure, run_figures
+from autograder.report.feedback import shown_figures
 from autograder.config import GradeSettings
 from autograder.errors import TorchgradeError
 from autograder.kernel.probe import LocalStudent
-from autograder.pipeline import grade_submission
-from autograder.report.gradebook import feedback_html, feedback_text, gradescope_json, write_feedback
+from autograder.grading.pipeline import grade_submission
+from autograder.report.feedback import feedback_html, feedback_text
+from autograder.report.results_json import gradescope_json
+from autograder.report.writers import write_feedback
 from autograder.report.records import from_data, to_data
-from autograder.results import QuestionScore, SubmissionResult
+from autograder.outcomes import QuestionScore, SubmissionResult
 from conftest import ASSIGNMENTS, expected_points
 
 PNG = b"\x89PNG\r\n\x1a\n"

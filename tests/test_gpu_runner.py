@@ -12,7 +12,7 @@ import pytest
 
 from autograder.checks import Outcome
 from autograder.config import Threshold
-from autograder.results import QuestionScore, SubmissionResult
+from autograder.outcomes import QuestionScore, SubmissionResult
 from conftest import ASSIGNMENTS, REPO
 
 spec = importlib.util.spec_from_file_location("gpu_runner", REPO / "benchmarks" / "gpu_runner.py")

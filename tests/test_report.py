@@ -19,12 +19,12 @@ import pytest
 from rich.console import Console
 
 from autograder.checks import Outcome
-from autograder.notebook import Master
+from autograder.build.notebook import Master
 from autograder.report.instructor import REPORT, SIMILARITY_DIR, normalise, write_report
 from autograder.report.records import Records
 from autograder.report.similarity import answer_code, code_cells, find_similar
 from autograder.report.terminal import BatchProgress, print_summary
-from autograder.results import QuestionScore, SubmissionResult
+from autograder.outcomes import QuestionScore, SubmissionResult
 
 REPO = Path(__file__).resolve().parent.parent
 MASTER = REPO / "assignments" / "convolution" / "convolution.ipynb"
@@ -314,10 +314,10 @@ def test_progress_on_a_terminal_is_a_bar():
 def test_grading_the_convolution_examples_writes_the_report(builds, capsys):
     """The examples graded for real (shared with other tests); `run_batch` again finds every one graded,
     so it only writes the gradebook and the report, and says so in its summary."""
-    from autograder.assignment import load_assignment
-    from autograder.commands import run_batch
+    from autograder.build.assignment import load_assignment
+    from autograder.cli.commands import run_batch
     from autograder.config import GradeSettings
-    from autograder.demo import example_submissions
+    from autograder.cli.demo import example_submissions
 
     graded = builds.graded_examples("convolution")
     build = builds.build("convolution")

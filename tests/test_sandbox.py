@@ -15,6 +15,7 @@ import pytest
 
 import hostile
 from autograder.config import Limits
+from autograder.extensions import REGISTRIES
 from autograder.kernel import boot
 from autograder.kernel.execute import execute_notebook
 from autograder.kernel.isolation import Bubblewrap, bwrap_unavailable, library_dirs
@@ -261,7 +262,7 @@ a = 'survived'
 def test_one_memory_limit_covers_every_process_of_the_submission(tmp_path, cgroups, monkeypatch):
     if cgroups and cgroups_unavailable():
         pytest.skip(f"no cgroups here: {cgroups_unavailable()}")
-    monkeypatch.setattr("autograder.kernel.isolation.ISOLATIONS", {"bwrap": lambda: Bubblewrap(cgroups)})
+    monkeypatch.setitem(REGISTRIES["isolation"], "bwrap", lambda: Bubblewrap(cgroups))
     limits = Limits(cell_timeout=20, notebook_timeout=40, memory_mb=900)
     code = "CHILD_MB, KERNEL_MB = 500, 500\n" + MEMORY  # each below the limit, together above it
     report, values, session = run(tmp_path, "a = 'before'", code, limits=limits)
@@ -291,7 +292,7 @@ else:
 
 def test_fork_bomb_without_cgroups_is_contained_by_the_process_limit(tmp_path, monkeypatch):
     """RLIMIT_NPROC, counted in the sandbox's user namespace; as root (which it does not bind), the watchdog."""
-    monkeypatch.setattr("autograder.kernel.isolation.ISOLATIONS", {"bwrap": lambda: Bubblewrap(False)})
+    monkeypatch.setitem(REGISTRIES["isolation"], "bwrap", lambda: Bubblewrap(False))
     bomb = """import os, time
 a = 'not stopped'
 for i in range(400):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from autograder.errors import ConfigError
-from autograder.submissions import find_submissions
+from autograder.grading.submissions import find_submissions
 
 
 def notebooks(root: Path, *names: str) -> Path:

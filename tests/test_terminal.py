@@ -11,7 +11,7 @@ import pandas as pd
 from rich.console import Console
 
 from autograder.report.terminal import print_gradebook, print_progress
-from autograder.results import QuestionScore, SubmissionResult
+from autograder.outcomes import QuestionScore, SubmissionResult
 
 QUESTIONS = ["conv2d_single", "conv2d", "max_pool2d", "sobel", "generator", "discriminator", "weights_init"]
 
@@ -67,9 +67,9 @@ def test_a_wide_terminal_gets_the_full_column_names():
 
 def test_help_is_fast_because_nothing_heavy_loads_before_parsing():
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "autograder.cli", "grade", "--help"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "autograder.cli.parser", "grade", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "--name-from" in proc.stdout
-    modules = subprocess.run([sys.executable, "-c", "import sys, autograder.cli; print(sorted(sys.modules))"],
+    modules = subprocess.run([sys.executable, "-c", "import sys, autograder.cli.parser; print(sorted(sys.modules))"],
                              capture_output=True, text=True).stdout
     assert "'torch'" not in modules and "'pandas'" not in modules  # what makes --help slow is never imported
     print(f"torchgrade grade --help: {time.perf_counter() - start:.2f} s")

@@ -1,10 +1,9 @@
 """The check library: what an assignment's `checks/public.py` and `checks/hidden.py` import.
 
-- `core`: checks, check sets, outcomes, running them;
+- `core`: checks, check sets, running them (outcomes are `autograder.outcomes`'s);
 - `compare`: comparators with explicit tolerances, known mistakes, accuracy credit;
 - `models`: small models described as data (specs), module snapshots and state comparisons;
 - `data`: the MNIST split reader, and loaders and hooks that checks hand to student code;
-- `render`: outcomes shown to students or to instructors.
 """
 
 from ..kernel.codec import ModuleSnapshot, Opaque, ref
@@ -14,8 +13,9 @@ from .compare import (accuracy, as_number, as_numbers, call_problem, close, diag
                       model_accuracy, normal_sample, on_device, plain, randint, randn, random_pixels, returned,
                       returned_as, same, scalar, shape_hint, shape_list, show, signature, student_call, student_value,
                       tensor_tuple, value_problem, values_close)
-from .core import (Check, check_seed, CheckFn, CheckSet, Context, failed, Misconception, Outcome, PARAMETERS, passed,
-                   run_check, run_checks, STATUSES, Verdict)
+from ..outcomes import CHECK_STATUSES as STATUSES, Outcome
+from .core import (Check, check_seed, CheckFn, CheckSet, Context, failed, Misconception, PARAMETERS, passed, run_check,
+                   run_checks, Verdict)
 from .data import batches_of, keep_output, mnist_split, OnePassLoader, tensor_loader
 from .models import (again, args_state, as_module, brief, build, changed_keys, describe, fixed, layer, leaf_types,
                      model_call, module_snapshot, named, output_problem, random_state, run_module, seq, spec,

@@ -27,6 +27,7 @@ import torch
 
 from ..config import AssignmentConfig, Threshold
 from ..errors import TorchgradeError
+from ..outcomes import Outcome, status_of
 from ..kernel.probe import Student
 
 
@@ -142,33 +143,6 @@ class CheckSet:
                                   f"{', '.join(stray)}; questions are {', '.join(sorted(known))}", where)
 
 
-STATUSES = ("passed", "partial", "failed", "error")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The result of one check on one submission: data, whatever happened.
-
-    `status`: passed, partial, failed (the student's answer), or error (the grader could not run the
-    check: never the student's fault; `detail` holds the traceback, for the instructor only)."""
-
-    check: str
-    question: str
-    public: bool
-    weight: float
-    score: float
-    message: str
-    hint: str = ""
-    seconds: float = 0.0
-    status: str = "passed"
-    detail: str = ""
-    doc: str = ""
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "passed"
-
-
 def check_seed(name: str, base: int) -> int:
     return (zlib.crc32(name.encode()) ^ (base * 2654435761)) % (2**31)
 
@@ -188,7 +162,7 @@ def run_check(check: Check, st: Student, ref: Any, base_seed: int, ctx: Context 
         return Outcome(check.name, check.question, check.public, check.weight, 0.0,
                        f"the grader could not run this check ({type(exc).__name__}: {str(exc)[:300]})", "",
                        time.perf_counter() - start, "error", traceback.format_exc(limit=8)[-4000:], check.doc)
-    status = "passed" if verdict.score >= 1 else ("partial" if verdict.score > 0 else "failed")
+    status = status_of(verdict.score)
     return Outcome(check.name, check.question, check.public, check.weight, verdict.score, verdict.message,
                    verdict.hint, time.perf_counter() - start, status, "", check.doc)
 

@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..assignment import BUNDLE_SOLUTION, load_assignment
+from ..build.assignment import BUNDLE_SOLUTION, load_assignment
 from ..config import AssignmentConfig
 from ..errors import ConfigError
 from .scripts import RUN_AUTOGRADER, SETUP_SH
@@ -46,7 +46,7 @@ def export_gradescope(assignment: Path, zip_path: Path) -> ExportReport:
         raise ConfigError("this is a student bundle; export the autograder bundle or the source folder", assignment)
     if loaded.kind == "bundle":
         return write_zip(loaded.root, loaded.config, zip_path)
-    from ..assign import build_bundles  # torch loads only here
+    from ..build.bundles import build_bundles  # torch loads only here
 
     with tempfile.TemporaryDirectory(prefix="torchgrade-export-") as tmp:
         _, bundle = build_bundles(loaded.root, Path(tmp))

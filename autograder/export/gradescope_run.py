@@ -61,15 +61,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def grade_container(root: Path, bundle: Path, isolation: str, device: str) -> dict:
-    from ..assignment import load_assignment
-    from ..report.gradebook import gradescope_json
-    from ..results import SubmissionResult
+    from ..build.assignment import load_assignment
+    from ..report.results_json import gradescope_json
+    from ..outcomes import SubmissionResult
 
     assignment = load_assignment(bundle)
     config = assignment.config
     notebook, problem = find_notebook(root / "submission", config.notebook)
     if problem:
-        result = SubmissionResult.ungraded(notebook.stem if notebook else NO_SUBMISSION, "invalid", problem, config)
+        result = SubmissionResult.ungraded_row(notebook.stem if notebook else NO_SUBMISSION, "invalid", problem,
+                                              config.questions, phase="read")
         used = None  # nothing ran
         print(problem)
     else:
@@ -83,7 +84,7 @@ def grade_container(root: Path, bundle: Path, isolation: str, device: str) -> di
 
 def find_notebook(folder: Path, expected: str) -> tuple[Path | None, str]:
     """The submission's one notebook, or why there is not exactly one."""
-    from ..submissions import notebooks_in
+    from ..grading.submissions import notebooks_in
 
     notebooks = notebooks_in(folder) if folder.is_dir() else []
     if len(notebooks) == 1:
@@ -113,14 +114,14 @@ def choose_isolation(wanted: str) -> str:
 
 
 def grade_one(assignment, notebook: Path, isolation: str, device: str):
-    from ..batch import grade_batch
+    from ..report.outbox import grade_into
     from ..config import GradeSettings
-    from ..report.gradebook import feedback_text
-    from ..submissions import Submission
+    from ..report.feedback import feedback_text
+    from ..grading.submissions import Submission
 
     settings = GradeSettings(device=device, isolation=isolation)
     with tempfile.TemporaryDirectory(prefix="torchgrade-gradescope-") as out:
-        report = grade_batch(assignment, [Submission(notebook.stem, notebook)], Path(out), settings)
+        report = grade_into(assignment, [Submission(notebook.stem, notebook)], Path(out), settings)
     result = report.graded[0]
     print(feedback_text(result, "instructor"))
     return result

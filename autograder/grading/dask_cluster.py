@@ -42,17 +42,17 @@ import dask
 from distributed import Client, KilledWorker, LocalCluster, as_completed
 from distributed.utils import get_mp_context
 
-from ..assignment import Assignment
+from ..build.assignment import Assignment
 from ..config import DEVICES, GradeSettings
 from ..errors import ConfigError, InvalidSubmission
 from ..kernel.isolation import get_isolation
 from ..kernel.session import start_zygote
-from ..pipeline import kernel_spec
-from ..results import SubmissionResult
-from ..submissions import Submission
+from .pipeline import kernel_spec
+from ..outcomes import SubmissionResult
+from .submissions import Submission
 from . import dask_worker
 from .dask_worker import BundlePlugin, ClusterError, bundle_problem, grade_task
-from .executors import RETRIES, Finish, describe, grader_failed, warm_context, worker_died
+from .worker import RETRIES, Finish, describe, grader_failed, warm_context, worker_died
 
 SCHEDULER_CONFIG = {"distributed.scheduler.allowed-failures": 0, "distributed.scheduler.worker-saturation": 1.0}
 CONNECT_TIMEOUT = "30s"
@@ -170,8 +170,8 @@ class DaskCluster:
             try:
                 notebook = each.path.read_bytes()
             except OSError as exc:  # as the local pool says of a notebook it cannot read
-                finish(SubmissionResult.ungraded(each.name, "invalid", InvalidSubmission.from_exception(
-                    each.path, exc).message, assignment.config, str(each.path)))
+                finish(SubmissionResult.ungraded_row(each.name, "invalid", InvalidSubmission.from_exception(
+                    each.path, exc).message, assignment.config.questions, str(each.path), phase="read"))
                 return
             key = f"torchgrade-{each.name}-{uuid.uuid4().hex[:12]}"  # a new key per try
             self.submission_of[key] = each
@@ -245,7 +245,7 @@ def pack_bundle(assignment: Assignment) -> bytes:
     if assignment.kind != "bundle":
         if assignment.kind != "source":
             raise ConfigError("grade with the autograder bundle or the source folder", assignment.root)
-        from ..assign import build_bundles
+        from ..build.bundles import build_bundles
 
         with tempfile.TemporaryDirectory(prefix="torchgrade-bundle-") as tmp:
             _, autograder = build_bundles(assignment.root, Path(tmp))

@@ -35,7 +35,7 @@ from ..errors import ConfigError, TorchgradeError
 from ..kernel.isolation import get_isolation
 from ..kernel.spec import KernelSpec, base_env
 from ..kernel.zygote import Zygote
-from ..submissions import Submission
+from .submissions import Submission
 
 PLUGIN_PREFIX = "torchgrade-bundle-"
 READY_WAIT = 600.0  # seconds a worker may take to load the assignment
@@ -150,7 +150,7 @@ class WorkerBundle:
                 settings = replace(settings, zygote=zygote.address)
             import torch
 
-            from ..assignment import load_assignment
+            from ..build.assignment import load_assignment
             from .executors import grade_safely  # the grader (nbclient and all), loaded before the first task
 
             torch.set_num_threads(1)  # a worker's checks are small; the cores are the kernels'

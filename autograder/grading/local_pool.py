@@ -19,13 +19,13 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from ..assignment import Assignment, load_assignment
+from ..build.assignment import Assignment, load_assignment
 from ..config import GradeSettings
 from ..kernel.isolation import get_isolation
 from ..kernel.session import Prefetch, start_zygote
-from ..pipeline import kernel_spec
-from ..submissions import Submission
-from .executors import RETRIES, Finish, describe, grade_safely, grader_failed, warm_context, worker_died
+from .pipeline import kernel_spec
+from .submissions import Submission
+from .worker import RETRIES, Finish, describe, grade_safely, grader_failed, warm_context, worker_died
 
 Task = tuple[Submission, GradeSettings]
 STOP_GRACE = 5.0  # seconds an idle worker has to exit when told to, before it is terminated

@@ -23,7 +23,7 @@ class KernelSpec:
     device: str
     seed: int
     gpu: int | None = None  # which GPU this kernel sees, on a runner with several
-    isolation: str = "bwrap"  # see isolation.ISOLATIONS
+    isolation: str = "bwrap"  # a name of the `isolation` registry (extensions.py)
     zygote: str | None = None  # the address of the batch's fork server; None: this process starts its own
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import quote
 
-from ..results import STATUSES, SubmissionResult
-from .gradebook import INSTRUCTOR_DIR, atomic_write
+from ..outcomes import STATUSES, SubmissionResult
+from .writers import INSTRUCTOR_DIR, atomic_write
 from .records import Records
 
 REPORT = "report.html"

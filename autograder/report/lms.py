@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError
-from ..results import SubmissionResult
+from ..extensions import load
+from ..outcomes import SubmissionResult
 from .records import RECORDS, Records
 
 ROSTER_COLUMNS = ("submission", "name", "id", "sis_user_id", "sis_login_id", "section", "email")
@@ -216,18 +217,13 @@ def csv_rows(matched: Matched, column: GradeColumn, roster_columns: frozenset[st
     return rows
 
 
-FORMATS: dict[str, LmsFormat] = {
-    "canvas": LmsFormat("canvas", (("id", "sis_user_id", "sis_login_id"),), canvas_rows),
-    "moodle": LmsFormat("moodle", (("email", "id"),), moodle_rows),
-    "csv": LmsFormat("csv", (), csv_rows),
-}
+CANVAS = LmsFormat("canvas", (("id", "sis_user_id", "sis_login_id"),), canvas_rows)
+MOODLE = LmsFormat("moodle", (("email", "id"),), moodle_rows)
+CSV = LmsFormat("csv", (), csv_rows)  # the formats are registered in `extensions.py` ("lms")
 
 
 def get_format(name: str) -> LmsFormat:
-    try:
-        return FORMATS[name]
-    except KeyError:
-        raise ConfigError(f"unknown gradebook format {name!r}; known: {', '.join(FORMATS)}") from None
+    return load("lms", name)
 
 
 def check_roster(roster: Roster, fmt: LmsFormat) -> None:
@@ -238,7 +234,7 @@ def check_roster(roster: Roster, fmt: LmsFormat) -> None:
 
 
 def write_csv(path: Path, rows: list[list[str]]) -> None:
-    from .gradebook import atomic_write  # pandas loads only here
+    from .writers import atomic_write
 
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows(rows)

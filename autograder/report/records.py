@@ -21,8 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..results import QuestionScore, SubmissionResult
-from ..checks import Outcome
+from ..outcomes import Outcome, QuestionScore, SubmissionResult
 
 RECORDS = ".torchgrade-records.sqlite"
 SCHEMA = """CREATE TABLE IF NOT EXISTS results (

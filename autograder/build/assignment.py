@@ -16,10 +16,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .checks import CheckSet
-from .checks.figures import FigureSet
-from .config import CONFIG_NAME, AssignmentConfig
-from .errors import ConfigError, TorchgradeError
+from ..checks import CheckSet
+from ..checks.figures import FigureSet
+from ..config import CONFIG_NAME, AssignmentConfig
+from ..errors import ConfigError, TorchgradeError
 from .recorded import Replay
 
 CHECKS_DIR = "checks"

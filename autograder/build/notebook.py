@@ -19,7 +19,7 @@ import yaml
 from otter.assign.blocks import BlockType, is_block_boundary_cell
 from otter.assign.solutions import replace_solutions
 
-from .errors import ConfigError, InvalidSubmission
+from ..errors import ConfigError, InvalidSubmission
 
 SOLUTION_MARKERS = ("# BEGIN SOLUTION", "# END SOLUTION")
 SETUP_SOURCE = (

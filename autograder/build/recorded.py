@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from .kernel import codec, kernel_side
-from .errors import TorchgradeError
+from ..kernel import codec, kernel_side
+from ..errors import TorchgradeError
 
 
 class NotRecorded(TorchgradeError):

@@ -1,29 +1,26 @@
-"""What each `torchgrade` command does; imported only once the command line is parsed (torch is heavy)."""
+"""What each `torchgrade` command does; imported only once the command line is parsed.
+
+Each command imports what it needs when it runs: `gradebook` (a CSV join over the records) loads neither torch
+nor pandas, and the others pay for torch only when they run.
+"""
 
 from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 from rich.markup import escape
 
-from .assign import BLANK_NAME, assign, build_bundles
-from .assignment import STUDENT_META, load_assignment
-from .batch import grade_batch
-from .checks.render import outcomes_text, public_summary
-from .config import GradeSettings
-from .errors import ConfigError
-from .kernel.isolation import trusted_isolation
-from .pipeline import grade_submission
-from .report.gradebook import FEEDBACK_DIR, GRADEBOOK, INSTRUCTOR_DIR, RESULTS_DIR
-from .report.instructor import write_report
-from .report.terminal import BatchProgress, console, print_gradebook, print_summary
-from .submissions import find_submissions
+from ..config import GradeSettings
+from ..errors import ConfigError
+from ..report.terminal import console
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
+    from ..grading.proof import assign
+    from ..kernel.isolation import trusted_isolation
+
     settings = GradeSettings(device=args.device, threads=args.threads, isolation=trusted_isolation())
     report = assign(args.source, args.out, settings)
     console.print(f"[bold green]built[/] {escape(report.name)} in {report.seconds:.1f} s")
@@ -35,6 +32,11 @@ def cmd_assign(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
+    from ..build.assignment import load_assignment
+    from ..build.bundles import build_bundles
+    from ..grading.submissions import find_submissions
+    from .run_batch import run_batch
+
     assignment = load_assignment(args.assignment)
     if assignment.kind == "student":
         raise ConfigError("this is a student bundle; grade with the autograder bundle or the source folder",
@@ -56,30 +58,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_batch(assignment, submissions, out: Path, settings: GradeSettings):
-    start = time.perf_counter()
-    sandbox = "in sandboxes" if settings.isolation != "none" else "[yellow]without isolation[/]"
-    workers = (f"the Dask cluster at {settings.scheduler}" if settings.scheduler else f"{settings.jobs} job(s)"
-               + (" on a Dask LocalCluster" if settings.executor == "dask" else ""))
-    device = settings.device if settings.executor == "dask" else settings.resolved_device()  # workers resolve it
-    console.print(f"grading {len(submissions)} submission(s) of [bold]{escape(assignment.name)}[/] "
-                  f"on {device} with {workers}, {sandbox}")
-    with BatchProgress(0) as progress:
-        report = grade_batch(assignment, submissions, out, settings, on_result=progress, on_start=progress.begin)
-    if report.skipped:
-        console.print(f"skipped {len(report.skipped)} already graded (use --force to grade again)")
-    print_gradebook(report.gradebook)
-    blank = assignment.root / BLANK_NAME
-    instructor_report = write_report(out, blank if blank.is_file() else None, assignment.name)
-    print_summary(report.graded, time.perf_counter() - start, len(report.skipped))
-    console.print(f"  gradebook: {out / GRADEBOOK}\n  results:   {out / RESULTS_DIR}/\n"
-                  f"  feedback:  {out / FEEDBACK_DIR}/ (for students)\n"
-                  f"  instructor: {out / INSTRUCTOR_DIR}/ (everything, integrity findings included)\n"
-                  f"  report:    {instructor_report} (distributions, diagnoses, flags, similar pairs)", markup=False)
-    return report
-
-
 def cmd_check(args: argparse.Namespace) -> int:
+    from ..build.assignment import STUDENT_META, load_assignment
+    from ..grading.pipeline import grade_submission
+    from ..render import outcomes_text, public_summary
+
     folder = args.assignment or args.notebook.resolve().parent
     if not (Path(folder) / STUDENT_META).is_dir() and Path(folder).name != STUDENT_META:
         raise ConfigError(f"no {STUDENT_META}/ folder here; pass --assignment <student folder>", folder)
@@ -106,7 +89,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export.gradescope import export_gradescope
+    from ..export.gradescope import export_gradescope
 
     report = export_gradescope(args.assignment, args.out)
     console.print(f"[bold green]exported[/] {escape(report.name)} for Gradescope: {report.files} files, "
@@ -119,7 +102,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_gradebook(args: argparse.Namespace) -> int:
-    from .report.lms import export_lms
+    from ..report.lms import export_lms
 
     report = export_lms(args.out, args.roster, args.format, args.output, args.title, args.assignment_id)
     matched = report.matched

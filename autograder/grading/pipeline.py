@@ -6,18 +6,18 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .assignment import Assignment
-from .checks import Context, Outcome, run_checks
-from .checks.figures import run_figures
-from .config import GradeSettings
-from .errors import InvalidSubmission
-from .kernel.execute import ExecutionReport, execute_notebook
-from .kernel.integrity import Finding, needs_watch, scan_source
-from .kernel.probe import KernelStudent, Student
-from .kernel.session import Prefetch, Session
-from .kernel.spec import KernelSpec
-from .notebook import read_submission
-from .results import SubmissionResult, score
+from ..build.assignment import Assignment
+from ..checks import Context, Outcome, run_checks
+from ..checks.figures import run_figures
+from ..config import GradeSettings
+from ..errors import InvalidSubmission
+from ..kernel.execute import ExecutionReport, execute_notebook
+from ..kernel.integrity import Finding, needs_watch, scan_source
+from ..kernel.probe import KernelStudent, Student
+from ..kernel.session import Prefetch, Session
+from ..kernel.spec import KernelSpec
+from ..build.notebook import SETUP_SOURCE, read_submission
+from ..outcomes import SubmissionResult, score
 
 Prober = Callable[[Student, Context], list[Outcome]]
 
@@ -33,12 +33,13 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
     try:
         nb = read_submission(path)
     except InvalidSubmission as exc:
-        return SubmissionResult.ungraded(name, "invalid", exc.message, assignment.config, str(path))
+        return SubmissionResult.ungraded_row(name, "invalid", exc.message, assignment.config.questions, str(path),
+                                             phase="read")
     spec = kernel_spec(assignment, settings)
     data = assignment.student_files / "data" if assignment.student_files else None
     ctx = Context(assignment.config, spec.device, assignment.hidden, data)
     prober = prober or all_checks(assignment)
-    flags = scan_source(nb)
+    flags = scan_source(nb, trusted=[SETUP_SOURCE])
     session = prefetch.session(path, assignment.student_files, spec) if prefetch else Session(
         path, assignment.student_files, spec)
     with session:
@@ -53,7 +54,7 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
     return SubmissionResult(
         submission=name,
         status=report.status,
-        questions=score(assignment.config, outcomes),
+        questions=score(assignment.config.questions, outcomes),
         message=report.message,
         path=str(path),
         execution_time=time.perf_counter() - start,

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..extensions import load
 
 NOTEBOOK_SUFFIX = ".ipynb"
-NAMINGS = ("auto", "file", "folder", "pattern")
 CANVAS_PATTERN = r"(?P<student>[^_]+)_(?:LATE_)?(?P<id>\d+)_\d+_.+"
 SKIPPED = (".ipynb_checkpoints", "__MACOSX")
 
@@ -39,9 +39,9 @@ def as_submission(item: Submission | Path | str) -> Submission:
 
 
 def find_submissions(paths: Iterable[Path], naming: str = "auto", pattern: str | None = None) -> list[Submission]:
-    """The notebooks in `paths` (files as given, folders searched recursively), each with its name."""
-    if naming not in NAMINGS:
-        raise ConfigError(f"unknown naming {naming!r}; choose one of {', '.join(NAMINGS)}")
+    """The notebooks in `paths` (files as given, folders searched recursively), each with its name given by the
+    layout `naming` (a name of the `layout` registry, `extensions.py`)."""
+    layout = load("layout", naming)
     try:
         regex = re.compile(pattern or CANVAS_PATTERN)
     except re.error as exc:
@@ -51,7 +51,7 @@ def find_submissions(paths: Iterable[Path], naming: str = "auto", pattern: str |
     found: list[Submission] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += name_notebooks(path, notebooks_in(path), naming, regex, pattern is not None)
+            found += layout(Folder(path, notebooks_in(path), regex, pattern is not None))
         elif path.exists():
             found.append(Submission(name_by_pattern(path, regex) if naming == "pattern" else path.stem, path))
         else:
@@ -59,19 +59,34 @@ def find_submissions(paths: Iterable[Path], naming: str = "auto", pattern: str |
     return unique(found)
 
 
+@dataclass(frozen=True)
+class Folder:
+    """A folder given to `grade`: its notebooks, the name pattern, and whether the user gave that pattern."""
+
+    root: Path
+    notebooks: list[Path]
+    regex: re.Pattern
+    explicit: bool
+
+
 def notebooks_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob(f"*{NOTEBOOK_SUFFIX}")
                   if not any(x.startswith(".") or x in SKIPPED for x in p.parts[len(folder.parts):]))
 
 
-def name_notebooks(root: Path, notebooks: list[Path], naming: str, regex: re.Pattern, explicit: bool
-                   ) -> list[Submission]:
-    if naming == "auto":
-        naming = auto_naming(root, notebooks, regex, explicit)
-    if naming == "file":
-        return [Submission(p.stem, p) for p in notebooks]
-    if naming == "pattern":
-        return [Submission(name_by_pattern(p, regex), p) for p in notebooks]
+def name_by_file(folder: Folder) -> list[Submission]:
+    """Notebooks side by side: each is named after its file."""
+    return [Submission(p.stem, p) for p in folder.notebooks]
+
+
+def name_by_pattern_in(folder: Folder) -> list[Submission]:
+    """An LMS bulk download: names from the pattern (Canvas's `name_[LATE_]userid_subid_file` by default)."""
+    return [Submission(name_by_pattern(p, folder.regex), p) for p in folder.notebooks]
+
+
+def name_by_folder(folder: Folder) -> list[Submission]:
+    """A folder per student (or Gradescope's `submission_*` folders), each holding one notebook."""
+    root, notebooks = folder.root, folder.notebooks
     loose = [p for p in notebooks if p.parent == root]
     if loose:
         raise ConfigError("folder naming expects one folder per submission, but these notebooks lie directly in "
@@ -84,21 +99,22 @@ def name_notebooks(root: Path, notebooks: list[Path], naming: str, regex: re.Pat
         listing = "; ".join(f"{k}/: {', '.join(str(p.relative_to(root / k)) for p in v)}" for k, v in several.items())
         raise ConfigError("each submission folder must hold one notebook, but these hold several (remove the extra "
                           f"ones, or pass the notebooks themselves): {listing}", root)
-    return [Submission(folder, notebooks[0]) for folder, notebooks in sorted(by_folder.items())]
+    return [Submission(name, paths[0]) for name, paths in sorted(by_folder.items())]
 
 
-def auto_naming(root: Path, notebooks: list[Path], regex: re.Pattern, explicit: bool) -> str:
+def name_auto(folder: Folder) -> list[Submission]:
     """Folders each holding one notebook: folder names; LMS file names: the pattern; else file names."""
+    root, notebooks = folder.root, folder.notebooks
     loose = [p for p in notebooks if p.parent == root]
-    folders = defaultdict(int)
+    folders: dict[str, int] = defaultdict(int)
     for p in notebooks:
         if p.parent != root:
             folders[p.relative_to(root).parts[0]] += 1
     if folders and not loose and max(folders.values()) == 1:
-        return "folder"
-    if loose and not folders and (explicit or all(regex.fullmatch(p.stem) for p in loose)):
-        return "pattern"
-    return "file"
+        return name_by_folder(folder)
+    if loose and not folders and (folder.explicit or all(folder.regex.fullmatch(p.stem) for p in loose)):
+        return name_by_pattern_in(folder)
+    return name_by_file(folder)
 
 
 def name_by_pattern(path: Path, regex: re.Pattern) -> str:

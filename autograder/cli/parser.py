@@ -12,10 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import __version__
-from .config import DEVICES
-from .errors import TorchgradeError
-from .submissions import NAMINGS
+from .. import __version__
+from ..config import DEVICES
+from ..errors import TorchgradeError
+from ..extensions import choices
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import commands  # torch and the kernel machinery load only now: `--help` stays fast
     from rich.markup import escape
 
-    from .report.terminal import console
+    from ..report.terminal import console
 
     try:
         return getattr(commands, args.run)(args)
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
     p.add_argument("--timeout", type=float, help="whole-notebook time limit in seconds (overrides the assignment's)")
     p.add_argument("--force", action="store_true", help="grade again submissions already in --out")
-    p.add_argument("--name-from", choices=NAMINGS, default="auto",
+    p.add_argument("--name-from", choices=choices("layout"), default="auto",
                    help="what names a submission: its file, its folder (a folder per student or Gradescope's "
                         "submission_* folders), or --name-pattern on LMS download names (default auto: folders "
                         "holding one notebook each, else Canvas-style names, else file names)")
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figures", action="store_true",
                    help="leave the assignment's feedback figures out (each costs some tenths of a second per "
                         "submission)")
-    p.add_argument("--executor", choices=("local", "dask"), default="local",
+    p.add_argument("--executor", choices=choices("executor"), default="local",
                    help="where submissions are graded: worker processes here (local, the default) or the workers "
                         "of a Dask cluster (dask; needs torchgrade[dask])")
     p.add_argument("--scheduler", metavar="ADDRESS",
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roster", type=Path, required=True,
                    help="CSV with a `submission` column and the students' name, id, sis_user_id, sis_login_id, "
                         "section, email (what the format needs)")
-    p.add_argument("--format", choices=("canvas", "moodle", "csv"), default="csv",  # report/lms.py FORMATS
+    p.add_argument("--format", choices=choices("lms"), default="csv",
                    help="canvas (gradebook import), moodle (grade import) or csv (default)")
     p.add_argument("--output", type=Path, help="file to write (default <out>/gradebook-<format>.csv)")
     p.add_argument("--title", help="the assignment's name in the LMS (default: the out folder's name)")

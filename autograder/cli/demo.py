@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .assign import BLANK_NAME, assign
-from .assignment import BUNDLE_SOLUTION
-from .config import GradeSettings
-from .errors import ConfigError
+from ..build.bundles import BLANK_NAME
+from ..grading.proof import assign
+from ..build.assignment import BUNDLE_SOLUTION
+from ..config import GradeSettings
+from ..errors import ConfigError
 
 EXAMPLES_DIR = "examples"
 
@@ -30,10 +31,10 @@ def example_submissions(autograder: Path, source: Path) -> list[Path]:
 def run_demo(name: str, out: Path, jobs: int) -> None:
     from rich.markup import escape
 
-    from .assignment import load_assignment
-    from .commands import run_batch
-    from .kernel.isolation import trusted_isolation
-    from .report.terminal import console
+    from ..build.assignment import load_assignment
+    from .run_batch import run_batch
+    from ..kernel.isolation import trusted_isolation
+    from ..report.terminal import console
 
     source = repo_root() / "assignments" / name
     if not source.is_dir():

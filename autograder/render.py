@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .core import Outcome
+from .outcomes import Outcome
 
 AUDIENCES = ("student", "instructor")
 MARKS = {"passed": "PASS", "partial": "PART", "failed": "FAIL", "error": "ERROR"}

@@ -1,0 +1,98 @@
+"""The student's self-check: `grader.check("conv2d")` inside the notebook.
+
+Runs a question's public checks in the student's own process against reference values
+recorded at assign time. Nothing here can see hidden checks or the reference itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+if importlib.util.find_spec("torch") is None:  # say how to get it before anything below fails to import it
+    raise ModuleNotFoundError(
+        "The self-check needs PyTorch. Install the CPU build (enough for every self-check) with:\n"
+        "  pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu")
+
+import html
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .assignment import STUDENT_META, Assignment, load_student_checks
+from ..checks import Context, Outcome, run_checks
+from ..render import outcomes_text, public_summary
+from ..errors import ConfigError
+from ..kernel.probe import LocalStudent
+
+
+@dataclass(frozen=True)
+class QuestionReport:
+    """What a student sees after `grader.check(...)`: each public check, passed or why not."""
+
+    question: str
+    outcomes: tuple[Outcome, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outcomes)
+
+    def lines(self) -> list[str]:
+        out = [public_summary(self.question, self.outcomes) + (" ✔" if self.passed else "")]
+        out += outcomes_text(self.outcomes, "student", symbols=True)
+        if self.passed:
+            out.append("  (hidden checks run when your notebook is graded)")
+        return out
+
+    def __repr__(self) -> str:
+        return "\n".join(self.lines())
+
+    def _repr_html_(self) -> str:
+        colour = "#1a7f37" if self.passed else "#b42318"
+        body = html.escape("\n".join(self.lines()[1:]))
+        return (f"<p style='color:{colour};font-weight:bold'>{html.escape(self.lines()[0])}</p>"
+                f"<pre>{body}</pre>")
+
+
+@dataclass(frozen=True)
+class Summary:
+    reports: tuple[QuestionReport, ...]
+
+    def __repr__(self) -> str:
+        return "\n\n".join(repr(r) for r in self.reports)
+
+    def _repr_html_(self) -> str:
+        return "".join(r._repr_html_() for r in self.reports)
+
+
+class Grader:
+    """Loads the public checks shipped in the student bundle (`.torchgrade/`)."""
+
+    def __init__(self, folder: str | Path | None = None, namespace: Mapping[str, Any] | None = None):
+        self.assignment: Assignment = load_student_checks(find_meta(folder))
+        caller = inspect.currentframe().f_back
+        self.namespace = namespace if namespace is not None else caller.f_globals
+
+    @property
+    def questions(self) -> list[str]:
+        return self.assignment.config.question_ids
+
+    def check(self, question: str) -> QuestionReport:
+        if question not in self.questions:
+            raise ConfigError(f"no question {question!r}; questions are: {', '.join(self.questions)}")
+        st = LocalStudent(self.namespace)
+        ctx = Context(self.assignment.config, "cpu", None, self.assignment.root / "data")
+        outcomes = tuple(run_checks(self.assignment.checks.for_question(question), st, self.assignment.reference, ctx))
+        return QuestionReport(question, outcomes)
+
+    def check_all(self) -> Summary:
+        return Summary(tuple(self.check(q) for q in self.questions))
+
+
+def find_meta(folder: str | Path | None) -> Path:
+    start = Path(folder) if folder else Path.cwd()
+    for candidate in (start, start / STUDENT_META):
+        if (candidate / "assignment.toml").is_file() and candidate.name == STUDENT_META:
+            return candidate
+    raise ConfigError(f"no {STUDENT_META}/ folder with public checks here: open the notebook from the "
+                      "assignment's student folder", start)

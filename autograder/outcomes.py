@@ -1,0 +1,204 @@
+"""The grading policy, decided once, under everything and without torch.
+
+Every writer (gradebook CSV, results JSON, LMS files, feedback, the instructor report, the terminal and the
+records) reads its numbers and words here, so that they agree by construction (pytest decides a `TestReport`
+once and every reporter renders it):
+
+- what a check's outcome is worth: `passed` 1, `partial` its fraction, `failed` 0, and `error` (the grader
+  could not run the check) **nothing either way**: it is left out of its question's mean until an instructor
+  has looked, so a grader fault never costs the student points (`counted`);
+- a question none of whose checks could run is `pending`: it has no points yet, its cell is empty and the
+  submission's grade is not final (`SubmissionResult.final`);
+- which submission statuses are ungraded (`error`: the grader failed; an LMS gets an empty grade, not a zero)
+  and which results need an instructor's review (`needs_review`);
+- what counts as done for a resumed batch (`done`): the same notebook, graded to the end by the grader;
+- the phase a failure happened in (`PHASES`: read, execute, probe, check, render), as pytest's `CallInfo` says
+  setup, call or teardown;
+- the time budget of one submission, whose clock starts when its kernel is attached (`Budget`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+CHECK_STATUSES = ("passed", "partial", "failed", "error")
+STATUSES = ("ok", "timeout", "memory", "crashed", "invalid", "error")  # a submission's, in the gradebook
+UNGRADED = ("error",)  # statuses whose zero points are not the student's: the grader failed on it
+PHASES = ("read", "execute", "probe", "check", "render")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one check on one submission: data, whatever happened.
+
+    `status`: passed, partial, failed (the student's answer), or error (the grader could not run the check,
+    never the student's fault; `detail` holds the traceback, for the instructor only). `phase` says where an
+    `error` happened: `probe` (asking the kernel failed on the grader's side), `check` (the check itself)."""
+
+    check: str
+    question: str
+    public: bool
+    weight: float
+    score: float
+    message: str
+    hint: str = ""
+    seconds: float = 0.0
+    status: str = "passed"
+    detail: str = ""
+    doc: str = ""
+    phase: str = "check"
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    @property
+    def counted(self) -> bool:
+        """Whether this outcome counts towards its question's points (a grader fault does not, either way)."""
+        return self.status != "error"
+
+
+def status_of(score: float) -> str:
+    return "passed" if score >= 1 else ("partial" if score > 0 else "failed")
+
+
+@dataclass
+class QuestionScore:
+    id: str
+    points: float  # 0.0 while pending
+    max_points: float
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def pending(self) -> bool:
+        """Checks were run and none of them could be: the question has no points until someone looks."""
+        return bool(self.outcomes) and not any(o.counted for o in self.outcomes)
+
+    @property
+    def points_text(self) -> str:
+        return "pending" if self.pending else f"{self.points:g}"
+
+
+@dataclass
+class SubmissionResult:
+    submission: str
+    status: str
+    questions: list[QuestionScore]
+    message: str = ""
+    path: str = ""
+    execution_time: float = 0.0  # the whole grading of this submission, seconds
+    cell_time: float = 0.0  # the notebook's own cells, seconds
+    cell_errors: list[str] = field(default_factory=list)
+    device: str = "cpu"
+    flags: list[dict[str, str]] = field(default_factory=list)  # integrity findings: kind, origin, detail
+    memory_peak_mb: float = 0.0
+    restarts: int = 0  # fresh kernels the submission needed (a kernel that died or would not stop)
+    # pictures for the feedback (checks/figures.py): name, question, title, audience, png (base64), error, seconds
+    figures: list[dict[str, Any]] = field(default_factory=list)
+    phase: str = ""  # where a stop or a grader failure happened (read, execute, probe, check, render); "" if none
+    isolation: str = ""  # the isolation the kernel ran under (bwrap, user, none)
+
+    @property
+    def flag_kinds(self) -> list[str]:
+        return sorted({f["kind"] for f in self.flags})
+
+    @property
+    def total(self) -> float:
+        return round(sum(q.points for q in self.questions if not q.pending), 2)
+
+    @property
+    def max_total(self) -> float:
+        return round(sum(q.max_points for q in self.questions), 2)
+
+    @property
+    def ungraded(self) -> bool:
+        """The grader failed on this submission: its zero is not a grade."""
+        return self.status in UNGRADED
+
+    @property
+    def check_errors(self) -> list[Outcome]:
+        return [o for q in self.questions for o in q.outcomes if o.status == "error"]
+
+    @property
+    def final(self) -> bool:
+        """The total is the grade: graded, and every question has points (none pending)."""
+        return not self.ungraded and not any(q.pending for q in self.questions)
+
+    @property
+    def needs_review(self) -> bool:
+        """An instructor should look: the grader failed, a check could not run, or an integrity finding."""
+        return self.ungraded or bool(self.check_errors) or bool(self.flags)
+
+    @property
+    def grade(self) -> float | None:
+        """What an LMS or Gradescope should record: the total when it is final, else nothing yet."""
+        return self.total if self.final else None
+
+    @classmethod
+    def ungraded_row(cls, submission: str, status: str, message: str, questions: Iterable[Any], path: str = "",
+                     phase: str = "") -> "SubmissionResult":
+        """A row for a submission that could not be run at all: zero points, and why. `questions` are the
+        configuration's (`.id`, `.points`)."""
+        return cls(submission, status, [QuestionScore(q.id, 0.0, q.points) for q in questions], message, path,
+                   phase=phase)
+
+
+def score(questions: Iterable[Any], outcomes: Iterable[Outcome]) -> list[QuestionScore]:
+    """Each question's points: its points × the weighted mean score of its counted checks (`error`s left out)."""
+    outcomes = list(outcomes)
+    scores = []
+    for q in questions:
+        mine = [o for o in outcomes if o.question == q.id]
+        counted = [o for o in mine if o.counted]
+        weight = sum(o.weight for o in counted)
+        fraction = sum(o.weight * o.score for o in counted) / weight if weight else 0.0
+        scores.append(QuestionScore(q.id, round(q.points * fraction, 2), q.points, mine))
+    return scores
+
+
+def shares(points: float, weights: list[float], places: int = 2) -> list[float]:
+    """`points` split in proportion to `weights`, rounded to `places` so that the shares add up to `points`
+    exactly (largest remainder): a question's Gradescope tests sum to its points, never to 9.9999 of 10."""
+    total = sum(weights)
+    if not weights or total <= 0:
+        return [0.0] * len(weights)
+    unit = 10 ** places
+    exact = [points * unit * w / total for w in weights]
+    floors = [int(e) for e in exact]
+    left = round(points * unit) - sum(floors)
+    for i in sorted(range(len(exact)), key=lambda i: exact[i] - floors[i], reverse=True)[:max(0, left)]:
+        floors[i] += 1
+    return [f / unit for f in floors]
+
+
+def done(result: SubmissionResult | None, digest: str, recorded_digest: str) -> bool:
+    """A resumed batch skips a submission only if the grader graded this very notebook to the end: not after a
+    grader failure (`error`) or a check that could not run, which are the grader's to do again."""
+    return (result is not None and recorded_digest == digest and not result.ungraded
+            and not result.check_errors)
+
+
+@dataclass
+class Budget:
+    """The seconds one submission may use in all: cells, replays, probes and figures.
+
+    The clock starts when the submission's kernel is attached (`start`), not when its sandbox was prepared:
+    a sandbox prepared ahead, while the previous submission was still graded, costs this one nothing."""
+
+    seconds: float
+    started: float | None = None
+
+    def start(self) -> None:
+        if self.started is None:
+            self.started = time.monotonic()
+
+    def used(self) -> float:
+        return 0.0 if self.started is None else time.monotonic() - self.started
+
+    def left(self) -> float:
+        return max(0.0, self.seconds - self.used())
+
+    def limit(self, seconds: float) -> float:
+        return min(seconds, self.left())
