@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,27 +157,10 @@ class GradeSettings:
     jobs: int = 1
     force: bool = False
     timeout: float | None = None  # overrides the assignment's notebook_timeout
-    threads: int | None = None  # torch/OpenMP threads per kernel; default: cores // jobs
+    threads: int | None = None  # torch/OpenMP threads per kernel; default: usable cores // jobs (kernel/machine.py)
     gpu: int | None = None  # set per submission by the batch on runners with several GPUs
     isolation: str = "bwrap"  # "none" only for trusted notebooks (the instructor's own, a self-check)
     zygote: str | None = None  # set by the batch: the fork server its workers share
     executor: str = "local"  # where submissions are graded: see grading/executors.py (local | dask)
     scheduler: str | None = None  # the Dask scheduler's address (executor "dask"); None: a LocalCluster of `jobs`
     figures: bool = True  # draw the assignment's feedback figures (checks/figures.py) after the checks
-
-    def kernel_threads(self) -> int:
-        if self.threads:
-            return self.threads
-        return max(1, (os.cpu_count() or 1) // max(1, self.jobs))
-
-    def resolved_device(self) -> str:
-        if self.device not in DEVICES:
-            raise ConfigError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
-        import torch
-
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("--device cuda was asked for, but torch sees no CUDA device here "
-                              "(use --device auto to fall back to the CPU)")
-        if self.device != "auto":
-            return self.device
-        return "cuda" if torch.cuda.is_available() else "cpu"

@@ -40,7 +40,7 @@ from types import SimpleNamespace
 def throughput(notebooks: int, jobs: int, rounds: int, tmp: Path) -> None:
     from autograder.grading.proof import assign
     from autograder.build.assignment import load_assignment
-    from autograder.report.outbox import grade_into
+    from autograder.cli.run_batch import grade_into
     from autograder.config import GradeSettings
     from autograder.cli.demo import example_submissions, repo_root
 
@@ -115,7 +115,7 @@ class Instant:
 
 
 def recording(counts: list[int], tmp: Path) -> None:
-    from autograder.report.outbox import grade_into
+    from autograder.cli.run_batch import grade_into
     from autograder.config import AssignmentConfig, GradeSettings
     from autograder.cli.demo import repo_root
     from autograder.extensions import REGISTRIES

@@ -10,7 +10,7 @@ import pytest
 
 from autograder.grading.proof import assign
 from autograder.build.assignment import load_assignment
-from autograder.report.outbox import grade_into
+from autograder.cli.run_batch import grade_into
 from autograder.config import GradeSettings
 from autograder.cli.demo import example_submissions
 

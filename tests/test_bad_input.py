@@ -7,7 +7,7 @@ import json
 import pytest
 
 from autograder.build.assignment import load_assignment
-from autograder.report.outbox import grade_into
+from autograder.cli.run_batch import grade_into
 from autograder.config import GradeSettings
 from autograder.report.gradebook import GRADEBOOK
 from bad_submissions import EXPECTED, write_bad_submissions

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from autograder.build.assignment import load_assignment
-from autograder.report.outbox import grade_into
+from autograder.cli.run_batch import grade_into
 from autograder.config import GradeSettings
+from autograder.kernel.machine import kernel_threads, resolved_device
 from autograder.errors import ConfigError
 from autograder.kernel.probe import LocalStudent
 
@@ -15,21 +16,21 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def test_auto_picks_what_is_there():
-    assert GradeSettings(device="auto").resolved_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolved_device(GradeSettings(device="auto")) == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where no GPU exists")
 def test_cuda_without_a_gpu_is_a_clear_error():
     with pytest.raises(ConfigError, match="no CUDA device"):
-        GradeSettings(device="cuda").resolved_device()
+        resolved_device(GradeSettings(device="cuda"))
 
 
 def test_threads_are_shared_between_jobs():
     import os
 
     cores = os.cpu_count() or 1
-    assert GradeSettings(jobs=1).kernel_threads() == cores
-    assert GradeSettings(jobs=cores * 2).kernel_threads() == 1
+    assert kernel_threads(GradeSettings(jobs=1)) == cores
+    assert kernel_threads(GradeSettings(jobs=cores * 2)) == 1
 
 
 def test_inputs_follow_the_grading_device_and_results_report_theirs():

@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from autograder.build.assignment import load_assignment
-from autograder.report.outbox import grade_into
+from autograder.cli.run_batch import grade_into
 from autograder.config import AssignmentConfig, GradeSettings
 from autograder.cli.demo import example_submissions
 from autograder.errors import ConfigError

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from autograder.build.assignment import load_assignment
-from autograder.report.outbox import grade_into
+from autograder.cli.run_batch import grade_into
 from autograder.checks import Outcome
 from autograder.render import outcomes_text
 from autograder.config import GradeSettings

@@ -20,7 +20,7 @@ import pytest
 
 import hostile
 from autograder.build.assignment import load_assignment
-from autograder.report.outbox import grade_into
+from autograder.cli.run_batch import grade_into
 from autograder.config import GradeSettings
 from autograder.kernel.isolation import bwrap_unavailable
 from autograder.report.gradebook import GRADEBOOK

@@ -1,20 +1,26 @@
-"""A batch on the terminal: `grade_batch` with progress, then the gradebook, the report and where files are."""
+"""A batch into `--out`: `grade_into` (records and files), and on the terminal with progress, the gradebook, the
+report and where the files are (`run_batch`)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable, Iterable
 
 from rich.markup import escape
 
 from ..build.bundles import BLANK_NAME
 from ..config import GradeSettings
-from ..grading.batch import BatchReport
-from ..report.outbox import grade_into
+from ..build.assignment import Assignment
+from ..grading.batch import BatchReport, grade_batch
+from ..grading.submissions import Submission
+from ..outcomes import SubmissionResult
+from ..report.outbox import Outbox
 from ..report.gradebook import GRADEBOOK
 from ..report.writers import FEEDBACK_DIR, INSTRUCTOR_DIR, RESULTS_DIR
 from ..report.instructor import write_report
 from ..report.terminal import BatchProgress, console, print_gradebook, print_summary
+from ..kernel.machine import resolved_device
 
 
 def run_batch(assignment, submissions, out: Path, settings: GradeSettings) -> BatchReport:
@@ -22,7 +28,7 @@ def run_batch(assignment, submissions, out: Path, settings: GradeSettings) -> Ba
     sandbox = "in sandboxes" if settings.isolation != "none" else "[yellow]without isolation[/]"
     workers = (f"the Dask cluster at {settings.scheduler}" if settings.scheduler else f"{settings.jobs} job(s)"
                + (" on a Dask LocalCluster" if settings.executor == "dask" else ""))
-    device = settings.device if settings.executor == "dask" else settings.resolved_device()  # workers resolve it
+    device = settings.device if settings.executor == "dask" else resolved_device(settings)  # workers resolve it
     console.print(f"grading {len(submissions)} submission(s) of [bold]{escape(assignment.name)}[/] "
                   f"on {device} with {workers}, {sandbox}")
     with BatchProgress(0) as progress:
@@ -38,3 +44,10 @@ def run_batch(assignment, submissions, out: Path, settings: GradeSettings) -> Ba
                   f"  instructor: {out / INSTRUCTOR_DIR}/ (everything, integrity findings included)\n"
                   f"  report:    {instructor_report} (distributions, diagnoses, flags, similar pairs)", markup=False)
     return report
+
+
+def grade_into(assignment: Assignment, submissions: Iterable[Submission | Path], out: Path, settings: GradeSettings,
+               on_result: Callable[[SubmissionResult], None] | None = None,
+               on_start: Callable[[int], None] | None = None) -> BatchReport:
+    """Grade a batch into `out`: what the records there do not hold for the same notebook (all with `force`)."""
+    return grade_batch(assignment, submissions, settings, Outbox(out, assignment.config), on_result, on_start)

@@ -114,14 +114,16 @@ def choose_isolation(wanted: str) -> str:
 
 
 def grade_one(assignment, notebook: Path, isolation: str, device: str):
-    from ..report.outbox import grade_into
     from ..config import GradeSettings
-    from ..report.feedback import feedback_text
+    from ..grading.batch import grade_batch
     from ..grading.submissions import Submission
+    from ..report.feedback import feedback_text
+    from ..report.outbox import Outbox
 
     settings = GradeSettings(device=device, isolation=isolation)
     with tempfile.TemporaryDirectory(prefix="torchgrade-gradescope-") as out:
-        report = grade_into(assignment, [Submission(notebook.stem, notebook)], Path(out), settings)
+        report = grade_batch(assignment, [Submission(notebook.stem, notebook)], settings,
+                             Outbox(Path(out), assignment.config))
     result = report.graded[0]
     print(feedback_text(result, "instructor"))
     return result

@@ -49,6 +49,7 @@ from ..kernel.isolation import get_isolation
 from ..kernel.session import start_zygote
 from .pipeline import kernel_spec
 from ..outcomes import SubmissionResult
+from ..kernel.machine import kernel_threads
 from .submissions import Submission
 from . import dask_worker
 from .dask_worker import BundlePlugin, ClusterError, bundle_problem, grade_task
@@ -133,7 +134,7 @@ class DaskCluster:
     def worker_settings(self) -> GradeSettings:
         """As the workers grade: their own zygote; kernel threads their share of this host's cores (a
         LocalCluster) or, on a cluster, as --threads says or else each worker's cores over its threads."""
-        threads = self.settings.threads or (None if self.settings.scheduler else self.settings.kernel_threads())
+        threads = self.settings.threads or (None if self.settings.scheduler else kernel_threads(self.settings))
         return replace(self.settings, threads=threads, zygote=None, gpu=None)
 
     def preflight(self, client: Client, bundle: str) -> None:

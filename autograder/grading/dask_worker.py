@@ -35,6 +35,7 @@ from ..errors import ConfigError, TorchgradeError
 from ..kernel.isolation import get_isolation
 from ..kernel.spec import KernelSpec, base_env
 from ..kernel.zygote import Zygote
+from ..kernel.machine import kernel_threads, resolved_device
 from .submissions import Submission
 
 PLUGIN_PREFIX = "torchgrade-bundle-"
@@ -182,8 +183,8 @@ class WorkerBundle:
 def zygote_spec(config: AssignmentConfig, settings: GradeSettings) -> KernelSpec:
     """What shapes the zygote's environment (threads, seed, device), as `pipeline.kernel_spec` has it; the CPU
     needs no torch to say so, so the zygote can start before torch is imported here."""
-    device = "cpu" if settings.device == "cpu" else settings.resolved_device()
-    return KernelSpec(limits=config.limits, threads=settings.kernel_threads(), device=device, seed=config.seed,
+    device = "cpu" if settings.device == "cpu" else resolved_device(settings)
+    return KernelSpec(limits=config.limits, threads=kernel_threads(settings), device=device, seed=config.seed,
                       isolation=settings.isolation)
 
 

@@ -23,6 +23,7 @@ from ..build.assignment import Assignment, load_assignment
 from ..config import GradeSettings
 from ..kernel.isolation import get_isolation
 from ..kernel.session import Prefetch, start_zygote
+from ..kernel.machine import resolved_device
 from .pipeline import kernel_spec
 from .submissions import Submission
 from .worker import RETRIES, Finish, describe, grade_safely, grader_failed, warm_context, worker_died
@@ -40,7 +41,7 @@ class LocalPool:
         self.current: Submission | None = None  # with one job: the submission this process is grading
 
     def check(self) -> None:
-        self.settings.resolved_device()  # a wrong device name fails before any work starts
+        resolved_device(self.settings)  # a wrong device name fails before any work starts
         get_isolation(self.settings.isolation).check()  # so does a host that cannot isolate submissions
 
     def running(self) -> dict[str, int]:
@@ -206,7 +207,7 @@ def exit_reason(process: Any) -> str:
 
 def gpu_count(settings: GradeSettings) -> int:
     """How many GPUs the batch spreads its kernels over (submission i → GPU i mod n)."""
-    if settings.resolved_device() != "cuda":
+    if resolved_device(settings) != "cuda":
         return 0
     import torch
 

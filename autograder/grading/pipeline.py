@@ -18,6 +18,7 @@ from ..kernel.session import Prefetch, Session
 from ..kernel.spec import KernelSpec
 from ..build.notebook import SETUP_SOURCE, read_submission
 from ..outcomes import SubmissionResult, score
+from ..kernel.machine import kernel_threads, resolved_device
 
 Prober = Callable[[Student, Context], list[Outcome]]
 
@@ -88,7 +89,7 @@ def kernel_spec(assignment: Assignment, settings: GradeSettings) -> KernelSpec:
     limits = assignment.config.limits
     if settings.timeout is not None:
         limits = type(limits)(**{**vars(limits), "notebook_timeout": settings.timeout})
-    return KernelSpec(limits=limits, threads=settings.kernel_threads(), device=settings.resolved_device(),
+    return KernelSpec(limits=limits, threads=kernel_threads(settings), device=resolved_device(settings),
                       seed=assignment.config.seed, gpu=settings.gpu, isolation=settings.isolation,
                       zygote=settings.zygote)
 

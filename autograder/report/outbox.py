@@ -9,18 +9,18 @@ in its size. What a resumed batch still has to grade is the records' call (`outc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..build.assignment import Assignment
-from ..config import AssignmentConfig, GradeSettings
-from ..grading.batch import BatchReport, grade_batch
-from ..grading.submissions import Submission
+from ..config import AssignmentConfig
 from ..outcomes import SubmissionResult
 from .gradebook import Gradebook
 from .records import Records, notebook_digest
 from .writers import write_result
+
+if TYPE_CHECKING:
+    from ..grading.submissions import Submission
 
 
 class Outbox:
@@ -30,7 +30,7 @@ class Outbox:
         self.digests: dict[str, str] = {}
         self.gradebook: Gradebook | None = None
 
-    def todo(self, submissions: list[Submission], force: bool) -> list[Submission]:
+    def todo(self, submissions: "list[Submission]", force: bool) -> "list[Submission]":
         self.records = Records(self.out)
         self.digests = {s.name: notebook_digest(s.path) for s in submissions}
         todo = [s for s in submissions if force or not self.records.done(s.name, self.digests[s.name])]
@@ -53,10 +53,3 @@ class Outbox:
             return self.gradebook.close(self.records.results())
         finally:
             self.records.close()
-
-
-def grade_into(assignment: Assignment, submissions: Iterable[Submission | Path], out: Path, settings: GradeSettings,
-               on_result: Callable[[SubmissionResult], None] | None = None,
-               on_start: Callable[[int], None] | None = None) -> BatchReport:
-    """Grade a batch into `out`: what the records there do not hold for the same notebook (all with `force`)."""
-    return grade_batch(assignment, submissions, settings, Outbox(out, assignment.config), on_result, on_start)
