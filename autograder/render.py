@@ -25,7 +25,7 @@ def outcome_lines(o: Outcome, audience: str = "student", symbols: bool = False, 
     hidden = not o.public
     if o.status == "error" and audience == "student":
         return [f"{mark} {o.check}{' (hidden)' if hidden else ''}: the grader could not run this check; "
-                "this is not counted against you until your instructor has looked at it"]
+                "it is left out of your score until your instructor has looked at it"]
     if hidden and audience == "student":
         text = o.doc or "hidden check"
         head = f"{mark} {o.check} (hidden): {text}"

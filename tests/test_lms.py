@@ -167,4 +167,4 @@ def test_the_command_reports_mismatches(out, roster, tmp_path, capsys):
     assert "(roster submission 'carol')" in text and "Nobody, Nora, 104" in text
     assert "1 submission(s) without a student in the roster" in text and "zed: 2 / 12, timeout" in text
     assert "canvas.unmatched.csv" in text
-    assert "1 submission(s) the grader failed on" in text and "erin: the grader failed: boom" in text
+    assert "1 submission(s) without a final grade" in text and "erin: the grader failed: boom" in text

@@ -122,8 +122,10 @@ def cmd_gradebook(args: argparse.Namespace) -> int:
         for r in matched.unmatched:
             console.print(f"  {r.submission}: {r.total:g} / {r.max_total:g}, {r.status}", markup=False)
     if matched.ungraded:
-        console.print(f"[yellow]{len(matched.ungraded)} submission(s) the grader failed on[/] (empty grade; grade "
-                      "them again):")
+        console.print(f"[yellow]{len(matched.ungraded)} submission(s) without a final grade[/] (empty grade; grade "
+                      "them again, or look at the pending questions):")
         for r in matched.ungraded:
-            console.print(f"  {r.submission}: {r.message}", markup=False)
+            pending = ", ".join(q.id for q in r.questions if q.pending)
+            why = r.message if r.ungraded else f"pending: {pending} (checks the grader could not run)"
+            console.print(f"  {r.submission}: {why}", markup=False)
     return 0

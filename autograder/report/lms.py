@@ -16,8 +16,9 @@ Canvas needs one of `id`, `sis_user_id`, `sis_login_id`; Moodle one of `email`, 
 Nothing is dropped silently. A student of the roster without a graded submission is written with an empty
 grade (an LMS import leaves an empty cell alone: whether a missing notebook is worth zero is the
 instructor's call); a submission of the grader's record that no roster row claims is reported and written to
-a side file. A submission the grader itself failed on (status `error`) is written with an empty grade and
-reported, never as a zero the student did not earn.
+a side file. A submission whose grade is not final (`outcomes.py`: the grader failed on it, or a question is pending
+because none of its checks could run) is written with an empty grade and reported, never as points the
+student did not earn or lose.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from .records import RECORDS, Records
 ROSTER_COLUMNS = ("submission", "name", "id", "sis_user_id", "sis_login_id", "section", "email")
 ALIASES = {"student": "name", "email_address": "email", "e_mail": "email", "e_mail_address": "email", "id_number": "id",
            "user_id": "id"}
-UNGRADED = ("error",)  # statuses whose points are not the student's: an empty grade, reported
 POINTS_POSSIBLE = "    Points Possible"  # as Canvas writes it in its own exports (the importer skips this row)
 
 
@@ -78,7 +78,7 @@ class Matched:
     @property
     def graded(self) -> list[Row]:
         """Roster rows written with a grade."""
-        return [r for r in self.rows if r.result is not None and r.result.status not in UNGRADED]
+        return [r for r in self.rows if r.result is not None and r.result.final]
 
     @property
     def missing(self) -> list[Student]:
@@ -87,8 +87,9 @@ class Matched:
 
     @property
     def ungraded(self) -> list[SubmissionResult]:
-        """Results whose grade is left empty because the grader failed on them."""
-        return [r.result for r in self.rows if r.result and r.result.status in UNGRADED]
+        """Results whose grade is left empty because it is not final (`outcomes`): the grader failed on them, or
+        a question is pending because none of its checks could run."""
+        return [r.result for r in self.rows if r.result and not r.result.final]
 
 
 @dataclass(frozen=True)
@@ -174,10 +175,10 @@ def match(roster: Roster, results: list[SubmissionResult]) -> Matched:
 
 
 def grade_text(result: SubmissionResult | None) -> str:
-    """The grade an LMS imports: total points, or empty (no submission, or the grader failed on it)."""
-    if result is None or result.status in UNGRADED:
-        return ""
-    return number(result.total)
+    """The grade an LMS imports: the total when it is final (`outcomes.SubmissionResult.grade`), else empty (no
+    submission, the grader failed on it, or a question is pending)."""
+    grade = result.grade if result is not None else None
+    return "" if grade is None else number(grade)
 
 
 def number(value: float) -> str:
