@@ -1,18 +1,25 @@
 """The check library: what an assignment's `checks/public.py` and `checks/hidden.py` import.
 
 - `core`: checks, check sets, running them (outcomes are `autograder.outcomes`'s);
-- `compare`: comparators with explicit tolerances, known mistakes, accuracy credit;
+- `student`: calling the student's functions and reading its variables, and the verdicts for calls that gave
+  no usable value;
+- `numbers`, `tensors`, `compare`: comparators with explicit tolerances (numbers, tensors, structured values);
+- `mistakes`: known mistakes, recognised and named; `accuracy`: partial credit for trained models;
+- `inputs`: seeded random inputs;
 - `models`: small models described as data (specs), module snapshots and state comparisons;
 - `data`: the MNIST split reader, and loaders and hooks that checks hand to student code;
 """
 
 from ..kernel.codec import ModuleSnapshot, Opaque, ref
 from ..kernel.probe import Call, Forbid, Student
-from .compare import (accuracy, as_number, as_numbers, call_problem, close, diagnose, difference, equal_tensor, every,
-                      exact, first_failure, frame, int_answer, int_or_pair, is_int, known_mistakes, mapping,
-                      model_accuracy, normal_sample, on_device, plain, randint, randn, random_pixels, returned,
-                      returned_as, same, scalar, shape_hint, shape_list, show, signature, student_call, student_value,
-                      tensor_tuple, value_problem, values_close)
+from .accuracy import accuracy, model_accuracy
+from .compare import every, exact, first_failure, frame, mapping, shape_list
+from .inputs import int_or_pair, randint, randn, random_pixels
+from .mistakes import diagnose, known_mistakes, normal_sample
+from .numbers import as_number, as_numbers, int_answer, is_int, plain, same, scalar, show, values_close
+from .student import (call_problem, on_device, returned, returned_as, signature, student_call, student_value,
+                      value_problem)
+from .tensors import close, difference, equal_tensor, shape_hint, tensor_tuple
 from ..outcomes import CHECK_STATUSES as STATUSES, Outcome
 from .core import (Check, check_seed, CheckFn, CheckSet, Context, failed, Misconception, PARAMETERS, passed, run_check,
                    run_checks, Verdict)
