@@ -24,6 +24,7 @@ from .recorded import Replay
 
 CHECKS_DIR = "checks"
 STUDENT_META = ".torchgrade"
+PACKED_VARIABLE = "SELFCHECK_FILES"  # where the notebook's packed cell unpacked its `.torchgrade/` (build/embed.py)
 EXPECTED_NAME = "expected.pt"
 BUNDLE_REFERENCE = "reference.py"
 BUNDLE_STUDENT_FILES = "student_files"
@@ -80,13 +81,16 @@ def load_assignment(path: Path) -> Assignment:
                       figures)
 
 
-def load_student_checks(meta: Path) -> Assignment:
+def load_student_checks(meta: Path, root: Path | None = None) -> Assignment:
+    """The public checks of a student bundle's `meta` folder; `root` (default its parent) holds the notebook's
+    `data/`."""
     config = AssignmentConfig.load(meta / CONFIG_NAME)
     checks_pkg = load_package(meta, f"{config.name}_student")
     checks = module_checks(checks_pkg, "public", meta)
     checks.validate(config.question_ids, meta)
     replay = Replay.load(meta / EXPECTED_NAME)
-    return Assignment(meta.parent, "student", config, checks, replay, meta.parent)
+    root = meta.parent if root is None else root
+    return Assignment(root, "student", config, checks, replay, root)
 
 
 def module_checks(package: ModuleType, name: str, where: Path) -> CheckSet:

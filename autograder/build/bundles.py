@@ -117,6 +117,16 @@ def write_meta(assignment: Assignment, meta: Path) -> None:
                     ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
 
 
+def embed_self_check(student: Path, autograder: Path) -> None:
+    """Pack the student's `.torchgrade/` (with the values recorded from the solution) into the student notebook, and
+    into the blank and the solution, which stand for it when the build is proved (`build/embed.py`)."""
+    from .embed import embed
+
+    config = load_assignment(autograder).config
+    for notebook in (student / config.notebook, autograder / BLANK_NAME, autograder / BUNDLE_SOLUTION):
+        embed(notebook, student / STUDENT_META)
+
+
 def prepare_hidden(assignment: Assignment, autograder: Path) -> None:
     """Grader-only resources the reference knows how to make (e.g. a classifier that scores samples)."""
     prepare = getattr(assignment.reference, "prepare", None)

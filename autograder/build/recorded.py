@@ -94,7 +94,9 @@ class Replay:
         def replayed(*args: Any, **kwargs: Any) -> Any:
             key = fingerprint(name, args, kwargs)
             if key not in self._records:
-                raise NotRecorded(f"no recorded reference value for {name}(...) with these inputs")
+                raise NotRecorded(f"ref.{name}(...) was not recorded at assign time for these inputs: the check asks "
+                                  "the reference about values that depend on the answer (the self-check can only "
+                                  "replay what the build recorded from the solution)")
             return self._records[key]
 
         return replayed

@@ -1,9 +1,12 @@
 """`torchgrade assign`: build the student and autograder bundles from one source, and prove them.
 
 Proof: one run of the solution (record the public checks' expected values from the reference, grade with
-every check, then replay the public checks from the recorded file) and one run of the blank notebook. The
-solution must score full marks, the blank zero, and the recorded public checks must pass on the solution;
-otherwise `assign` fails loudly.
+every check, then replay the public checks from the recorded file), then the recording is packed into the
+student notebook (`build/embed.py`), then one run of the blank notebook (grade with every check, and replay
+the public checks as the student's self-check would). The solution must score full marks, the blank zero, the
+recorded public checks must pass on the solution and run on the blank (a public check that asks the reference
+about the student's answer cannot be replayed: it is refused by name); otherwise `assign` fails loudly.
+`grading/validate.py` adds the assignment's examples to the same proof.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 
 from ..build.assignment import BUNDLE_SOLUTION, BUNDLE_STUDENT_FILES, EXPECTED_NAME, STUDENT_META, load_assignment, \
     load_student_checks
-from ..build.bundles import AUTOGRADER_DIR, BLANK_NAME, STUDENT_DIR, build_bundles
+from ..build.bundles import AUTOGRADER_DIR, BLANK_NAME, STUDENT_DIR, build_bundles, embed_self_check
 from ..build.recorded import Recording, Replay
 from ..checks import Context, run_checks
 from ..config import GradeSettings
@@ -49,7 +52,8 @@ def assign(source: Path, out: Path, settings: GradeSettings | None = None) -> Bu
     settings = settings or GradeSettings(isolation=trusted_isolation())
     student, autograder = build_bundles(source, out)
     solution, self_check = prove_solution(autograder, student, settings)
-    blank = prove_blank(autograder, settings)
+    embed_self_check(student, autograder)
+    blank = prove_blank(autograder, student, settings)
     return BuildReport(load_assignment(autograder).name, out, solution, blank, self_check,
                        time.perf_counter() - start)
 
@@ -81,12 +85,50 @@ def prove_solution(autograder: Path, student: Path, settings: GradeSettings) -> 
     return solution, replayed
 
 
-def prove_blank(autograder: Path, settings: GradeSettings) -> SubmissionResult:
-    blank = grade_submission(autograder / BLANK_NAME, load_assignment(autograder), settings)
+def prove_blank(autograder: Path, student: Path, settings: GradeSettings) -> SubmissionResult:
+    """The blank notebook scores zero, and the student's self-check runs on it (it fails, but runs)."""
+    blank, replayed = grade_with_self_check(autograder / BLANK_NAME, autograder, student, settings)
     refuse_check_errors(blank, "blank notebook", autograder)
+    refuse_self_check_errors(replayed, "the blank notebook", autograder)
     if blank.total != 0:
-        raise BuildError("the blank notebook scores above zero:\n" + explain(blank, failing=False), autograder)
+        raise BuildError("the blank notebook scores above zero: a model answer is outside `# BEGIN SOLUTION` / "
+                         "`# END SOLUTION` (or a line not ending in `# SOLUTION`), or a check gives credit for an "
+                         "unanswered question. Checks that gave points:\n" + explain(blank, failing=False), autograder)
     return blank
+
+
+def grade_with_self_check(notebook: Path, autograder: Path, student: Path, settings: GradeSettings,
+                          name: str | None = None) -> tuple[SubmissionResult, list[Outcome]]:
+    """Grade `notebook` with every check, and replay the public checks on it from the student bundle's recording,
+    as the student's self-check would (on the same kernel)."""
+    bundle = load_assignment(autograder)
+    student_side = load_student_checks(student / STUDENT_META)
+    replayed: list[Outcome] = []
+
+    def grade_and_replay(st: Student, ctx: Context) -> list[Outcome]:
+        outcomes = run_checks(bundle.checks.checks, st, bundle.reference, ctx)
+        replayed.extend(run_checks(student_side.checks.checks, st, student_side.reference, replace(ctx, hidden=None)))
+        return outcomes
+
+    return grade_submission(notebook, bundle, settings, grade_and_replay, name=name), replayed
+
+
+def refuse_self_check_errors(replayed: list[Outcome], what: str, where: Path) -> None:
+    """A public check the self-check cannot run on some answer breaks the student's self-check: name it."""
+    message = self_check_errors(replayed, what)
+    if message:
+        raise BuildError(message, where)
+
+
+def self_check_errors(replayed: list[Outcome], what: str) -> str:
+    """"" when every replayed public check ran; else which could not, on `what`, and why."""
+    errors = [o for o in replayed if o.status == "error"]
+    if not errors:
+        return ""
+    return (f"the student's self-check cannot run these public checks on {what} (checks/public.py): a public check "
+            "may ask the reference (`ref`) only about inputs it chose, never about the student's answer, since the "
+            "self-check replays the values recorded from the solution at assign time:\n" + "\n".join(
+                f"  {o.question}/{o.check}: {o.message}" for o in errors))
 
 
 def refuse_check_errors(result: SubmissionResult, what: str, where: Path) -> None:
@@ -94,16 +136,27 @@ def refuse_check_errors(result: SubmissionResult, what: str, where: Path) -> Non
     errors = [o for q in result.questions for o in q.outcomes if o.status == "error"]
     if errors:
         raise BuildError(f"checks could not run on the {what}:\n" + "\n".join(
-            f"  {o.question}/{o.check}:\n{o.detail}" for o in errors), where)
+            f"  {o.question}/{o.check}:\n" + indent(o.detail, 4) for o in errors), where)
 
 
 def explain(result: SubmissionResult, failing: bool = True) -> str:
     """The outcomes that broke the proof: failed checks (solution) or passed ones (blank)."""
-    lines = [f"status {result.status} {result.message}".rstrip()]
-    lines += [f"  {e}" for e in result.cell_errors]
+    lines = [f"  status {result.status} {result.message}".rstrip()]
+    lines += [f"  cell error: {e}" for e in result.cell_errors]
     outcomes = [o for q in result.questions for o in q.outcomes if ((o.score < 1) if failing else (o.score > 0))]
     return "\n".join(lines) + "\n" + explain_outcomes(outcomes)
 
 
 def explain_outcomes(outcomes: list[Outcome]) -> str:
-    return "\n".join(f"  {o.question}:\n" + "\n".join(outcome_lines(o, "instructor")) for o in outcomes)
+    """Outcomes grouped under their question, indented: `  question q:` then each check's lines."""
+    lines: list[str] = []
+    for question in dict.fromkeys(o.question for o in outcomes):
+        lines.append(f"  question {question}:")
+        for o in outcomes:
+            if o.question == question:
+                lines += ["    " + line for line in outcome_lines(o, "instructor")]
+    return "\n".join(lines)
+
+
+def indent(text: str, spaces: int) -> str:
+    return "\n".join(" " * spaces + line for line in text.rstrip().splitlines())
