@@ -11,10 +11,14 @@ from .errors import ConfigError
 CONFIG_NAME = "assignment.toml"
 
 
+QUESTION_KINDS = ("auto", "manual")  # manual: graded by a person (a grading sheet), pending until then
+
+
 @dataclass(frozen=True)
 class Question:
     id: str
     points: float
+    kind: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,37 @@ class Threshold:
         return (value - self.floor) / (self.full - self.floor)
 
 
+@dataclass(frozen=True)
+class Late:
+    """The late policy (`[late]`): `deadline`, an ISO time with its zone; a penalty per started day or per started
+    hour after `grace_minutes`, as a fraction of the assignment's points (0.1: a tenth of them), at most `cap` (a
+    fraction too). The arithmetic is `adjustments.lateness`."""
+
+    deadline: str
+    penalty_per_day: float = 0.0
+    penalty_per_hour: float = 0.0
+    cap: float = 1.0
+    grace_minutes: float = 0.0
+
+    def check(self) -> str:
+        """What is wrong with this policy ("" if nothing)."""
+        from datetime import datetime
+
+        try:
+            when = datetime.fromisoformat(self.deadline)
+        except (TypeError, ValueError):
+            return f"[late] deadline {self.deadline!r} is not an ISO time (e.g. 2026-03-01T23:59:00+01:00)"
+        if when.tzinfo is None:
+            return f"[late] deadline {self.deadline!r} has no time zone (add e.g. +00:00 or Z)"
+        if self.penalty_per_day and self.penalty_per_hour:
+            return "[late] gives both penalty_per_day and penalty_per_hour: choose one"
+        if not all(0 <= v <= 1 for v in (self.penalty_per_day, self.penalty_per_hour, self.cap)):
+            return "[late] penalties and cap are fractions of the points, between 0 and 1"
+        if self.grace_minutes < 0:
+            return "[late] grace_minutes cannot be negative"
+        return ""
+
+
 DATA_SETS = ("mnist",)
 VISIBILITIES = ("visible", "after_published", "hidden")  # Gradescope's
 
@@ -64,6 +99,7 @@ class AssignmentConfig:
     data: tuple[str, ...] = ()  # data sets `assign` writes: "mnist" → data/MNIST (student), hidden/MNIST (grader)
     thresholds: dict[str, dict[str, Threshold]] = field(default_factory=dict)  # name → device → threshold
     hidden_visibility: str = "after_published"  # Gradescope visibility of hidden checks' tests
+    late: Late | None = None  # the late policy (`[late]`); None: no deadline
 
     def threshold(self, name: str, device: str) -> Threshold:
         try:
@@ -90,7 +126,10 @@ class AssignmentConfig:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read configuration: {exc}", path) from exc
         try:
-            questions = tuple(Question(str(q["id"]), float(q["points"])) for q in raw.pop("questions"))
+            questions = tuple(Question(str(q["id"]), float(q["points"]), str(q.get("kind", "auto")))
+                              for q in raw.pop("questions"))
+            late = raw.pop("late", None)
+            late = Late(**late) if late is not None else None
             limits = Limits(**raw.pop("limits", {}))
             thresholds = {
                 name: {device: Threshold(float(t["floor"]), float(t["full"])) for device, t in by_device.items()}
@@ -102,6 +141,7 @@ class AssignmentConfig:
                 student_files=tuple(raw.pop("student_files", ())),
                 data=tuple(raw.pop("data", ())),
                 thresholds=thresholds,
+                late=late,
                 **raw,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -112,6 +152,11 @@ class AssignmentConfig:
         if config.hidden_visibility not in VISIBILITIES:
             raise ConfigError(f"hidden_visibility must be one of {', '.join(VISIBILITIES)}, not "
                               f"{config.hidden_visibility!r}", path)
+        kinds = {q.kind for q in config.questions} - set(QUESTION_KINDS)
+        if kinds:
+            raise ConfigError(f"unknown question kind(s) {sorted(kinds)}; known: {', '.join(QUESTION_KINDS)}", path)
+        if config.late is not None and config.late.check():
+            raise ConfigError(config.late.check(), path)
         unknown = set(config.data) - set(DATA_SETS)
         if unknown:
             raise ConfigError(f"unknown data sets {sorted(unknown)}; known: {', '.join(DATA_SETS)}", path)
@@ -137,8 +182,13 @@ class AssignmentConfig:
         for name, by_device in self.thresholds.items():
             for device, t in by_device.items():
                 lines += [f"\n[thresholds.{name}.{device}]", f"floor = {t.floor}", f"full = {t.full}"]
+        if self.late is not None:
+            lines.append("\n[late]")
+            lines += [f"{key} = {_q(value) if isinstance(value, str) else value}" for key, value in vars(self.late).items()]
         for q in self.questions:
             lines += ["\n[[questions]]", f"id = {_q(q.id)}", f"points = {q.points}"]
+            if q.kind != "auto":
+                lines.append(f"kind = {_q(q.kind)}")
         return "\n".join(lines) + "\n"
 
 

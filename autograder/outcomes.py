@@ -70,11 +70,17 @@ class QuestionScore:
     points: float  # 0.0 while pending
     max_points: float
     outcomes: list[Outcome] = field(default_factory=list)
+    manual: bool = False  # graded by a person (`kind = "manual"`): pending until an instructor gives its points
+    overridden: bool = False  # its points were set by an instructor (`adjustments.py`): never pending
 
     @property
     def pending(self) -> bool:
-        """Checks were run and none of them could be: the question has no points until someone looks."""
-        return bool(self.outcomes) and not any(o.counted for o in self.outcomes)
+        """Checks were run and none of them could be, or a person has still to grade it (a manual question): the
+        question has no points until someone looks. Points an instructor set are never pending."""
+        if self.overridden:
+            return False
+        return self.manual or (bool(self.outcomes) and not any(o.counted for o in self.outcomes))
+
 
     @property
     def points_text(self) -> str:
@@ -99,6 +105,13 @@ class SubmissionResult:
     figures: list[dict[str, Any]] = field(default_factory=list)
     phase: str = ""  # where a stop or a grader failure happened (read, execute, probe, check, render); "" if none
     isolation: str = ""  # the isolation the kernel ran under (bwrap, user, none)
+    # set by `adjustments.adjust` from the grader's records, never by grading: the instructor's adjustments
+    # (id, question ("" for a bonus), points, reason, who, at, was), the lateness (`adjustments.Lateness` as a
+    # dict) and the total the grader gave before either (None: nothing was adjusted)
+    adjustments: list[dict[str, Any]] = field(default_factory=list)
+    lateness: dict[str, Any] = field(default_factory=dict)
+    graded_total: float | None = None
+
 
     @property
     def flag_kinds(self) -> list[str]:
@@ -106,7 +119,19 @@ class SubmissionResult:
 
     @property
     def total(self) -> float:
-        return round(sum(q.points for q in self.questions if not q.pending), 2)
+        """The questions' points, plus bonuses, less the late penalty (`adjustments.py`), never below zero when
+        adjusted."""
+        points = sum(q.points for q in self.questions if not q.pending)
+        if not self.adjustments and not self.lateness:
+            return round(points, 2)
+        bonus = sum(a["points"] for a in self.adjustments if not a.get("question"))
+        return round(max(0.0, points + bonus - self.lateness.get("penalty", 0.0)), 2)
+
+    @property
+    def raw_total(self) -> float:
+        """The total the grader gave, before any adjustment or late penalty."""
+        return self.total if self.graded_total is None else self.graded_total
+
 
     @property
     def max_total(self) -> float:
@@ -127,6 +152,11 @@ class SubmissionResult:
         return not self.ungraded and not any(q.pending for q in self.questions)
 
     @property
+    def needs_grading(self) -> list[str]:
+        """Manual questions a person has not graded yet: the total is not the grade until they have."""
+        return [q.id for q in self.questions if q.manual and q.pending]
+
+    @property
     def needs_review(self) -> bool:
         """An instructor should look: the grader failed, a check could not run, or an integrity finding."""
         return self.ungraded or bool(self.check_errors) or bool(self.flags)
@@ -141,8 +171,8 @@ class SubmissionResult:
                      phase: str = "") -> "SubmissionResult":
         """A row for a submission that could not be run at all: zero points, and why. `questions` are the
         configuration's (`.id`, `.points`)."""
-        return cls(submission, status, [QuestionScore(q.id, 0.0, q.points) for q in questions], message, path,
-                   phase=phase)
+        scores = [QuestionScore(q.id, 0.0, q.points, manual=getattr(q, "kind", "auto") == "manual") for q in questions]
+        return cls(submission, status, scores, message, path, phase=phase)
 
 
 def score(questions: Iterable[Any], outcomes: Iterable[Outcome]) -> list[QuestionScore]:
@@ -154,7 +184,8 @@ def score(questions: Iterable[Any], outcomes: Iterable[Outcome]) -> list[Questio
         counted = [o for o in mine if o.counted]
         weight = sum(o.weight for o in counted)
         fraction = sum(o.weight * o.score for o in counted) / weight if weight else 0.0
-        scores.append(QuestionScore(q.id, round(q.points * fraction, 2), q.points, mine))
+        scores.append(QuestionScore(q.id, round(q.points * fraction, 2), q.points, mine,
+                                    manual=getattr(q, "kind", "auto") == "manual"))
     return scores
 
 

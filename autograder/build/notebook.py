@@ -4,7 +4,11 @@ Master notebooks use otter-grader's assign markers, so instructors who know otte
 them: a raw cell `# BEGIN QUESTION` (YAML below it with `name:`) opens a question and a raw
 cell `# END QUESTION` closes it; inside code cells, `# BEGIN SOLUTION` / `# END SOLUTION`
 blocks and lines ending in `# SOLUTION` are model answers. Stripping them is otter's own
-`replace_solutions`.
+`replace_solutions`. Written answers (a `kind = "manual"` question) are otter's too: markdown cells between raw
+cells `# BEGIN SOLUTION` and `# END SOLUTION` are the model answer, replaced in the student notebook by one
+answer cell (tagged `answer:<question>`, where the grading sheet finds the student's answer); a raw cell whose
+first line is `# RUBRIC` holds the question's rubric, for graders only (kept in the solution notebook, tagged
+`rubric:<question>`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from otter.assign.solutions import replace_solutions
 from ..errors import ConfigError, InvalidSubmission
 
 SOLUTION_MARKERS = ("# BEGIN SOLUTION", "# END SOLUTION")
+RUBRIC_MARKER = "# RUBRIC"
+ANSWER_PROMPT = "_Type your answer here, replacing this text._"
 SETUP_SOURCE = (
     "# Self-check: run this cell first. `grader.check(\"<question>\")` runs a question's public checks.\n"
     "# It ships in the .torchgrade folder next to this notebook and needs only PyTorch (the CPU build is enough):\n"
@@ -100,13 +106,32 @@ class Master:
         cells = []
         current: str | None = None
         setup_done = False
+        written = False  # inside a written answer's solution block
+        manual = False  # the current question is a written answer: no self-check after it
         for i, cell in enumerate(nb.cells):
+            if is_block_boundary_cell(cell, BlockType.SOLUTION, end=False):
+                written = manual = True
+                continue
+            if is_block_boundary_cell(cell, BlockType.SOLUTION, end=True):
+                written = False
+                if not keep_solutions:
+                    cells.append(tagged(nbformat.v4.new_markdown_cell(ANSWER_PROMPT), f"answer:{current}"))
+                continue
+            if cell.cell_type == "raw" and cell.source.lstrip().startswith(RUBRIC_MARKER):
+                if keep_solutions:
+                    cells.append(tagged(cell, f"rubric:{current}"))
+                continue
+            if written and cell.cell_type == "markdown":
+                if keep_solutions:
+                    cells.append(tagged(cell, f"answer:{current}"))
+                continue
             if is_block_boundary_cell(cell, BlockType.QUESTION, end=False):
                 current = question_name(cell, self.path, i)
                 continue
             if is_block_boundary_cell(cell, BlockType.QUESTION, end=True):
-                cells.append(new_code_cell(f'grader.check("{current}")'))
-                current = None
+                if not manual:
+                    cells.append(new_code_cell(f'grader.check("{current}")'))
+                current, manual = None, False
                 continue
             if cell.cell_type == "code":
                 if not setup_done:
@@ -150,6 +175,16 @@ def strip_markers(lines: list[str]) -> list[str]:
                 break
         kept.append(line)
     return kept
+
+
+def tagged(cell: nbformat.NotebookNode, tag: str) -> nbformat.NotebookNode:
+    cell.setdefault("metadata", {}).setdefault("tags", []).append(tag)
+    return cell
+
+
+def tagged_cells(nb: nbformat.NotebookNode, tag: str) -> list[str]:
+    """The sources of the cells carrying `tag` (cells are found by tag, never by position)."""
+    return [c.source for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
 
 
 def new_code_cell(source: str) -> nbformat.NotebookNode:

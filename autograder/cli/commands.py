@@ -25,7 +25,8 @@ def cmd_assign(args: argparse.Namespace) -> int:
     report = assign(args.source, args.out, settings)
     console.print(f"[bold green]built[/] {escape(report.name)} in {report.seconds:.1f} s")
     console.print(f"  solution: {report.solution.total:g}/{report.solution.max_total:g}   "
-                  f"blank: {report.blank.total:g}/{report.blank.max_total:g}   public self-checks pass on the solution")
+                  f"blank: {report.blank.total:g}/{report.blank.max_total:g}   public self-checks pass on the solution, "
+                  "run on the blank")
     console.print(f"  student bundle:    {report.student_dir}", markup=False)
     console.print(f"  autograder bundle: {report.autograder_dir}", markup=False)
     return 0
@@ -52,9 +53,138 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if assignment.kind == "source":  # grade exactly as from a bundle: data, hidden files and all
         with tempfile.TemporaryDirectory(prefix="torchgrade-bundle-") as tmp:
             _, autograder = build_bundles(assignment.root, Path(tmp))
-            run_batch(load_assignment(autograder), submissions, args.out, settings)
+            bundle = load_assignment(autograder)
+            record_grading(args, bundle, submissions)
+            run_batch(bundle, submissions, args.out, settings)
     else:
+        record_grading(args, assignment, submissions)
         run_batch(assignment, submissions, args.out, settings)
+    return 0
+
+
+def record_grading(args: argparse.Namespace, assignment, submissions) -> None:
+    """Before a batch: what its results are adjusted with (times, extensions, late policy, anonymity, rubrics), and
+    the adjustments a regrade keeps, said."""
+    from ..build.assignment import BUNDLE_SOLUTION
+    from ..build.bundles import BLANK_NAME
+    from ..build.notebook import read_submission, tagged_cells
+    from ..report.course import record_config, record_course
+    from ..report.records import RECORDS, Records
+
+    if (args.out / RECORDS).is_file():
+        records = Records(args.out)
+        names = {s.name for s in submissions}
+        kept = [a for a in records.adjustments() if a.submission in names]
+        records.close()
+        if kept:
+            console.print(f"keeping {len(kept)} adjustment(s) of the submissions graded again (undo with "
+                          "`torchgrade adjust OUT --undo ID`):")
+            for a in kept:
+                console.print(f"  #{a.id} {a.submission} {a.question or 'bonus'} {a.points:g}: {a.reason}",
+                              markup=False)
+    manual = [q.id for q in assignment.config.questions if q.kind == "manual"]
+    rubrics = {}
+    if manual and (assignment.root / BUNDLE_SOLUTION).is_file():
+        solution = read_submission(assignment.root / BUNDLE_SOLUTION)
+        rubrics = {q: "\n\n".join(tagged_cells(solution, f"rubric:{q}")) for q in manual}
+    folders = [p for p in args.submissions if p.is_dir()]
+    record_course(args.out, assignment.config, [(s.name, s.path) for s in submissions], folders,
+                  args.submitted_at, args.extensions, args.anonymize, rubrics)
+    record_config(args.out, assignment.config, assignment.root / BLANK_NAME)
+
+
+def cmd_adjust(args: argparse.Namespace) -> int:
+    from ..export.sheet import import_sheet
+    from ..report.course import refresh
+    from ..report.lms import recorded_results
+    from ..report.records import Records
+
+    results = {r.submission: r for r in recorded_results(args.out)}  # refuses a folder without records
+    records = Records(args.out)
+    try:
+        if args.list:
+            for a in records.adjustments():
+                console.print(f"#{a.id} {a.submission} {a.question or 'bonus'} {a.points:g} by {a.who} at {a.at}: "
+                              f"{a.reason}", markup=False)
+            return 0
+        if args.undo is not None:
+            a = records.undo_adjustment(args.undo)
+            console.print(f"[bold green]undone[/] #{a.id} {escape(a.submission)} {escape(a.question or 'bonus')}")
+        elif args.sheet is not None:
+            records.close()
+            added = import_sheet(args.out, args.sheet)
+            console.print(f"[bold green]recorded[/] {len(added)} score(s) from {escape(str(args.sheet))}")
+        else:
+            a = records.add_adjustment(*adjustment_args(args, results))
+            console.print(f"[bold green]recorded[/] #{a.id}: {escape(a.submission)} {escape(a.question or 'bonus')} "
+                          f"{a.points:g} ({escape(a.reason)}), by {escape(a.who)}")
+    finally:
+        records.close()
+    refresh(args.out)
+    console.print(f"  gradebook, results, feedback and report of {args.out} written again", markup=False)
+    return 0
+
+
+def adjustment_args(args: argparse.Namespace, results: dict) -> tuple[str, str, float, str]:
+    """`SUBMISSION [QUESTION] POINTS --reason TEXT`, checked against the records."""
+    if len(args.target) not in (2, 3):
+        raise ConfigError("adjust takes SUBMISSION [QUESTION] POINTS --reason TEXT (or --undo ID, --from SHEET, "
+                          "--list)")
+    if not args.reason:
+        raise ConfigError("an adjustment needs --reason (the student sees it in the feedback)")
+    submission, *question, points = args.target
+    if submission not in results:
+        raise ConfigError(f"no submission {submission!r} in these records", args.out)
+    try:
+        value = float(points)
+    except ValueError:
+        raise ConfigError(f"points {points!r} is not a number") from None
+    if question:
+        q = next((q for q in results[submission].questions if q.id == question[0]), None)
+        if q is None:
+            raise ConfigError(f"no question {question[0]!r}; questions: "
+                              f"{', '.join(q.id for q in results[submission].questions)}")
+        if not 0 <= value <= q.max_points:
+            raise ConfigError(f"{value:g} points is outside 0 to {q.max_points:g} for {q.id}")
+    return submission, question[0] if question else "", value, args.reason
+
+
+def cmd_sheet(args: argparse.Namespace) -> int:
+    from ..export.sheet import write_sheet
+    from ..report.lms import recorded_results
+
+    recorded_results(args.out)
+    sheet = write_sheet(args.out, args.question, args.output)
+    console.print(f"[bold green]wrote[/] the grading sheet of {escape(args.question)}: {sheet.rows} submission(s), "
+                  f"{sheet.graded} graded")
+    console.print(f"  csv:  {sheet.csv}\n  page: {sheet.html}\n  then: torchgrade adjust {args.out} --from "
+                  f"{sheet.csv}", markup=False)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..report.course import BLANK_COPY
+    from ..report.instructor import write_report
+    from ..report.lms import recorded_results
+
+    recorded_results(args.out)
+    blank = args.out / BLANK_COPY
+    path = write_report(args.out, blank if blank.is_file() else None, args.out.resolve().name,
+                        anonymize=args.anonymize)
+    console.print(f"[bold green]wrote[/] {path}", markup=False)
+    return 0
+
+
+def cmd_export_feedback(args: argparse.Namespace) -> int:
+    from ..export.feedback import export_feedback
+    from ..report.lms import recorded_results
+
+    recorded_results(args.out)
+    report = export_feedback(args.out, args.format, args.output, args.roster)
+    console.print(f"[bold green]wrote[/] {args.format} feedback for {len(report.written)} submission(s): "
+                  f"{escape(str(report.output))}")
+    for name, why in report.skipped.items():
+        console.print(f"  [yellow]left out[/] {escape(name)}: {escape(why)}")
     return 0
 
 
@@ -98,6 +228,48 @@ def cmd_export(args: argparse.Namespace) -> int:
     console.print(f"  upload it as the assignment's autograder (base image Ubuntu; setup.sh installs the CPU build "
                   f"of PyTorch and torchgrade), and set Gradescope's time limit above {report.time_limit / 60:g} "
                   f"minutes, this assignment's budget per submission", markup=False)
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from ..build.scaffold import scaffold
+
+    folder = scaffold(args.name, args.out)
+    console.print(f"[bold green]created[/] {escape(args.name)} in {escape(str(folder))}")
+    for line in (f"  edit: {folder / args.name}.ipynb (the questions), checks/public.py and checks/hidden.py, "
+                 "reference.py, examples/",
+                 f"  then: torchgrade validate {folder}",
+                 "  guide: docs/authoring.md in torchgrade's repository"):
+        console.print(line, markup=False)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from ..grading.validate import summary_lines, validate
+    from ..kernel.isolation import trusted_isolation
+
+    settings = GradeSettings(device=args.device, threads=args.threads, isolation=trusted_isolation())
+    report = validate(args.assignment, args.out, settings)
+    for line in summary_lines(report):
+        console.print(line, markup=False)
+    if report.ok:
+        console.print(f"[bold green]valid[/] {escape(report.name)}: solution full marks, blank zero, "
+                      f"{len(report.results) - 2} example(s) as expected.toml says, the self-check runs on each")
+        return 0
+    console.print(f"[bold red]{len(report.problems)} problem(s)[/] in {escape(report.name)}:")
+    for problem in report.problems:
+        console.print(f"- {problem}", markup=False)
+    return 1
+
+
+def cmd_ops(args: argparse.Namespace) -> int:
+    from ..checks.ops import operators
+
+    try:
+        names = operators(args.expression)
+    except Exception as exc:  # the author's expression: say what it raised
+        raise ConfigError(f"the expression raised {type(exc).__name__}: {exc}") from exc
+    console.print("\n".join(names) if names else "(no aten operator)", markup=False)
     return 0
 
 

@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="the Dask scheduler, e.g. tcp://HOST:8786 (with --executor dask; default: a LocalCluster "
                         "of --jobs processes on this machine)")
+    p.add_argument("--anonymize", action="store_true",
+                   help="pseudonyms instead of names in everything a grader reads (report, similarity and instructor "
+                        "pages); the key stays in the records, LMS exports keep the real ids")
+    p.add_argument("--submitted-at", type=Path, metavar="CSV",
+                   help="submission times for the late policy: `submission,submitted_at` (ISO times with a zone); "
+                        "default: Gradescope's submission_metadata.yml, else Canvas's LATE_ marker")
+    p.add_argument("--extensions", type=Path, metavar="ROSTER",
+                   help="a roster (Canvas export, Moodle worksheet or CSV) with an `extension` column, in hours")
     p.set_defaults(run="cmd_grade")
 
     p = sub.add_parser("check", help="run the public checks on a notebook in a fresh kernel")
@@ -87,18 +95,66 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("assignment", type=Path, help="assignment folder or autograder bundle")
     g.add_argument("--out", type=Path, required=True, help="the zip to write (e.g. autograder.zip)")
     g.set_defaults(run="cmd_export", target="gradescope")
+    f = targets.add_parser("feedback", help="students' feedback as a zip an LMS bulk-imports (moodle, canvas) or zip")
+    f.add_argument("out", type=Path, help="the folder `grade --out` wrote")
+    f.add_argument("--format", choices=("moodle", "canvas", "zip"), required=True,
+                   help="moodle: upload multiple feedback files in a zip; canvas: re-upload submissions (comments); "
+                        "zip: a folder per submission")
+    f.add_argument("--roster", type=Path, help="Moodle's grading worksheet, where submissions are not named as "
+                                               "Moodle's download names them")
+    f.add_argument("--output", type=Path, help="the zip to write (default <out>/feedback-<format>.zip)")
+    f.set_defaults(run="cmd_export_feedback")
+
+    p = sub.add_parser("adjust", help="record an override or a bonus (or undo one, or import a grading sheet)")
+    p.add_argument("out", type=Path, help="the folder `grade --out` wrote")
+    p.add_argument("target", nargs="*", metavar="SUBMISSION [QUESTION] POINTS",
+                   help="a question's points set (override), or without a question points added to the total (bonus)")
+    p.add_argument("--reason", help="why (shown to the student in the feedback)")
+    p.add_argument("--undo", type=int, metavar="ID", help="undo the adjustment with this id (see --list)")
+    p.add_argument("--from", dest="sheet", type=Path, metavar="SHEET", help="a grading sheet (`torchgrade sheet`) "
+                                                                            "with points filled in")
+    p.add_argument("--list", action="store_true", help="list the adjustments in force")
+    p.set_defaults(run="cmd_adjust")
+
+    p = sub.add_parser("sheet", help="a grading sheet for a manual question (CSV and an HTML page)")
+    p.add_argument("out", type=Path, help="the folder `grade --out` wrote")
+    p.add_argument("--question", required=True, help="the question's id")
+    p.add_argument("--output", type=Path, help="folder for <question>.csv and .html (default <out>/sheets)")
+    p.set_defaults(run="cmd_sheet")
+
+    p = sub.add_parser("report", help="write the instructor report of a --out folder again")
+    p.add_argument("out", type=Path, help="the folder `grade --out` wrote")
+    p.add_argument("--anonymize", action="store_true", help="pseudonyms instead of names from now on")
+    p.set_defaults(run="cmd_report")
 
     p = sub.add_parser("gradebook", help="write the grades of a --out folder for an LMS, matched to a roster")
     p.add_argument("out", type=Path, help="the folder `grade --out` wrote")
     p.add_argument("--roster", type=Path, required=True,
-                   help="CSV with a `submission` column and the students' name, id, sis_user_id, sis_login_id, "
-                        "section, email (what the format needs)")
+                   help="Canvas's gradebook export, Moodle's grading worksheet, or a CSV with a `submission` column "
+                        "and the students' name, id, sis_user_id, sis_login_id, section, email")
     p.add_argument("--format", choices=choices("lms"), default="csv",
                    help="canvas (gradebook import), moodle (grade import) or csv (default)")
     p.add_argument("--output", type=Path, help="file to write (default <out>/gradebook-<format>.csv)")
     p.add_argument("--title", help="the assignment's name in the LMS (default: the out folder's name)")
     p.add_argument("--assignment-id", default="", help="the LMS's id of the assignment (Canvas: `Title (id)`)")
     p.set_defaults(run="cmd_gradebook")
+
+    p = sub.add_parser("new", help="scaffold a working one-question assignment to edit (docs/authoring.md)")
+    p.add_argument("name", help="the assignment's name (a Python identifier: letters, digits, underscores)")
+    p.add_argument("--out", type=Path, help="folder to write (default ./<name>; must not exist or be empty)")
+    p.set_defaults(run="cmd_new")
+
+    p = sub.add_parser("validate", help="prove an assignment: assign's proof, every example against "
+                                        "examples/expected.toml, the self-check replayed on each")
+    p.add_argument("assignment", type=Path, help="assignment folder (with examples/expected.toml)")
+    p.add_argument("--out", type=Path, help="where to build the bundles (default: a temporary folder)")
+    add_device(p)
+    p.set_defaults(run="cmd_validate")
+
+    p = sub.add_parser("ops", help="print the aten operators a PyTorch expression dispatches to (for Forbid)")
+    p.add_argument("expression", help='e.g. "F.softmax(x, dim=1)"; x is a 2×3×4×4 tensor, torch, F and nn are '
+                                      "imported")
+    p.set_defaults(run="cmd_ops")
 
     p = sub.add_parser("demo", help="build an assignment and grade its example submissions, offline on CPU")
     p.add_argument("--assignment", default="convolution", help="which assignment (default convolution)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 from typing import Any, Iterable
 
+from ..adjustments import adjustment_lines
 from ..outcomes import SubmissionResult
 from ..render import outcomes_text
 from .results_json import status_line
@@ -21,6 +22,8 @@ def flag_lines(result: SubmissionResult) -> list[str]:
 
 def feedback_text(result: SubmissionResult, audience: str = "student") -> str:
     lines = [status_line(result), ""]
+    if adjustment_lines(result):  # the instructor's adjustments and lateness, with their reasons
+        lines += ["Adjustments:", *(f"  - {line}" for line in adjustment_lines(result)), ""]
     if audience == "instructor" and result.flags:
         lines.append("Integrity findings:")
         lines += [f"  - {line}" for line in flag_lines(result)]
@@ -51,6 +54,8 @@ def feedback_html(result: SubmissionResult, audience: str = "student") -> str:
         f"<!doctype html><meta charset='utf-8'><title>{html.escape(result.submission)}</title>"
         f"<h2>{html.escape(status_line(result))}</h2>"
         + (f"<p>Integrity findings:</p><ul>{flags}</ul>" if flags else "")
+        + (f"<p>Adjustments:</p><ul>{''.join(f'<li>{html.escape(a)}</li>' for a in adjustment_lines(result))}</ul>"
+           if adjustment_lines(result) else "")
         + (f"<p>Cells that raised errors:</p><ul>{errors}</ul>" if errors else "")
         + "".join(rows)
     )

@@ -3,7 +3,9 @@
 Written from the records, never from files in `--out`: in full when a batch starts and when it ends (sorted,
 atomically), and in between one appended row per result (`Gradebook`), so that its cost stays linear in the
 batch and it is never behind by more than the result being written. A pending question's cell is empty;
-`review` says why an instructor should look (`outcomes.SubmissionResult.needs_review`).
+`review` says why an instructor should look (`outcomes.SubmissionResult.needs_review`). `total` is the adjusted
+total every export uses (`adjustments.py`: overrides, bonuses, the late penalty); `raw_total` the grader's own,
+`late` the hours past the deadline (`unknown` where only the LMS's marker says so) and `penalty` its points.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ GRADEBOOK = "gradebook.csv"
 
 
 def gradebook_columns(config: AssignmentConfig) -> list[str]:
-    return ["submission", *config.question_ids, "total", "max_total", "status", "flags", "review"]
+    return ["submission", *config.question_ids, "total", "max_total", "status", "flags", "review", "raw_total",
+            "late", "penalty"]
 
 
 def gradebook_row(result: SubmissionResult, config: AssignmentConfig) -> dict[str, Any]:
@@ -35,7 +38,17 @@ def gradebook_row(result: SubmissionResult, config: AssignmentConfig) -> dict[st
         "status": result.status,
         "flags": ";".join(result.flag_kinds),
         "review": ";".join(review_reasons(result)),
+        "raw_total": result.raw_total,
+        "late": late_text(result.lateness),
+        "penalty": result.lateness.get("penalty", "") or "",
     }
+
+
+def late_text(late: dict[str, Any]) -> str:
+    """Hours late ("" on time or without a deadline; `unknown` where only the LMS's late marker says so)."""
+    if late.get("unknown"):
+        return "unknown"
+    return f"{late['hours_late']:g}" if late.get("periods") else ""
 
 
 def review_reasons(result: SubmissionResult) -> list[str]:
@@ -43,13 +56,18 @@ def review_reasons(result: SubmissionResult) -> list[str]:
     reasons = []
     if result.ungraded:
         reasons.append("grader-failed")
-    pending = [q.id for q in result.questions if q.pending]
+    manual = [q.id for q in result.questions if q.pending and q.manual]
+    if manual:
+        reasons.append("needs-grading:" + ",".join(manual))
+    pending = [q.id for q in result.questions if q.pending and not q.manual]
     if pending:
         reasons.append("pending:" + ",".join(pending))
     elif result.check_errors:
         reasons.append("check-error")
     if any(f["kind"] != "check-error" for f in result.flags):
         reasons.append("flagged")
+    if result.lateness.get("unknown"):
+        reasons.append("late-unknown")
     return reasons
 
 

@@ -6,7 +6,10 @@ diagnoses per question (failing outcomes grouped by check and by their hint, or 
 numbers taken out, so that the same mistake groups), the slowest submissions, integrity flags, and pairs of
 submissions whose code is similar (`similarity.py`), each with a side-by-side page under `similarity/`.
 It is for the instructor only: it quotes hidden checks' messages. It comes from the records
-(`records.Records`), so a resumed batch's report covers everything graded into `--out`.
+(`records.Records`), so a resumed batch's report covers everything graded into `--out`, with the instructor's
+adjustments applied. Where the records say to anonymise (`grade --anonymize`, `anonymity.py`), every name in the
+report, the similarity pages and the instructor pages is a pseudonym (the instructor pages are rewritten under
+their pseudonyms, those under real names removed).
 """
 
 from __future__ import annotations
@@ -273,19 +276,39 @@ def report_html(results: list[SubmissionResult], title: str = "", similar=None, 
             f"<body><h1>{heading}</h1>{summary}{nav}{body}</body></html>")
 
 
+def write_instructor_pages(out: Path, results: list[SubmissionResult], real: dict[str, str]) -> None:
+    """The instructor pages under pseudonyms (`real`: pseudonym → name), those under real names removed."""
+    from .feedback import feedback_html, feedback_text
+
+    for r in results:
+        atomic_write(out / INSTRUCTOR_DIR / f"{r.submission}.txt", feedback_text(r, "instructor"))
+        atomic_write(out / INSTRUCTOR_DIR / f"{r.submission}.html", feedback_html(r, "instructor"))
+        for suffix in (".txt", ".html"):
+            (out / INSTRUCTOR_DIR / f"{real[r.submission]}{suffix}").unlink(missing_ok=True)
+
+
 def write_report(out: Path, blank: Path | None = None, title: str = "", threshold: float | None = None,
-                 max_pairs: int = MAX_PAIRS) -> Path:
+                 max_pairs: int = MAX_PAIRS, anonymize: bool = False) -> Path:
     """`<out>/report.html` (and `<out>/similarity/`) from everything recorded in `out`. `blank`: the assignment's
-    blank notebook, whose code is left out of the similarity comparison."""
+    blank notebook, whose code is left out of the similarity comparison; `anonymize`: record the wish to
+    anonymise (kept for every later report)."""
+    from .anonymity import anonymised, pseudonyms
     from .similarity import THRESHOLD, submissions_similarity
 
     threshold = THRESHOLD if threshold is None else threshold
     records = Records(out)
     try:
+        if anonymize:
+            records.set_setting("anonymize", True)
         results = records.results()
+        alias = pseudonyms(records, [r.submission for r in results])
     finally:
         records.close()
-    paths = {r.submission: Path(r.path) for r in results if r.path}
+    paths = {alias[r.submission]: Path(r.path) for r in results if r.path}
+    real = {alias[r.submission]: r.submission for r in results}
+    results = [anonymised(r, alias[r.submission]) for r in results]
+    if any(a != n for a, n in real.items()):
+        write_instructor_pages(out, results, real)
     similar = submissions_similarity(paths, blank, threshold=threshold) if results else None
     skipped = len(similar.unread) + len(results) - len(paths) if similar else 0
     shown = similar.pairs[:max_pairs] if similar else []

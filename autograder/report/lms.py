@@ -1,17 +1,11 @@
 """Grades for an LMS: the recorded results of `--out`, matched to a roster, in Canvas's, Moodle's or a plain CSV.
 
-Grades come from the grader's own record (`records.py`), never from files in `--out`. A roster (CSV) says
-which student each submission belongs to; its header names (case and spaces ignored, so a Canvas export's
-`SIS User ID` is `sis_user_id`):
-
-- `submission`: the name `grade` gave the submission (the gradebook's `submission` column); empty for a
-  student who has none. Always required.
-- `name` (or `student`): the student's name as the LMS shows it.
-- `id`: the LMS's user id (Canvas `ID`, Moodle `ID number`).
-- `sis_user_id`, `sis_login_id`, `section`: Canvas's columns of the same names.
-- `email`: Moodle's `Email address`.
-
-Canvas needs one of `id`, `sis_user_id`, `sis_login_id`; Moodle one of `email`, `id`; csv nothing more.
+Grades come from the grader's own record (`records.py`), never from files in `--out`, with the instructor's
+adjustments and the late penalty applied (`Records.results`). The roster says which student each submission
+belongs to: Canvas's gradebook export and Moodle's grading worksheet as the LMS exports them, or a plain CSV
+with a `submission` column (`roster.py`). Canvas needs one of `id`, `sis_user_id`, `sis_login_id`; Moodle one
+of `email`, `id` or the worksheet's `Identifier` (then the worksheet is written back with its `Grade` filled in,
+for Moodle's "Upload grading worksheet"); csv nothing more.
 
 Nothing is dropped silently. A student of the roster without a graded submission is written with an empty
 grade (an LMS import leaves an empty cell alone: whether a missing notebook is worth zero is the
@@ -33,30 +27,9 @@ from ..errors import ConfigError
 from ..extensions import load
 from ..outcomes import SubmissionResult
 from .records import RECORDS, Records
+from .roster import POINTS_POSSIBLE, Roster, Student, claim, read_roster
 
-ROSTER_COLUMNS = ("submission", "name", "id", "sis_user_id", "sis_login_id", "section", "email")
-ALIASES = {"student": "name", "email_address": "email", "e_mail": "email", "e_mail_address": "email", "id_number": "id",
-           "user_id": "id"}
-POINTS_POSSIBLE = "    Points Possible"  # as Canvas writes it in its own exports (the importer skips this row)
-
-
-@dataclass(frozen=True)
-class Student:
-    submission: str = ""
-    name: str = ""
-    id: str = ""
-    sis_user_id: str = ""
-    sis_login_id: str = ""
-    section: str = ""
-    email: str = ""
-
-
-@dataclass(frozen=True)
-class Roster:
-    path: Path
-    columns: frozenset[str]
-    students: tuple[Student, ...]
-
+__all__ = ["POINTS_POSSIBLE", "Roster", "Student", "read_roster", "export_lms", "recorded_results"]
 
 @dataclass(frozen=True)
 class Row:
@@ -116,42 +89,6 @@ class LmsReport:
     side_file: Path | None = None
 
 
-def column_key(header: str) -> str:
-    key = "_".join(header.strip().lower().replace("-", " ").split())
-    return ALIASES.get(key, key)
-
-
-def read_roster(path: Path) -> Roster:
-    """The roster: a student per row; unknown columns are ignored; a submission claimed twice is an error."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the roster: {exc}", path) from exc
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if not header:
-        raise ConfigError("the roster is empty (it needs a header with a `submission` column)", path)
-    keys = [column_key(h) for h in header]
-    if "submission" not in keys:
-        raise ConfigError(f"the roster has no `submission` column (its columns: {', '.join(header)}); columns "
-                          f"torchgrade reads: {', '.join(ROSTER_COLUMNS)}", path)
-    known = [(i, k) for i, k in enumerate(keys) if k in ROSTER_COLUMNS]
-    students = []
-    for values in reader:
-        if not any(v.strip() for v in values):
-            continue
-        fields = {k: values[i].strip() for i, k in known if i < len(values)}
-        students.append(Student(**fields))
-    claimed: dict[str, int] = {}
-    for s in students:
-        if s.submission:
-            claimed[s.submission] = claimed.get(s.submission, 0) + 1
-    twice = sorted(name for name, n in claimed.items() if n > 1)
-    if twice:
-        raise ConfigError(f"several roster rows claim the same submission: {', '.join(twice)}", path)
-    return Roster(Path(path), frozenset(k for _, k in known), tuple(students))
-
-
 def recorded_results(out: Path) -> list[SubmissionResult]:
     """Every result the grader recorded in `out` (its own SQLite record, not the files next to it)."""
     if not (Path(out) / RECORDS).is_file():
@@ -165,6 +102,7 @@ def recorded_results(out: Path) -> list[SubmissionResult]:
 
 
 def match(roster: Roster, results: list[SubmissionResult]) -> Matched:
+    roster = claim(roster, [r.submission for r in results])
     by_name = {r.submission: r for r in results}
     matched = Matched()
     for student in roster.students:
@@ -196,6 +134,12 @@ def canvas_rows(matched: Matched, column: GradeColumn, roster_columns: frozenset
 
 
 def moodle_rows(matched: Matched, column: GradeColumn, roster_columns: frozenset[str]) -> list[list[str]]:
+    if "participant" in roster_columns:  # the grading worksheet, written back with its grades
+        rows = [["Identifier", "Full name", "Email address", "Grade", "Maximum Grade"]]
+        for row in matched.rows:
+            s = row.student
+            rows.append([s.participant, s.name, s.email, grade_text(row.result), number(column.points)])
+        return rows
     identity = [(key, header) for key, header in (("email", "Email address"), ("id", "ID number"))
                 if key in roster_columns]
     rows = [[header for _, header in identity] + [column.title]]
@@ -219,7 +163,7 @@ def csv_rows(matched: Matched, column: GradeColumn, roster_columns: frozenset[st
 
 
 CANVAS = LmsFormat("canvas", (("id", "sis_user_id", "sis_login_id"),), canvas_rows)
-MOODLE = LmsFormat("moodle", (("email", "id"),), moodle_rows)
+MOODLE = LmsFormat("moodle", (("email", "id", "participant"),), moodle_rows)
 CSV = LmsFormat("csv", (), csv_rows)  # the formats are registered in `extensions.py` ("lms")
 
 

@@ -41,6 +41,7 @@ class Outbox:
 
     def add(self, result: SubmissionResult) -> None:
         self.records.add(result, self.digests.get(result.submission, ""))
+        result = self.records.adjusted(result)  # what every file shows: the instructor's adjustments kept
         if self.gradebook is not None:
             self.gradebook.add(result)
         write_result(self.out, result, self.config)

@@ -31,8 +31,11 @@ def gradescope_json(result: SubmissionResult, config: AssignmentConfig) -> dict:
                 "visibility": "visible" if o.public else config.hidden_visibility,
             })
         if not q.outcomes:
-            tests.append({"name": q.id, "score": 0.0, "max_score": q.max_points, "status": "failed",
-                          "output": result.message or "not graded", "visibility": "visible"})
+            graded = "graded by your instructor" if q.overridden else ("to be graded by your instructor" if q.manual
+                                                                       else result.message or "not graded")
+            tests.append({"name": q.id, "score": 0.0 if q.pending else q.points, "max_score": q.max_points,
+                          "status": "passed" if q.overridden and q.points >= q.max_points else "failed",
+                          "output": graded, "visibility": "visible"})
     return {
         "score": result.total,
         "execution_time": round(result.execution_time, 2),
@@ -55,6 +58,10 @@ def gradescope_json(result: SubmissionResult, config: AssignmentConfig) -> dict:
             "flags": result.flags,
             "memory_peak_mb": result.memory_peak_mb,
             "restarts": result.restarts,
+            "raw_total": result.raw_total,
+            "adjustments": [{k: a[k] for k in ("id", "question", "points", "reason", "kind", "was")}
+                            for a in result.adjustments if a.get("applied", True)],
+            "lateness": result.lateness,
         },
     }
 
@@ -65,5 +72,6 @@ def status_line(result: SubmissionResult) -> str:
         text += " (not a grade: the grader failed on this notebook; your instructor will grade it again)"
     elif not result.final:
         pending = ", ".join(q.id for q in result.questions if q.pending)
-        text += f" (not final: {pending} pending until your instructor has looked at it)"
+        what = f"{pending} pending" if pending else "a check the grader could not run is left out"
+        text += f" (not final: {what} until your instructor has looked at it)"
     return f"{text} ({result.message})" if result.message else text

@@ -1,0 +1,296 @@
+"""Running a course: late policy, adjustments, manual questions and their grading sheets, anonymity, feedback for LMSs.
+
+Unit tests without kernels; one end-to-end run (`slow`) grades Canvas-named downloads of a convolution variant with a
+late policy and a written question, then adjusts, grades the sheet and writes Canvas's gradebook from its export.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.adjustments import Adjustment, Timing, adjust, lateness
+from autograder.build.notebook import ANSWER_PROMPT, Master, tagged_cells
+from autograder.cli.parser import main
+from autograder.config import AssignmentConfig, Late
+from autograder.errors import ConfigError
+from autograder.export.feedback import export_feedback
+from autograder.export.sheet import import_sheet, write_sheet
+from autograder.outcomes import Outcome, QuestionScore, SubmissionResult
+from autograder.report.course import record_config, record_course
+from autograder.report.gradebook import gradebook_row
+from autograder.report.instructor import write_report
+from autograder.report.records import RECORDS, SCHEMA_VERSION, Records
+from conftest import ASSIGNMENTS
+
+POLICY = Late("2026-03-01T23:59:00+01:00", penalty_per_day=0.1, cap=0.3, grace_minutes=15)
+
+
+def result(name: str, points=(8.0, 0.0), manual=True, path="") -> SubmissionResult:
+    outcome = Outcome("conv2d_small", "conv2d", True, 1.0, points[0] / 8, "ok")
+    questions = [QuestionScore("conv2d", points[0], 8.0, [outcome]), QuestionScore("explain", points[1], 2.0,
+                                                                                   manual=manual)]
+    return SubmissionResult(name, "ok", questions, path=path)
+
+
+# --- the late policy ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("submitted, extension, periods, penalty", [
+    ("2026-03-01T23:59:00+01:00", 0, 0, 0.0),  # on time
+    ("2026-03-02T00:10:00+01:00", 0, 0, 0.0),  # inside the 15 minutes of grace
+    ("2026-03-02T00:20:00+01:00", 0, 1, 1.0),  # one started day: a tenth of 10 points
+    ("2026-03-03T22:58:00Z", 0, 2, 2.0),  # another zone, two started days
+    ("2026-03-10T12:00:00+01:00", 0, 9, 3.0),  # capped at 0.3
+    ("2026-03-03T12:00:00+01:00", 48, 0, 0.0),  # two days late, but a 48-hour extension
+    ("2026-03-03T12:00:00+01:00", 24, 1, 1.0),  # one day over the extended deadline
+])
+def test_late_penalty_per_started_day_after_grace_capped_with_extensions(submitted, extension, periods, penalty):
+    late = lateness(POLICY, Timing(submitted, extension_hours=extension), max_total=10)
+    assert late["periods"] == periods and late["penalty"] == penalty
+
+
+def test_penalty_per_hour_and_the_late_marker_without_a_time():
+    hourly = Late("2026-03-01T12:00:00+00:00", penalty_per_hour=0.02, cap=1.0)
+    assert lateness(hourly, Timing("2026-03-01T14:30:00+00:00"), 50)["penalty"] == 3.0  # 3 started hours × 2% × 50
+    marker = lateness(POLICY, Timing(late_marker=True), 10)
+    assert marker["unknown"] and marker["hours_late"] is None and marker["penalty"] == 1.0  # one period, for review
+    assert lateness(POLICY, Timing(late_marker=True, extension_hours=24), 10)["penalty"] == 0.0
+    assert lateness(None, Timing("2030-01-01T00:00:00+00:00"), 10) == {}
+    assert lateness(POLICY, Timing(), 10)["penalty"] == 0.0  # nothing says it was late
+
+
+def test_late_policy_loads_round_trips_and_refuses_bad_input(tmp_path):
+    text = (ASSIGNMENTS / "convolution" / "assignment.toml").read_text()
+    path = tmp_path / "assignment.toml"
+    path.write_text(text + '\n[late]\ndeadline = "2026-03-01T23:59:00+01:00"\npenalty_per_day = 0.1\ncap = 0.3\n')
+    config = AssignmentConfig.load(path)
+    assert config.late == Late("2026-03-01T23:59:00+01:00", 0.1, 0.0, 0.3, 0.0)
+    path.write_text(config.to_toml())
+    assert AssignmentConfig.load(path).late == config.late
+    for bad, words in (('deadline = "2026-03-01T23:59:00"', "no time zone"), ('deadline = "tomorrow"', "not an ISO"),
+                       ('deadline = "2026-03-01T23:59:00Z"\npenalty_per_day = 10', "fractions")):
+        path.write_text(text + f"\n[late]\n{bad}\n")
+        with pytest.raises(ConfigError, match=words) as err:
+            AssignmentConfig.load(path)
+        assert err.value.path == path
+
+
+# --- adjustments, one account --------------------------------------------------------------------------------------
+
+def test_overrides_bonuses_and_lateness_make_one_adjusted_total():
+    raw = result("alice", (6.0, 0.0))
+    assert raw.questions[1].pending and not raw.final and raw.total == 6  # the manual question needs grading
+    adjustments = [Adjustment(1, "alice", "explain", 1.0, "first look", "ta", "t"),
+                   Adjustment(2, "alice", "explain", 1.5, "second look", "ta", "t"),
+                   Adjustment(3, "alice", "", 0.5, "found a typo in the task", "ta", "t"),
+                   Adjustment(4, "bob", "", 9.0, "not alice's", "ta", "t")]
+    late = lateness(POLICY, Timing("2026-03-02T12:00:00+01:00"), raw.max_total)
+    done = adjust(raw, adjustments, late)
+    assert done.questions[1].points == 1.5 and not done.questions[1].pending and done.final  # the latest override
+    assert late["penalty"] == 1.0 and done.total == 6 + 1.5 + 0.5 - 1.0 and done.raw_total == 6
+    assert done.grade == done.total
+    assert [a["applied"] for a in done.adjustments] == [False, True, True]
+    row = gradebook_row(done, AssignmentConfig("c", "C", "c.ipynb", ()))
+    assert (row["total"], row["raw_total"], row["late"], row["penalty"]) == (7.0, 6.0, "12.02", 1.0)
+    assert adjust(raw) is raw
+
+
+def old_records(out: Path, results: list[SubmissionResult]) -> None:
+    """Records as schema 2 wrote them: a results table only."""
+    out.mkdir(parents=True)
+    db = sqlite3.connect(out / RECORDS)
+    db.execute("CREATE TABLE results (submission TEXT PRIMARY KEY, source TEXT NOT NULL, sha256 TEXT NOT NULL, "
+               "graded_at REAL NOT NULL, result TEXT NOT NULL)")
+    for r in results:
+        data = json.loads(json.dumps(r, default=vars))
+        for q in data["questions"]:
+            q.pop("manual"), q.pop("overridden")
+        for key in ("adjustments", "lateness", "graded_total"):
+            data.pop(key)
+        db.execute("INSERT INTO results VALUES (?, ?, ?, ?, ?)", (r.submission, r.path, "d", 0.0, json.dumps(data)))
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+
+
+def test_adjustments_are_recorded_with_who_and_when_undone_and_older_records_still_read(tmp_path):
+    out = tmp_path / "out"
+    old_records(out, [result("alice", (6.0, 0.0), manual=False)])
+    records = Records(out)
+    assert records.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert records.results()[0].total == 6  # a schema-2 result, read
+    bonus = records.add_adjustment("alice", "", 2.0, "bonus task")
+    assert bonus.who and bonus.at.endswith("+00:00")
+    assert records.results()[0].total == 8 and records.results(adjusted=False)[0].total == 6
+    records.undo_adjustment(bonus.id)
+    assert records.results()[0].total == 6 and records.adjustments() == []
+    assert records.db.execute("SELECT undone_by FROM adjustments").fetchone()[0]  # kept, marked undone
+    with pytest.raises(ConfigError, match="no adjustment 99"):
+        records.undo_adjustment(99)
+    records.close()
+
+
+# --- manual questions in the master notebook ---------------------------------------------------------------------
+
+def raw(text: str):
+    return nbformat.v4.new_raw_cell(text)
+
+
+def written_master(path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [raw("# BEGIN QUESTION\nname: explain"), nbformat.v4.new_markdown_cell("Why no kernel flip?"),
+                raw("# BEGIN SOLUTION"), nbformat.v4.new_markdown_cell("MODEL: cross-correlation is what conv2d does"),
+                raw("# END SOLUTION"), raw("# RUBRIC\n2: says cross-correlation\n1: says flip, no reason"),
+                raw("# END QUESTION"),
+                raw("# BEGIN QUESTION\nname: conv2d"), nbformat.v4.new_code_cell("x = 1 # SOLUTION"),
+                raw("# END QUESTION")]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_written_answers_are_stripped_and_the_rubric_kept_for_graders_only(tmp_path):
+    master = Master.read(written_master(tmp_path / "m.ipynb"))
+    student, solution = master.student(), master.solution()
+    student_text = json.dumps(student)
+    assert "MODEL" not in student_text and "RUBRIC" not in student_text and "says flip" not in student_text
+    assert tagged_cells(student, "answer:explain") == [ANSWER_PROMPT]
+    sources = [c.source for c in student.cells]
+    assert 'grader.check("explain")' not in sources and 'grader.check("conv2d")' in sources
+    assert tagged_cells(solution, "answer:explain") == ["MODEL: cross-correlation is what conv2d does"]
+    assert "2: says cross-correlation" in tagged_cells(solution, "rubric:explain")[0]
+
+
+COPIED = """def conv2d_single(image, kernel):
+    kh, kw = kernel.shape
+    out = torch.zeros(image.shape[0] - kh + 1, image.shape[1] - kw + 1)
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = (image[i:i + kh, j:j + kw] * kernel).sum()
+    return out
+"""
+
+
+def answered(path: Path, answer: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_markdown_cell(answer)
+    cell.metadata["tags"] = ["answer:explain"]
+    nb.cells = [nbformat.v4.new_code_cell(COPIED), cell]
+    nbformat.write(nb, path)
+    return path
+
+
+def course_out(tmp_path: Path, anonymize=False) -> Path:
+    """A --out whose records hold alice and bob, each with a written answer in their notebook."""
+    out = tmp_path / "out"
+    records = Records(out)
+    for name, answer in (("alice_101", "Because conv2d is a cross-correlation."), ("bob_102", "It flips.")):
+        records.add(result(name, path=str(answered(tmp_path / f"{name}_1_x.ipynb", answer))), "d")
+    records.set_setting("rubric:explain", "# RUBRIC\n2: says cross-correlation")
+    records.close()
+    config = AssignmentConfig("convolution", "Convolution", "c.ipynb", ())
+    object.__setattr__(config, "questions", tuple(
+        __import__("autograder.config", fromlist=["Question"]).Question(q, p, k)
+        for q, p, k in (("conv2d", 8.0, "auto"), ("explain", 2.0, "manual"))))
+    record_config(out, config)
+    record_course(out, config, [], anonymize=anonymize)
+    return out
+
+
+def test_a_manual_question_graded_through_a_sheet(tmp_path, capsys):
+    out = course_out(tmp_path)
+    assert main(["sheet", str(out), "--question", "explain"]) == 0
+    sheet = out / "sheets" / "explain.csv"
+    rows = list(csv.DictReader(sheet.open()))
+    assert [(r["submission"], r["points"], r["answer"]) for r in rows] == [
+        ("alice_101", "", "Because conv2d is a cross-correlation."), ("bob_102", "", "It flips.")]
+    page = (out / "sheets" / "explain.html").read_text()
+    assert "2: says cross-correlation" in page and "It flips." in page
+    rows[0].update(points="2", reason="names cross-correlation")
+    rows[1].update(points="0.5")
+    with sheet.open("w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(["adjust", str(out), "--from", str(sheet)]) == 0
+    assert "recorded 2 score(s)" in capsys.readouterr().out
+    gradebook = {r["submission"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
+    assert gradebook["alice_101"]["explain"] == "2.0" and gradebook["alice_101"]["total"] == "10.0"
+    assert gradebook["bob_102"]["total"] == "8.5" and gradebook["bob_102"]["review"] == ""
+    feedback = (out / "feedback" / "alice_101.txt").read_text()
+    assert "explain set to 2 points by your instructor: names cross-correlation" in feedback
+    assert "graded from the grading sheet" in (out / "feedback" / "bob_102.html").read_text()
+    assert json.loads((out / "results" / "alice_101.json").read_text())["score"] == 10
+    assert import_sheet(out, sheet) == []  # the same sheet again records nothing new
+    sheet.write_text("submission,question,points\nalice_101,explain,3\n")
+    with pytest.raises(ConfigError, match="outside 0 to 2"):
+        import_sheet(out, sheet)
+
+
+def test_adjust_override_bonus_undo_and_refusals(tmp_path, capsys):
+    out = course_out(tmp_path)
+    assert main(["adjust", str(out), "bob_102", "4", "--reason", "extra credit"]) == 0
+    assert main(["adjust", str(out), "bob_102", "conv2d", "5", "--reason", "partial credit by hand"]) == 0
+    gradebook = {r["submission"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
+    assert gradebook["bob_102"]["total"] == "9.0" and gradebook["bob_102"]["raw_total"] == "8.0"
+    assert "+4 points from your instructor: extra credit" in (out / "feedback" / "bob_102.txt").read_text()
+    assert main(["adjust", str(out), "--undo", "1"]) == 0
+    gradebook = {r["submission"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
+    assert gradebook["bob_102"]["total"] == "5.0"
+    capsys.readouterr()
+    assert main(["adjust", str(out), "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert "#2 bob_102 conv2d 5" in listing and "#1" not in listing
+    for argv, words in ((["bob_102", "9"], "needs --reason"), (["carol", "1", "--reason", "x"], "no submission"),
+                        (["bob_102", "conv2d", "9", "--reason", "x"], "outside 0 to 8"),
+                        (["bob_102", "nope", "1", "--reason", "x"], "no question 'nope'")):
+        assert main(["adjust", str(out), *argv]) == 2
+        assert words in " ".join(capsys.readouterr().out.split())
+
+
+# --- anonymity ----------------------------------------------------------------------------------------------------
+
+def test_anonymised_report_and_instructor_pages_hold_no_real_name(tmp_path):
+    out = course_out(tmp_path, anonymize=True)
+    (out / "instructor").mkdir()
+    for name in ("alice_101", "bob_102"):
+        (out / "instructor" / f"{name}.html").write_text(name)  # as the batch wrote them
+    write_report(out, title="convolution", threshold=0.0)
+    records = Records(out)
+    key = records.setting("pseudonym_key")
+    records.close()
+    assert key  # the key stays in the records
+    first = sorted(p.name for p in (out / "instructor").iterdir())
+    assert len(first) == 4 and all(p.startswith("student-") for p in first)
+    pages = [out / "report.html", *(out / "instructor").iterdir(), *(out / "similarity").glob("*.html")]
+    assert len(pages) >= 6  # the report, four instructor pages, a similarity page
+    for page in pages:
+        text = page.read_text()
+        assert "alice" not in text and "bob" not in text, page
+    write_report(out, title="convolution", threshold=0.0)
+    assert sorted(p.name for p in (out / "instructor").iterdir()) == first  # stable pseudonyms
+
+
+# --- feedback for LMSs --------------------------------------------------------------------------------------------
+
+def test_feedback_zips_for_canvas_moodle_and_plain(tmp_path):
+    out = course_out(tmp_path)
+    canvas = export_feedback(out, "canvas")
+    names = zipfile.ZipFile(canvas.output).namelist()
+    assert sorted(names) == ["alice_101_1_feedback.html", "bob_102_1_feedback.html"]
+    plain = zipfile.ZipFile(export_feedback(out, "zip").output)
+    assert "bob_102/feedback.txt" in plain.namelist()
+    assert "explain" in plain.read("bob_102/feedback.txt").decode()
+    roster = tmp_path / "roster.csv"
+    roster.write_text("submission,Full name,Identifier\nalice_101,Alice Liddell,Participant 7\n")
+    moodle = export_feedback(out, "moodle", roster=roster)
+    assert zipfile.ZipFile(moodle.output).namelist() == ["Alice Liddell_7_assignsubmission_file_/feedback.html"]
+    assert list(moodle.skipped) == ["bob_102"]  # no participant number: said, not guessed
