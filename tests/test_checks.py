@@ -202,7 +202,7 @@ def test_scipy_convolution_is_caught():
 
 def loops_conv2d_single(image, kernel):
     kh, kw = kernel.shape
-    out = torch.zeros(image.shape[0] - kh + 1, image.shape[1] - kw + 1)
+    out = torch.zeros(image.shape[0] - kh + 1, image.shape[1] - kw + 1, dtype=image.dtype, device=image.device)
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
             out[i, j] = (image[i:i + kh, j:j + kw] * kernel).sum()

@@ -17,8 +17,8 @@ from .compare import every, exact, first_failure, frame, mapping, shape_list
 from .inputs import int_or_pair, randint, randn, random_pixels
 from .mistakes import diagnose, known_mistakes, normal_sample
 from .numbers import as_number, as_numbers, int_answer, is_int, plain, same, scalar, show, values_close
-from .student import (call_problem, on_device, returned, returned_as, signature, student_call, student_value,
-                      value_problem)
+from .student import (call_problem, ExplainedStudent, on_device, returned, returned_as, signature, student_call,
+                      student_value, undefined, Undefined, value_problem)
 from .tensors import close, difference, equal_tensor, shape_hint, tensor_tuple
 from ..outcomes import CHECK_STATUSES as STATUSES, Outcome
 from .core import (Check, check_seed, CheckFn, CheckSet, Context, failed, Misconception, PARAMETERS, passed, run_check,
@@ -31,7 +31,8 @@ from .models import (again, args_state, as_module, brief, build, changed_keys, d
 __all__ = [
     "accuracy", "again", "args_state", "as_module", "as_number", "as_numbers", "batches_of", "brief", "build",
     "Call", "call_problem", "changed_keys", "Check", "check_seed", "CheckFn", "CheckSet", "close", "Context",
-    "describe", "diagnose", "difference", "equal_tensor", "every", "exact", "failed", "first_failure", "fixed",
+    "describe", "diagnose", "difference", "equal_tensor", "every", "exact", "ExplainedStudent", "failed",
+    "first_failure", "fixed",
     "Forbid", "frame", "int_answer", "int_or_pair", "is_int", "keep_output", "known_mistakes", "layer",
     "leaf_types", "mapping", "Misconception", "mnist_split", "model_accuracy", "model_call", "module_snapshot",
     "ModuleSnapshot", "named", "normal_sample", "on_device", "OnePassLoader", "Opaque", "Outcome", "output_problem",
@@ -39,5 +40,6 @@ __all__ = [
     "returned_as", "run_check", "run_checks", "run_module", "same", "scalar", "seq", "shape_hint", "shape_list",
     "show", "signature", "spec", "state_after_step", "state_difference", "state_of", "state_unchanged",
     "states_close", "STATUSES", "Student", "student_call", "student_value", "tensor_loader", "tensor_tuple",
+    "undefined", "Undefined",
     "value_problem", "values_close", "Verdict", "with_weights",
 ]

@@ -18,10 +18,12 @@ def known_mistakes(table: Iterable[tuple[str, str, Any]], value_of: Callable[[An
 
 def diagnose(actual: torch.Tensor, misconceptions: Sequence[Misconception], rtol: float,
              atol: float) -> Misconception | None:
+    """The first known mistake whose tensor `actual` equals within tolerance, whatever its dtype (the dtype is
+    judged on its own, after the values)."""
     for m in misconceptions:
         exp = m.expected
-        if (isinstance(exp, torch.Tensor) and exp.shape == actual.shape and exp.dtype == actual.dtype
-                and torch.allclose(actual, exp, rtol=rtol, atol=atol)):
+        if (isinstance(exp, torch.Tensor) and exp.shape == actual.shape
+                and torch.allclose(actual.double(), exp.double(), rtol=rtol, atol=atol)):
             return m
     return None
 

@@ -3,25 +3,50 @@ that gave no usable value (not defined, refused, raised, None, another type or d
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any, Mapping
+import ast
+import re
+from dataclasses import dataclass, replace
+from typing import Any, Iterable, Mapping
 
 import torch
 
-from ..kernel.probe import Call
+from ..kernel.probe import Call, Student
 from .core import Verdict, failed
+
+
+@dataclass(frozen=True)
+class Undefined(Call):
+    """A name that is not defined because a cell that would have defined it raised an error: `cell` says which
+    cell, and its error."""
+
+    cell: str = ""
+
+
+def undefined(call: Call, hint: str = "Run the cell that defines it, and check the spelling of the name.") -> Verdict:
+    """The verdict for a name that is not defined: the failed cell that would have defined it, if any, else `hint`."""
+    name = call.target.split(".")[0]
+    if isinstance(call, Undefined) and call.cell:
+        return failed(f"`{name}` is not defined: the cell that defines it failed, {call.cell}.",
+                      "Fix that cell's error so the whole cell runs: a module that is not installed where the "
+                      "notebook is graded cannot be imported (use torch, numpy, pandas and the standard library).")
+    return failed(f"`{name}` is not defined.", hint)
+
+
+# the probe's words when a method was called on what a call returned, and that was None (a body still `...`)
+CALLED_ON_NONE = "AttributeError: NoneType has no method "
 
 
 def call_problem(call: Call, raised: Mapping[str, str] | None = None) -> Verdict | None:
     """A failed verdict when the call gave no value to compare, else None. `raised`: hints for errors, by words
     the error contains (the first that matches)."""
     if call.missing:
-        return failed(f"`{call.target.split('.')[0]}` is not defined.",
-                      "Run the cell that defines it, and check the spelling of the name.")
+        return undefined(call)
     if call.forbidden:
         used = ", ".join(call.forbidden)
         return failed(f"{call.what} used library code that this question does not allow ({used}).",
                       "Write it yourself with loops or plain tensor operations (indexing, slicing, sums).")
+    if call.error and call.error.startswith(CALLED_ON_NONE):
+        return failed(f"{call.what}: `{call.target}` returned None.", NO_VALUE_HINT)
     if call.error:
         return failed(f"{call.what} raised {call.error}",
                       next((hint for words, hint in (raised or {}).items() if words in call.error), ""))
@@ -67,7 +92,7 @@ def value_problem(call: Call, kind: str, of_type: type | tuple[type, ...], *, mi
     """A failed verdict when the student's variable (`st.value`) is not defined (hint `missing_hint`), or not of
     type `of_type` (`kind` in words, hint `hint`), e.g. still `...`; else None."""
     if call.missing:
-        return failed(f"`{call.target}` is not defined.", missing_hint)
+        return undefined(call, missing_hint)
     if not isinstance(call.value, of_type):
         found = "still `...`" if call.type == "ellipsis" else f"a {call.type}"
         return failed(f"`{call.target}` is {found}, not {kind}.", hint)
@@ -100,3 +125,62 @@ def signature(name: str, *args: Any, **kwargs: Any) -> str:
 
     parts = [show_arg(a) for a in args] + [f"{k}={show_arg(v)}" for k, v in kwargs.items()]
     return f"{name}({', '.join(parts)})"
+
+
+def defined_names(source: str) -> set[str]:
+    """The names a cell's code defines at its top level (functions, classes, assignments, imports); IPython's
+    `%magic` and `!shell` lines are left out, and code that does not parse is read line by line."""
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        found = re.findall(r"^(?:def|class)\s+(\w+)|^(\w+)\s*(?::[^=\n]*)?=(?!=)", code, re.M)
+        return {name for pair in found for name in pair if name}
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+    return names
+
+
+@dataclass
+class ExplainedStudent:
+    """The student side, which knows the cells that raised errors while the notebook ran: a name one of them would
+    have defined, and that is not defined, comes back as `Undefined`, naming that cell and its error."""
+
+    student: Student
+    failed_cells: Mapping[str, str]  # name -> "cell 2 (import prettytable) raised ModuleNotFoundError: ..."
+
+    @classmethod
+    def of(cls, student: Student, cells: Iterable[tuple[str, str]]) -> "ExplainedStudent":
+        """`cells`: (source, what happened) of each cell that raised, in the order they ran; the first one
+        that would have defined a name is named for it."""
+        failed_cells: dict[str, str] = {}
+        for source, what in cells:
+            for name in defined_names(source):
+                failed_cells.setdefault(name, what)
+        return cls(student, failed_cells)
+
+    @property
+    def device(self) -> str:
+        return self.student.device
+
+    def value(self, name: str) -> Call:
+        return self.explained(self.student.value(name))
+
+    def call(self, target: str, *args: Any, **kwargs: Any) -> Call:
+        return self.explained(self.student.call(target, *args, **kwargs))
+
+    def explained(self, call: Call) -> Call:
+        cell = self.failed_cells.get(call.target.split(".")[0]) if call.missing else None
+        return Undefined(**vars(call), cell=cell) if cell else call
+
+    def __getattr__(self, name: str) -> Any:  # what else the student side offers (timeout, ...)
+        if name == "student":  # not set yet (copy, pickle)
+            raise AttributeError(name)
+        return getattr(self.student, name)

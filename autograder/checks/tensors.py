@@ -11,30 +11,24 @@ import torch
 from ..kernel.probe import Call
 from .core import Misconception, Verdict, failed, passed
 from .mistakes import diagnose
-from .numbers import same
-from .student import call_problem
+from .student import NO_VALUE_HINT, call_problem, on_device
 
 
 def close(call: Call, expected: torch.Tensor, *, rtol: float = 1e-5, atol: float = 1e-6,
           misconceptions: Sequence[Misconception] = (), device: str | None = None) -> Verdict:
-    """The student's tensor equals the reference within explicit tolerances."""
+    """The student's tensor equals the reference within explicit tolerances. The most telling verdict wins: no
+    tensor, then its shape, then its values (a known mistake named), then its dtype, then its device (`device`: the
+    inputs' device), so a float64 result of a known mistake hears about the mistake."""
     problem = call_problem(call)
     if problem:
         return problem
     actual = call.value
     if actual is None:
-        return failed(f"{call.what} returned None, expected a torch.Tensor.",
-                      "Is the body still `...`, or is a `return` missing?")
+        return failed(f"{call.what} returned None, expected a torch.Tensor.", NO_VALUE_HINT)
     if not isinstance(actual, torch.Tensor):
         kind = call.type or type(actual).__name__
         return failed(f"{call.what} returned {kind}, expected a torch.Tensor.",
                       "Return a tensor (e.g. build the output with torch.zeros and fill it in).")
-    if device and call.devices and call.devices[0] != device:
-        return failed(f"{call.what} returned a tensor on {call.devices[0]}, but its input was on {device}.",
-                      "Create new tensors on the input's device (device=x.device).")
-    if actual.dtype != expected.dtype:
-        return failed(f"{call.what} returned dtype {actual.dtype}, expected {expected.dtype}.",
-                      f"Keep the result in {expected.dtype}.")
     if actual.shape != expected.shape:
         diagnosis = diagnose(actual, misconceptions, rtol, atol)
         if diagnosis:
@@ -42,31 +36,42 @@ def close(call: Call, expected: torch.Tensor, *, rtol: float = 1e-5, atol: float
                           f"{diagnosis.label}.", diagnosis.hint)
         return failed(f"{call.what} returned shape {tuple(actual.shape)}, expected {tuple(expected.shape)}.",
                       shape_hint(tuple(actual.shape), tuple(expected.shape)))
-    if torch.allclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True):
-        return passed(f"{call.what} matches the reference (shape {tuple(expected.shape)}).")
-    diagnosis = diagnose(actual, misconceptions, rtol, atol)
-    if diagnosis:
-        return failed(f"{call.what} is wrong: {diagnosis.label}.", diagnosis.hint)
-    return failed(f"{call.what} differs from the reference: {difference(actual, expected, rtol, atol)} "
-                  f"(tolerance rtol={rtol:g}, atol={atol:g}).")
+    if not torch.allclose(actual.double(), expected.double(), rtol=rtol, atol=atol, equal_nan=True):
+        diagnosis = diagnose(actual, misconceptions, rtol, atol)
+        if diagnosis:
+            return failed(f"{call.what} is wrong: {diagnosis.label}.", diagnosis.hint)
+        return failed(f"{call.what} differs from the reference: {difference(actual, expected, rtol, atol)} "
+                      f"(tolerance rtol={rtol:g}, atol={atol:g}).")
+    if actual.dtype != expected.dtype:
+        return failed(f"{call.what} returned dtype {actual.dtype}, expected {expected.dtype}.", dtype_hint(expected))
+    return on_device(call, device) or passed(f"{call.what} matches the reference (shape {tuple(expected.shape)}).")
+
+
+def dtype_hint(expected: torch.Tensor) -> str:
+    """What to do about a result of another dtype than `expected`'s."""
+    if expected.dtype == torch.float64:
+        return ("The input was float64 and the result must be too: create new tensors with dtype=x.dtype (torch.zeros"
+                "(..., dtype=x.dtype, device=x.device)), not a fixed float32, and do not call .float().")
+    return f"Keep the result in {expected.dtype}."
 
 
 def equal_tensor(call: Call, expected: torch.Tensor, *, misconceptions: Sequence[Misconception] = (), hint: str = "",
                  dtype_hint: str = "", shape_hint: str = "") -> Verdict:
     """A returned tensor (checked first with `returned_as`) equal to `expected` exactly, as labels and counts are:
-    its dtype (hint `dtype_hint`), its shape (`shape_hint`), its values; a wrong one is told apart from known
-    mistakes, or gets `hint`."""
+    its shape (hint `shape_hint`), its values (a wrong one told apart from known mistakes, or given `hint`), then its
+    dtype (hint `dtype_hint`)."""
     got = call.value
-    if got.dtype != expected.dtype:
-        return failed(f"{call.what} returned dtype {got.dtype}, expected {expected.dtype}.", dtype_hint)
     if got.shape != expected.shape:
         return failed(f"{call.what} returned shape {tuple(got.shape)}, expected {tuple(expected.shape)}.", shape_hint)
-    if torch.equal(got, expected):
-        return passed(f"{call.what} matches the reference (shape {tuple(expected.shape)}).")
-    for m in misconceptions:
-        if same(got, m.expected):
-            return failed(f"{call.what} is wrong: {m.label}.", m.hint)
-    return failed(f"{call.what} differs from the reference: {difference(got, expected)}.", hint)
+    if not torch.equal(got.double(), expected.double()):
+        for m in misconceptions:
+            if isinstance(m.expected, torch.Tensor) and m.expected.shape == got.shape and torch.equal(
+                    got.double(), m.expected.double()):
+                return failed(f"{call.what} is wrong: {m.label}.", m.hint)
+        return failed(f"{call.what} differs from the reference: {difference(got, expected)}.", hint)
+    if got.dtype != expected.dtype:
+        return failed(f"{call.what} returned dtype {got.dtype}, expected {expected.dtype}.", dtype_hint)
+    return passed(f"{call.what} matches the reference (shape {tuple(expected.shape)}).")
 
 
 def tensor_tuple(call: Call, expected: Sequence[torch.Tensor], names: Sequence[str], *, rtol: float = 1e-5,

@@ -9,6 +9,7 @@ from typing import Callable
 from ..build.assignment import Assignment
 from ..checks import Context, Outcome, run_checks
 from ..checks.figures import run_figures
+from ..checks.student import ExplainedStudent
 from ..config import GradeSettings
 from ..errors import InvalidSubmission
 from ..kernel.execute import ExecutionReport, execute_notebook
@@ -46,7 +47,7 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
     with session:
         report = execute_notebook(session, nb)
         st = KernelStudent(session, spec.limits.probe_timeout, spec.device, watch=needs_watch(flags))
-        outcomes = prober(st, ctx)
+        outcomes = prober(ExplainedStudent.of(st, failed_cells(nb, report)), ctx)
         figures = draw_figures(assignment, session, spec, ctx, st.watch) if settings.figures else []
     flags += session.findings
     flags += [Finding("malformed-answer", "kernel", m) for m in st.malformed]
@@ -96,3 +97,8 @@ def kernel_spec(assignment: Assignment, settings: GradeSettings) -> KernelSpec:
 
 def cell_errors(report: ExecutionReport) -> list[str]:
     return [f"{c.label}: {c.error}" for c in report.errors]
+
+
+def failed_cells(nb, report: ExecutionReport) -> list[tuple[str, str]]:
+    """(source, what happened) of each cell that raised, so that a check can say why a name it defines is missing."""
+    return [(nb.cells[c.index].get("source", ""), f"{c.label} raised {c.error}") for c in report.errors]

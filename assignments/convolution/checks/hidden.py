@@ -10,7 +10,7 @@ checks = CheckSet()
 CASES = 6
 
 
-@checks.hidden("conv2d_single", weight=2)
+@checks.hidden("conv2d_single")
 def conv2d_single_random(st, ref, rng):
     """Random images and kernels of many shapes."""
     cases = []
@@ -41,10 +41,17 @@ def conv2d_cases(st, ref, rng, summary, *options):
     return every(conv2d_case, st, ref, cases, summary)
 
 
-@checks.hidden("conv2d", weight=2)
+@checks.hidden("conv2d")
 def conv2d_random_shapes(st, ref, rng):
     """Random batch sizes, channels, image and (rectangular) kernel sizes; defaults otherwise."""
     return conv2d_cases(st, ref, rng, "conv2d matches F.conv2d on random shapes.")
+
+
+@checks.hidden("conv2d")
+def conv2d_float64(st, ref, rng):
+    """float64 inputs with a bias: the result keeps the input's dtype (float64) and device."""
+    x, weight, bias = randn(rng, 2, 2, 6, 5).double(), randn(rng, 3, 2, 3, 2).double(), randn(rng, 3).double()
+    return conv2d_case(st, ref, x, weight, dict(bias=bias))
 
 
 @checks.hidden("conv2d")
@@ -105,5 +112,5 @@ def edge_magnitude_random(st, ref, rng):
 
 @checks.hidden("sobel")
 def edge_magnitude_ramp(st, ref, rng):
-    """A horizontal intensity ramp: gx is constant, gy is zero."""
-    return edge_magnitude_case(st, ref, torch.arange(10.0).repeat(7, 1))
+    """A horizontal intensity ramp in float64: gx is constant, gy is zero, and the result stays float64."""
+    return edge_magnitude_case(st, ref, torch.arange(10.0, dtype=torch.float64).repeat(7, 1))

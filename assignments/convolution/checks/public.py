@@ -1,6 +1,7 @@
 """Public checks of the convolution assignment; expected values are recorded from the reference at build time."""
 
 import torch
+import torch.nn.functional as F
 
 from autograder.checks import (CheckSet, Forbid, Misconception, close, failed, first_failure, passed, randn, show,
                                student_call, value_problem)
@@ -15,6 +16,8 @@ FLIPPED = ("The kernel is flipped: you computed a textbook convolution. PyTorch'
 ONE_SIDED = ("The zero padding is on one side only. `padding=p` adds p rows at the top and p at the "
              "bottom (p columns left and right): F.pad(x, (pw, pw, ph, ph)).")
 MAGNITUDE = "The magnitude is sqrt(gx**2 + gy**2)."
+VALID = ("conv2d_single is a *valid* cross-correlation: only the positions where the whole kernel fits on the image, "
+         "so the output is (H - kh + 1, W - kw + 1), with no padding and no border kept around it.")
 
 
 def same_as_reference(st, name, expected, *args, mistakes=(), **kwargs):
@@ -25,8 +28,15 @@ def same_as_reference(st, name, expected, *args, mistakes=(), **kwargs):
 
 def conv2d_single_case(st, ref, image, kernel):
     expected = ref.conv2d_single(image, kernel)
-    flipped = Misconception("flipped kernel", FLIPPED, ref.conv2d_single(image, kernel.flip(0, 1)))
-    return same_as_reference(st, "conv2d_single", expected, image, kernel, mistakes=[flipped])
+    mistakes = [Misconception("flipped kernel", FLIPPED, ref.conv2d_single(image, kernel.flip(0, 1)))]
+    kh, kw = kernel.shape
+    if kh % 2 and kw % 2 and kh * kw > 1:  # "same" size, as image-filtering tutorials write it for odd kernels
+        pads = (kw // 2, kw // 2, kh // 2, kh // 2)
+        mistakes += [Misconception("the output kept the image's size, with a border of zeros", VALID,
+                                   F.pad(expected, pads)),
+                     Misconception("the image was zero-padded, so the output kept its size", VALID,
+                                   ref.conv2d_single(F.pad(image, pads), kernel))]
+    return same_as_reference(st, "conv2d_single", expected, image, kernel, mistakes=mistakes)
 
 
 def conv2d_case(st, ref, x, weight, kwargs):
@@ -58,7 +68,7 @@ def max_pool2d_case(st, ref, x, kernel_size, kwargs):
 
 def edge_magnitude_case(st, ref, image):
     expected = ref.edge_magnitude(image)
-    gx, gy = ref.conv2d_single(image, ref.SOBEL_X), ref.conv2d_single(image, ref.SOBEL_Y)
+    gx, gy = ref.conv2d_single(image, ref.SOBEL_X.to(image)), ref.conv2d_single(image, ref.SOBEL_Y.to(image))
     mistakes = [Misconception("the square root is missing", MAGNITUDE, gx**2 + gy**2),
                 Misconception("|gx| + |gy| is not the magnitude", MAGNITUDE, gx.abs() + gy.abs())]
     return same_as_reference(st, "edge_magnitude", expected, image, mistakes=mistakes)
@@ -75,6 +85,12 @@ def conv2d_single_small(st, ref, rng):
 def conv2d_single_rectangular(st, ref, rng):
     """A 6×7 random image with a 2×3 kernel."""
     return conv2d_single_case(st, ref, randn(rng, 6, 7), randn(rng, 2, 3))
+
+
+@checks.public("conv2d_single")
+def conv2d_single_float64(st, ref, rng):
+    """A float64 5×6 image and 3×2 kernel: the result keeps the input's dtype (float64) and device."""
+    return conv2d_single_case(st, ref, randn(rng, 5, 6).double(), randn(rng, 3, 2).double())
 
 
 @checks.public("conv2d")

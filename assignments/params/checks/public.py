@@ -76,6 +76,11 @@ SHARED = ("A parameter reachable from two places is one parameter: count what mo
           "yields each tensor once), not each layer's parameters separately.")
 TRAINABLE = "With trainable_only=True, count only the parameters with p.requires_grad."
 FROZEN = "With trainable_only=True, count the parameters that *do* have requires_grad (the frozen ones are left out)."
+ONE_LINER = ("This is the widely copied one-liner `sum(p.numel() for p in model.parameters() if p.requires_grad)`: "
+             "it counts only the trainable parameters. With trainable_only=False (the default) count every "
+             "parameter, frozen ones too; filter on p.requires_grad only when trainable_only is True.")
+TENSORS = ("len(list(model.parameters())) counts the parameter tensors (a weight, a bias, ...), not the numbers "
+           "in them: add up p.numel() for each parameter.")
 TRAINABLE_ONLY = ({}, {"trainable_only": True}, {"trainable_only": False})  # left to its default, on, off
 
 
@@ -88,6 +93,11 @@ def count_case(st, ref, model, label, **kwargs):
                 Misconception("the frozen parameters were counted instead", FROZEN, total - expected)
                 ] if trainable_only else []
     mistakes.append(Misconception("a shared parameter was counted twice", SHARED, per_name))
+    if not trainable_only:
+        mistakes.append(Misconception("only the trainable parameters were counted", ONE_LINER,
+                                      ref.count_params(model, True)))
+    mistakes.append(Misconception("the parameter tensors were counted, not their elements", TENSORS,
+                                  len(list(module.parameters()))))
     if with_buffers not in (total, ref.count_per_name(model, False)):  # the model has buffers
         mistakes.append(Misconception("buffers were counted as parameters", BUFFERS, with_buffers))
     elif with_buffers != total:  # state_dict() lists a shared tensor under each of its names

@@ -47,6 +47,9 @@ RUNNING_STATS = ("BatchNorm updates running_mean and running_var with every batc
                  "pass and model.train(was_training) after it.")
 NO_CHANNELS = "Flatten keeps every channel: features = channels × height × width of the last feature map."
 INPUT_CHANNELS = "The number of channels after the stack is the last Conv2d's out_channels, not the input's."
+CHANNEL_COUNT = ("x.shape[1] of a feature map (N, C, H, W) is its channel count. Flatten counts every value of one "
+                 "input's feature map: run torch.zeros(1, *input_shape) through `features` and return "
+                 "out.flatten(1).shape[1] (or out.numel()).")
 LECTURE_CNN = spec(
     layer("Conv2d", 3, 16, kernel_size=3, stride=1, padding=1), layer("LeakyReLU", inplace=True),
     layer("Conv2d", 16, 16, kernel_size=3, stride=1, padding=1), layer("LeakyReLU", inplace=True),
@@ -142,14 +145,19 @@ def trace_shapes_leaves_model_as_it_was(st, ref, rng):
 
 def flatten_case(st, ref, features, input_shape, hints=(NO_CHANNELS, INPUT_CHANNELS)):
     """`features`: a spec (public checks) or a grader-built module (hidden ones). `hints` are those of the known
-    mistakes, channels missing and input channels used, in this order; a mistake without a hint is not named."""
+    mistakes, channels missing and input channels used, in this order; a mistake without a hint is not named. The
+    channel count returned for the feature count is always named."""
     module, expected = as_module(features), ref.flatten_features(features, input_shape)
     out = [m.out_channels for m in module.modules() if isinstance(m, nn.Conv2d)]
     wrong = [("the channels are missing", expected // out[-1]),
              ("the input channels were used", expected // out[-1] * input_shape[0])] if out else []
     call = st.call("flatten_features", module, input_shape,
                    description=f"flatten_features({describe(module)}, {input_shape})")
-    return int_answer(call, expected, [Misconception(label, hint, v) for (label, v), hint in zip(wrong, hints)])
+    channels = out[-1] if out else input_shape[0]
+    known = [Misconception(label, hint, v) for (label, v), hint in zip(wrong, hints)]
+    known.append(Misconception("that is the number of channels of the last feature map, not of features",
+                               CHANNEL_COUNT, channels))
+    return int_answer(call, expected, known)
 
 
 @checks.public("flatten_features")

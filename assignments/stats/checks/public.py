@@ -6,7 +6,8 @@ from dataclasses import replace
 import torch
 
 from autograder.checks import (CheckSet, Misconception, OnePassLoader, as_number, batches_of, call_problem, close,
-                               failed, mnist_split, randn, random_pixels, scalar, student_call, tensor_tuple)
+                               failed, mnist_split, randn, random_pixels, scalar, student_call, tensor_tuple,
+                               undefined)
 
 checks = CheckSet()
 RTOL = 1e-4
@@ -22,6 +23,14 @@ BATCH_MEAN = ("The statistics were averaged over batches as if all batches had t
 BATCH_STD = ("The std was computed inside each batch (around that batch's own mean) and then averaged. "
              "Stds do not average: accumulate the sum of squares over all batches and compute "
              "sqrt(E[x²] - E[x]²) once at the end.")
+IMAGE_STD = ("The std was computed inside each image (around that image's own mean) and averaged over images, as "
+             "the often copied `std += images.view(b, c, -1).std(2).sum(0)` does. Stds do not average: accumulate "
+             "the sum of squares of all pixels and compute sqrt(E[x²] - E[x]²) once at the end.")
+PUBLISHED = ("{value} is the published statistic of the full MNIST training set (60,000 images), copied from "
+             "tutorials. The shipped training split is a 4,000-image subset with statistics of its own: compute them "
+             "from its pixels (datasets.MNIST(root='data', train=True, download=False), scaled to [0, 1]).")
+# the full MNIST training set's mean and std, as tutorials print them (4 digits) and as they compute them
+MNIST_PUBLISHED = ((0.1307, 0.1306604762738429), (0.3081, 0.3081078038564622))
 BROADCAST = ("A (C,) tensor broadcasts against the LAST dimension (the width). Reshape mean and std "
              "to (C, 1, 1) so that they line up with the channel dimension.")
 ORDER = ("transforms.Normalize only works on float tensors, so ToTensor must come first: "
@@ -35,6 +44,13 @@ def channel_data(rng, n, channels, h, w):
     return torch.rand(n, channels, h, w, generator=rng) * scale.view(1, -1, 1, 1) + offset.view(1, -1, 1, 1)
 
 
+def per_image_stats(images, correction):
+    """The right per-channel mean, and each image's own per-channel std averaged over images (float32, as the
+    reference's)."""
+    pixels = images.double().flatten(2)  # (N, C, H*W)
+    return pixels.mean(dim=(0, 2)).float(), pixels.std(dim=2, correction=correction).mean(dim=0).float()
+
+
 def channel_stats_case(st, ref, images, batch_size):
     """channel_stats on a one-pass loader over `images` in batches of `batch_size` (the last one smaller)."""
     expected = ref.channel_stats_of(images)
@@ -44,6 +60,8 @@ def channel_stats_case(st, ref, images, batch_size):
     known += [Misconception("std computed per batch and averaged", BATCH_STD, stats)
               for stats in (ref.batch_std_stats(images, batch_size), ref.batch_std_stats(images, batch_size, 1),
                             ref.batch_std_weighted_stats(images, batch_size))]
+    known += [Misconception("std computed per image and averaged", IMAGE_STD, per_image_stats(images, correction))
+              for correction in (1, 0)]
     batches = batches_of(images, torch.zeros(len(images), dtype=torch.int64), batch_size)
     call = st.call("channel_stats", OnePassLoader(batches),
                    description=f"channel_stats(loader of {len(images)} images of shape {tuple(images.shape[1:])} "
@@ -132,15 +150,21 @@ def mnist_stats_case(st, ref, ctx, which):
     name = ("mnist_mean", "mnist_std")[which]
     # the raw 0-255 pixels, (N, 28, 28) as torchvision's MNIST holds them in `.data`
     train, test = (mnist_split(ctx.data, split, scale="bytes")[0][:, 0] for split in ("train", "test"))
-    expected = ref.mnist_stats_of(train)[which]
+    expected, published = ref.mnist_stats_of(train)[which], MNIST_PUBLISHED[which]
     known = [Misconception("pixels on the 0-255 scale", "Scale the pixels to [0, 1] (transforms.ToTensor() does it) "
                            "before the statistics.", 255 * expected),
              Misconception("the statistic of the test split",
                            "Use the training split: datasets.MNIST(root='data', train=True, ...).",
                            ref.mnist_stats_of(test)[which])]
+    known += [Misconception("the full MNIST's published constant, not the shipped split's",
+                            PUBLISHED.format(value=published[0]), value) for value in published]
+    if which == 1:
+        pixels = train.double().flatten(1) / 255
+        known += [Misconception("std computed per image and averaged", IMAGE_STD, float(per_image))
+                  for per_image in (pixels.std(dim=1).mean(), pixels.std(dim=1, correction=0).mean())]
     call = st.value(name)
     if call.missing:
-        return failed(f"`{name}` is not defined.", "Compute it in the notebook from the MNIST training split.")
+        return undefined(call, "Compute it in the notebook from the MNIST training split.")
     if as_number(call.value) is None:
         return failed(f"{name} is {call.type}, expected a float.", "Use float(...) to turn a tensor into a number.")
     return scalar(call, expected, rtol=RTOL, atol=0.0, misconceptions=known,
