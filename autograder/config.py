@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .errors import ConfigError
@@ -125,6 +125,7 @@ class AssignmentConfig:
             raw = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read configuration: {exc}", path) from exc
+        refuse_unknown_keys(raw, path)
         try:
             questions = tuple(Question(str(q["id"]), float(q["points"]), str(q.get("kind", "auto")))
                               for q in raw.pop("questions"))
@@ -190,6 +191,27 @@ class AssignmentConfig:
             if q.kind != "auto":
                 lines.append(f"kind = {_q(q.kind)}")
         return "\n".join(lines) + "\n"
+
+
+def refuse_unknown_keys(raw: dict, path: Path) -> None:
+    """A misspelt key would be dropped or fail deep inside a constructor: name it and list the valid keys."""
+    tables = [("", raw, AssignmentConfig), ("[limits] ", raw.get("limits", {}), Limits),
+              ("[late] ", raw.get("late", {}), Late)]
+    tables += [("[[questions]] ", q, Question) for q in raw.get("questions", ())]
+    tables += [(f"[thresholds.{name}.{device}] ", t, Threshold) for name, by_device in raw.get("thresholds", {}).items()
+               if isinstance(by_device, dict) for device, t in by_device.items()]
+    for where, table, kind in tables:
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where or 'the file'}must be a table of keys, not {type(table).__name__}", path)
+        valid = [f.name for f in fields(kind)]
+        unknown = sorted(set(table) - set(valid))
+        if unknown:
+            raise ConfigError(f"{where}unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                              f"valid keys: {', '.join(valid)} (docs/assignment-toml.md)", path)
+    missing = [k for k in ("name", "title", "notebook", "questions") if k not in raw]
+    if missing:
+        raise ConfigError(f"missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)} (each question is a "
+                          "[[questions]] table with `id` and `points`; docs/assignment-toml.md)", path)
 
 
 def _q(text: str) -> str:

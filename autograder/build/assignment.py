@@ -117,8 +117,13 @@ def module_set(package: ModuleType, name: str, attribute: str, kind: type, where
 
 
 def unique_name(prefix: str, path: Path) -> str:
-    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
-    return f"_torchgrade_{prefix}_{digest}".replace("-", "_")
+    """A module name for the code at `path` (a file, or a package folder), from its place and its contents: loaded
+    once per process, and loaded afresh once edited (an author who validates, edits and validates again)."""
+    h = hashlib.sha1(str(path.resolve()).encode())
+    for source in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+        if source.is_file():
+            h.update(source.name.encode() + source.read_bytes())
+    return f"_torchgrade_{prefix}_{h.hexdigest()[:10]}".replace("-", "_")
 
 
 def load_package(folder: Path, prefix: str) -> ModuleType:

@@ -43,13 +43,29 @@ def build_bundles(source: Path, out: Path) -> tuple[Path, Path]:
 def read_master(assignment: Assignment) -> Master:
     path = assignment.root / assignment.config.notebook
     master = Master.read(path)
-    if master.questions != assignment.config.question_ids:
-        raise ConfigError(f"the notebook's questions {master.questions} differ from the configuration's "
-                          f"{assignment.config.question_ids}", path)
-    for q in assignment.config.question_ids:
+    problem = question_list_problem(master.questions, assignment.config.question_ids)
+    if problem:
+        raise ConfigError(problem, path)
+    for q in [q.id for q in assignment.config.questions if q.kind != "manual"]:  # a person grades manual ones
         if not any(c.public for c in assignment.checks.for_question(q)):
             raise ConfigError(f"question {q!r} has no public check", assignment.root / CHECKS_DIR)
     return master
+
+
+def question_list_problem(in_notebook: list[str], in_config: list[str]) -> str:
+    """assignment.toml's [[questions]] are the question list (ids, points, order); the notebook's BEGIN QUESTION
+    cells must name the same ids in the same order. "" when they do, else what differs."""
+    if in_notebook == in_config:
+        return ""
+    lines = ["the notebook's questions differ from assignment.toml's [[questions]] (the list of questions, with their "
+             "points and order; every question needs a `# BEGIN QUESTION` raw cell with `name: <id>` in the notebook)"]
+    lines += [f"  {q!r} is in assignment.toml but no BEGIN QUESTION cell names it" for q in in_config
+              if q not in in_notebook]
+    lines += [f"  {q!r} has a BEGIN QUESTION cell but no [[questions]] table in assignment.toml" for q in in_notebook
+              if q not in in_config]
+    if len(lines) == 1:
+        lines.append(f"  the order differs: notebook {', '.join(in_notebook)}; assignment.toml {', '.join(in_config)}")
+    return "\n".join(lines)
 
 
 def prepare_out(out: Path) -> tuple[Path, Path]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .assignment import STUDENT_META, Assignment, load_student_checks
+from .assignment import PACKED_VARIABLE, STUDENT_META, Assignment, load_student_checks
 from ..checks import Context, Outcome, run_checks
 from ..render import outcomes_text, public_summary
 from ..errors import ConfigError
@@ -69,9 +69,9 @@ class Grader:
     """Loads the public checks shipped in the student bundle (`.torchgrade/`)."""
 
     def __init__(self, folder: str | Path | None = None, namespace: Mapping[str, Any] | None = None):
-        self.assignment: Assignment = load_student_checks(find_meta(folder))
         caller = inspect.currentframe().f_back
         self.namespace = namespace if namespace is not None else caller.f_globals
+        self.assignment: Assignment = load_student_checks(*find_meta(folder, self.namespace.get(PACKED_VARIABLE)))
 
     @property
     def questions(self) -> list[str]:
@@ -89,10 +89,14 @@ class Grader:
         return Summary(tuple(self.check(q) for q in self.questions))
 
 
-def find_meta(folder: str | Path | None) -> Path:
+def find_meta(folder: str | Path | None, packed: str | None = None) -> tuple[Path, Path]:
+    """(the public checks' folder, the student's folder): `folder` or the current folder's `.torchgrade/`, else the
+    files the notebook's packed cell unpacked (`packed`, its `SELFCHECK_FILES`; data stays the current folder's)."""
     start = Path(folder) if folder else Path.cwd()
     for candidate in (start, start / STUDENT_META):
         if (candidate / "assignment.toml").is_file() and candidate.name == STUDENT_META:
-            return candidate
-    raise ConfigError(f"no {STUDENT_META}/ folder with public checks here: open the notebook from the "
-                      "assignment's student folder", start)
+            return candidate, candidate.parent
+    if packed and not folder and (Path(packed) / STUDENT_META / "assignment.toml").is_file():
+        return Path(packed) / STUDENT_META, start
+    raise ConfigError(f"no public checks: run the notebook's first cell (it unpacks them), or open the notebook "
+                      f"from the assignment's student folder (with its {STUDENT_META}/ folder)", start)

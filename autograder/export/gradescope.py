@@ -3,8 +3,8 @@
 The zip's root holds what Gradescope runs (`setup.sh`, `run_autograder`, see `scripts.py`), the autograder
 bundle (`bundle/`, as `assign` writes it, less the model answer: grading needs none) and torchgrade itself
 (`torchgrade/autograder/`, the package's source, with `torchgrade/requirements.txt`, its dependencies), so
-that Gradescope needs no release of torchgrade. Given an assignment's source folder, the bundle is built
-first (as `grade` does); `assign` is what proves a build.
+that Gradescope needs no release of torchgrade. Given an assignment's source folder, the bundle is built and
+proved first, exactly as `assign` does (`grading/proof.py`): an assignment `assign` refuses is not exported.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..build.assignment import BUNDLE_SOLUTION, load_assignment
-from ..config import AssignmentConfig
+from ..config import AssignmentConfig, GradeSettings
 from ..errors import ConfigError
 from .scripts import RUN_AUTOGRADER, SETUP_SH
 
@@ -39,18 +39,20 @@ class ExportReport:
     time_limit: float  # seconds: the assignment's budget per submission; Gradescope's limit must exceed it
 
 
-def export_gradescope(assignment: Path, zip_path: Path) -> ExportReport:
-    """Write the autograder zip for `assignment` (its source folder or autograder bundle) at `zip_path`."""
+def export_gradescope(assignment: Path, zip_path: Path, settings: GradeSettings | None = None) -> ExportReport:
+    """Write the autograder zip for `assignment` (its source folder, built and proved as `assign` does, or an
+    autograder bundle `assign` wrote) at `zip_path`; a source folder that fails the proof exports nothing."""
     loaded = load_assignment(assignment)
     if loaded.kind == "student":
         raise ConfigError("this is a student bundle; export the autograder bundle or the source folder", assignment)
     if loaded.kind == "bundle":
         return write_zip(loaded.root, loaded.config, zip_path)
-    from ..build.bundles import build_bundles  # torch loads only here
+    from ..grading.proof import assign  # torch loads only here
+    from ..kernel.isolation import trusted_isolation
 
     with tempfile.TemporaryDirectory(prefix="torchgrade-export-") as tmp:
-        _, bundle = build_bundles(loaded.root, Path(tmp))
-        return write_zip(bundle, load_assignment(bundle).config, zip_path)
+        report = assign(loaded.root, Path(tmp), settings or GradeSettings(isolation=trusted_isolation()))
+        return write_zip(report.autograder_dir, load_assignment(report.autograder_dir).config, zip_path)
 
 
 def write_zip(bundle: Path, config: AssignmentConfig, zip_path: Path) -> ExportReport:

@@ -1,0 +1,48 @@
+"""The aten operators a PyTorch expression dispatches to: the names a `Forbid(ops=...)` fragment is matched against.
+
+The library guard (`kernel/kernel_side.py`) sees each operator a student's call dispatches to, by its
+`overloadpacket` name (`_softmax`, `convolution`, `max_pool2d_with_indices`), and refuses the call when a
+fragment of `Forbid.ops` is part of that name. `torchgrade ops "F.softmax(x, dim=1)"` prints those names, so a
+check's author can pick fragments: `F.softmax` is `_softmax`, `F.cross_entropy` is `_log_softmax` and
+`nll_loss_forward`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+
+class OperatorLog(TorchDispatchMode):
+    """Every aten operator dispatched while active, in order, each once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func.overloadpacket.__name__)
+        if name not in self.names:
+            self.names.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def expression_namespace() -> dict[str, Any]:
+    """What an expression may use: torch, F, nn, and sample tensors `x` (2×3×4×4), `w` (5×3×3×3), `y` (class
+    labels of x's batch), `image` (8×8) and `kernel` (3×3), all from a fixed seed."""
+    g = torch.Generator().manual_seed(0)
+    return {"torch": torch, "F": torch.nn.functional, "nn": torch.nn,
+            "x": torch.randn(2, 3, 4, 4, generator=g), "w": torch.randn(5, 3, 3, 3, generator=g),
+            "y": torch.tensor([1, 2]), "image": torch.randn(8, 8, generator=g),
+            "kernel": torch.randn(3, 3, generator=g)}
+
+
+def operators(expression: str, namespace: dict[str, Any] | None = None) -> list[str]:
+    """The aten operators evaluating `expression` (the instructor's own code, on sample tensors) dispatches to."""
+    namespace = expression_namespace() if namespace is None else namespace
+    code = compile(expression, "<expression>", "eval")
+    with OperatorLog() as log:
+        eval(code, namespace)  # the author's own expression, on their machine
+    return log.names

@@ -1,0 +1,255 @@
+"""Writing an assignment outside this repository: `new` scaffolds one, `validate` proves it or names the fault.
+
+An instructor's path (docs/authoring.md): `torchgrade new`, edit, `torchgrade validate`, `torchgrade export`.
+Each trap an instructor met while writing a first assignment has a test here in which `validate` refuses it,
+naming the file, check or example at fault.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.build.scaffold import scaffold
+from autograder.cli.parser import main
+from autograder.config import AssignmentConfig
+from autograder.errors import BuildError, ConfigError
+from autograder.export.gradescope import export_gradescope
+from autograder.grading.validate import validate
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def problems_text(report) -> str:
+    return "\n".join(str(p) for p in report.problems)
+
+
+# ----------------------------------------------------------------------------- editing a scaffold, as a test would
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{path}: {old!r}"
+    path.write_text(text.replace(old, new))
+
+
+def append(path: Path, text: str) -> None:
+    path.write_text(path.read_text() + textwrap.dedent(text))
+
+
+def edit_answer(notebook: Path, old: str, new: str) -> None:
+    nb = nbformat.read(notebook, as_version=4)
+    cell = next(c for c in nb.cells if old in c.source)
+    cell.source = cell.source.replace(old, new)
+    nbformat.write(nb, notebook)
+
+
+SOFTMAX_CELLS = [
+    ("raw", "# BEGIN QUESTION\nname: softmax"),
+    ("markdown", "## Question 2: `softmax` (2 points)\n\nWrite `softmax(x)` along the last dimension, without "
+                 "`torch.softmax`."),
+    ("code", "def softmax(x):\n    # BEGIN SOLUTION\n    e = (x - x.amax(dim=-1, keepdim=True)).exp()\n"
+             "    return e / e.sum(dim=-1, keepdim=True)\n    # END SOLUTION"),
+    ("raw", "# END QUESTION"),
+]
+
+
+def add_softmax_question(folder: Path) -> None:
+    """A second question, as the walk-through in docs/authoring.md adds it: toml, notebook, reference, checks,
+    examples."""
+    append(folder / "assignment.toml", """
+        [[questions]]
+        id = "softmax"
+        points = 2
+        """)
+    master = folder / f"{folder.name}.ipynb"
+    nb = nbformat.read(master, as_version=4)
+    end = max(i for i, c in enumerate(nb.cells) if c.source == "# END QUESTION")
+    new = {"raw": nbformat.v4.new_raw_cell, "markdown": nbformat.v4.new_markdown_cell,
+           "code": nbformat.v4.new_code_cell}
+    nb.cells[end + 1:end + 1] = [new[kind](source) for kind, source in SOFTMAX_CELLS]
+    nbformat.write(nb, master)
+    append(folder / "reference.py", """
+
+        def softmax(x):
+            return torch.softmax(x, dim=-1)
+        """)
+    append(folder / "checks" / "public.py", """
+
+        @checks.public("softmax")
+        def softmax_rows(st, ref, rng):
+            \"\"\"Two rows of four logits.\"\"\"
+            x = randn(rng, 2, 4)
+            call = student_call(st, "softmax", x, probe={"forbid": Forbid(ops=("_softmax",))})
+            return close(call, ref.softmax(x), rtol=1e-5, atol=1e-6, device=st.device)
+        """)
+    append(folder / "checks" / "hidden.py", """
+
+        @checks.hidden("softmax")
+        def softmax_large_logits(st, ref, rng):
+            \"\"\"Large logits, where exp overflows unless the maximum is subtracted first.\"\"\"
+            from autograder.checks import close, student_call
+            x = randn(rng, 3, 5) * 100
+            return close(student_call(st, "softmax", x), ref.softmax(x), rtol=1e-5, atol=1e-6, device=st.device)
+        """)
+    expected = folder / "examples" / "expected.toml"
+    edit(expected, "relu = 4\n", "relu = 4\nsoftmax = 2\n")
+    edit(expected, "[blank]\nrelu = 0\n", "[blank]\nrelu = 0\nsoftmax = 0\n")
+    edit(expected, "[abs_instead]  # relu returns x.abs(): every relu check fails, and says why\nrelu = 0\n",
+         "[abs_instead]\nrelu = 0\nsoftmax = 0  # this example predates the question: softmax is not defined\n")
+
+
+# ----------------------------------------------------------------------------- new
+
+def test_new_refuses_a_bad_name_and_a_folder_in_use(tmp_path):
+    with pytest.raises(ConfigError, match="not a valid assignment name"):
+        scaffold("my-assignment", tmp_path / "x")
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not an empty folder"):
+        scaffold("used", tmp_path / "used")
+
+
+def test_new_writes_every_file_with_comments_saying_what_to_change(tmp_path):
+    folder = scaffold("activations", tmp_path / "activations")
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert files == {"assignment.toml", "activations.ipynb", "reference.py", "checks/__init__.py",
+                     "checks/public.py", "checks/hidden.py", "examples/expected.toml", "examples/abs_instead.ipynb"}
+    assert AssignmentConfig.load(folder / "assignment.toml").question_ids == ["relu"]
+    for rel in ("assignment.toml", "checks/public.py", "checks/hidden.py", "examples/expected.toml", "reference.py"):
+        assert "docs/" in (folder / rel).read_text(), rel
+    master = json.loads((folder / "activations.ipynb").read_text())
+    sources = ["".join(c["source"]) for c in master["cells"]]
+    assert "# BEGIN QUESTION\nname: relu" in sources and "Instructors:" in sources[0]
+
+
+@pytest.mark.slow
+def test_new_then_a_second_question_validates_and_self_checks_alone(tmp_path):
+    """The walk-through: scaffold, add a question everywhere it goes, validate; the built notebook alone
+    self-checks (in this interpreter, the packed files are what it loads)."""
+    assert main(["new", "softmaxes", "--out", str(tmp_path / "softmaxes")]) == 0
+    folder = tmp_path / "softmaxes"
+    assert validate(folder).ok  # untouched
+    add_softmax_question(folder)
+    report = validate(folder, tmp_path / "dist")
+    assert report.ok, problems_text(report)
+    assert {q.id: q.points for q in report.results["solution"].questions} == {"relu": 4, "softmax": 2}
+    student_nb = tmp_path / "dist" / "student" / "softmaxes.ipynb"
+    sources = ["".join(c["source"]) for c in json.loads(student_nb.read_text())["cells"]]
+    assert 'grader.check("softmax")' in sources
+    export = export_gradescope(folder, tmp_path / "autograder.zip")
+    assert export.name == "softmaxes" and export.zip_path.is_file()
+
+
+# ----------------------------------------------------------------------------- validate refuses each trap
+
+ANSWER_DEPENDENT_REF_ON_BLANK = """
+
+    @checks.public("relu")
+    def relu_explained(st, ref, rng):
+        \"\"\"A row of four values, with a misconception computed only when the answer is wrong.\"\"\"
+        x = randn(rng, 4)
+        call = student_call(st, "relu", x)
+        verdict = close(call, ref.relu(x), rtol=1e-6, atol=1e-6)
+        if not verdict.passed:
+            ref.relu(x * 2)  # a reference value only a wrong answer asks for: never recorded from the solution
+        return verdict
+    """
+
+ANSWER_DEPENDENT_REF_ON_EXAMPLE = """
+
+    @checks.public("relu")
+    def relu_of_the_answer(st, ref, rng):
+        \"\"\"A row of four values; the reference is asked about the student's own output.\"\"\"
+        x = randn(rng, 4)
+        call = student_call(st, "relu", x)
+        if call.ok and call.value is not None:
+            ref.relu(call.value)  # depends on the answer: recorded for the solution's output only
+        return close(call, ref.relu(x), rtol=1e-6, atol=1e-6)
+    """
+
+
+def trap_ref_on_blank(folder: Path) -> tuple[str, ...]:
+    append(folder / "checks" / "public.py", ANSWER_DEPENDENT_REF_ON_BLANK)
+    return "relu/relu_explained", "ref.relu(...) was not recorded", "blank"
+
+
+def trap_ref_on_example(folder: Path) -> tuple[str, ...]:
+    append(folder / "checks" / "public.py", ANSWER_DEPENDENT_REF_ON_EXAMPLE)
+    return "abs_instead.ipynb", "relu/relu_of_the_answer", "ref.relu(...) was not recorded"
+
+
+def trap_answer_outside_markers(folder: Path) -> tuple[str, ...]:
+    edit_answer(folder / f"{folder.name}.ipynb", "    # BEGIN SOLUTION\n", "")
+    edit_answer(folder / f"{folder.name}.ipynb", "\n    # END SOLUTION", "")
+    return "a model answer is outside `# BEGIN SOLUTION`", "  question relu:\n    [PASS] relu_small"
+
+
+def trap_wrong_expected_points(folder: Path) -> tuple[str, ...]:
+    edit(folder / "examples" / "expected.toml", "[abs_instead]  # relu returns x.abs(): every relu check fails, "
+         "and says why\nrelu = 0", "[abs_instead]\nrelu = 1")
+    return "examples/abs_instead.ipynb", "relu scores 0, expected 1"
+
+
+def trap_wrong_diagnosis(folder: Path) -> tuple[str, ...]:
+    edit(folder / "examples" / "expected.toml", '"absolute value instead of ReLU"', '"sign flipped"')
+    return "examples/abs_instead.ipynb", "does not say 'sign flipped'"
+
+
+def trap_example_without_entry(folder: Path) -> tuple[str, ...]:
+    (folder / "examples" / "late.ipynb").write_text((folder / "examples" / "abs_instead.ipynb").read_text())
+    return "expected.toml", "example late.ipynb has no [late] table"
+
+
+TRAPS = [trap_ref_on_blank, trap_ref_on_example, trap_answer_outside_markers, trap_wrong_expected_points,
+         trap_wrong_diagnosis, trap_example_without_entry]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trap", TRAPS, ids=[t.__name__ for t in TRAPS])
+def test_validate_refuses(trap, tmp_path, capsys):
+    folder = scaffold("traps", tmp_path / "traps")
+    words = trap(folder)
+    assert main(["validate", str(folder)]) == 1
+    out = " ".join(capsys.readouterr().out.split())  # the terminal may wrap long lines
+    for word in words:
+        assert " ".join(word.split()) in out, out
+
+
+@pytest.mark.slow
+def test_export_runs_the_proof_and_refuses_what_assign_refuses(tmp_path):
+    folder = scaffold("leaky", tmp_path / "leaky")
+    trap_answer_outside_markers(folder)
+    with pytest.raises(BuildError, match="blank notebook scores above zero"):
+        export_gradescope(folder, tmp_path / "autograder.zip")
+    assert not (tmp_path / "autograder.zip").exists()
+
+
+def test_a_misspelt_key_lists_the_valid_keys(tmp_path, capsys):
+    folder = scaffold("typo", tmp_path / "typo")
+    edit(folder / "assignment.toml", "cell_timeout = 60", "timeout = 60")
+    assert main(["validate", str(folder)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "[limits] unknown key 'timeout'; valid keys: cell_timeout, notebook_timeout" in out
+
+
+def test_a_question_missing_from_the_notebook_is_named(tmp_path):
+    from autograder.build.bundles import build_bundles
+
+    folder = scaffold("questions", tmp_path / "questions")
+    append(folder / "assignment.toml", '\n[[questions]]\nid = "softmax"\npoints = 2\n')
+    append(folder / "checks" / "public.py", '\n\n@checks.public("softmax")\ndef s(st, ref, rng):\n    """."""\n')
+    with pytest.raises(ConfigError, match="'softmax' is in assignment.toml but no BEGIN QUESTION cell names it"):
+        build_bundles(folder, tmp_path / "out")
+
+
+def test_ops_prints_the_aten_operators_of_a_call():
+    proc = subprocess.run([sys.executable, "-m", "autograder.cli.parser", "ops", "F.cross_entropy(x[:, :, 0, 0], y)"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert {"_log_softmax", "nll_loss_forward"} <= set(proc.stdout.split())
