@@ -16,7 +16,7 @@ from autograder.render import outcomes_text
 from autograder.config import GradeSettings
 from conftest import REPO, cell_index_defining
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow  # these grade real notebooks in kernels
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +36,7 @@ def graded(builds, tmp_path_factory):
     return out, load_assignment(report.autograder_dir)
 
 
+@slow
 def test_student_feedback_never_shows_a_hidden_expected_value(graded):
     out, bundle = graded
     instructor = (out / "instructor" / "wrong.txt").read_text()
@@ -53,6 +54,7 @@ def test_student_feedback_never_shows_a_hidden_expected_value(graded):
             assert f"expected {value}" not in text, (path.name, value)
 
 
+@slow
 def test_students_still_see_which_hidden_checks_failed_and_why_in_general(graded):
     out, bundle = graded
     text = (out / "feedback" / "wrong.txt").read_text()
@@ -64,6 +66,7 @@ def test_students_still_see_which_hidden_checks_failed_and_why_in_general(graded
     assert all(visibility[c.name] == "after_published" for c in hidden)
 
 
+@slow
 def test_nothing_a_student_sees_names_a_path_of_the_grading_machine(graded):
     out, _ = graded
     student_files = [*(out / "feedback").iterdir(), *(out / "results").iterdir()]
@@ -86,9 +89,72 @@ def test_a_hint_shared_by_several_failing_checks_is_said_once_per_question():
         assert all(f"case_{i}" in text or f"case {i}" in text for i in range(5))
 
 
+@slow
 def test_an_unreadable_submission_gets_one_reason_at_the_top(graded):
     out, _ = graded
     for name, reason in (("empty", "the file is empty"), ("latin1", "not a readable notebook")):
         for audience in ("feedback", "instructor"):
             text = (out / audience / f"{name}.txt").read_text()
             assert reason in text.splitlines()[0] and text.count(reason) == 1, text
+
+
+# ---------------------------------------------------------------------------- the HTML page, without kernels
+
+def page_of(audience="student"):
+    """A submission's HTML feedback: one question passed, one failed (a public and a hidden check, a shared hint, a
+    figure), one whose check the grader could not run."""
+    from autograder.outcomes import QuestionScore, SubmissionResult
+    from autograder.report.feedback import feedback_html
+
+    fail = [Outcome("small", "conv2d", True, 1, 0, "conv2d(x) returned dtype torch.float32, expected torch.float64.",
+                    "Create it with `torch.zeros(..., dtype=x.dtype)`.", status="failed"),
+            Outcome("random", "conv2d", False, 1, 0, "conv2d(x) is 41, expected 42", "Create it with "
+                    "`torch.zeros(..., dtype=x.dtype)`.", status="failed", doc="Random shapes."),
+            Outcome("ok", "conv2d", True, 1, 1, "conv2d(y) matches the reference.", status="passed")]
+    broken = [Outcome("summary_rows", "summary", True, 1, 0, "the grader could not run this check", "",
+                      status="error", detail="Traceback (most recent call last):\n  KeyError: 'x'")]
+    result = SubmissionResult("alice", "ok", [
+        QuestionScore("conv2d", 2.67, 8, fail), QuestionScore("sobel", 4, 4, [
+            Outcome("kernels", "sobel", True, 1, 1, "SOBEL_X and SOBEL_Y are right.", status="passed")]),
+        QuestionScore("summary", 0, 5, broken)],
+        cell_errors=["cell 4 (import prettytable): ModuleNotFoundError: No module named 'prettytable'"],
+        figures=[{"name": "conv", "question": "conv2d", "title": "yours & the reference", "png": "iVBORw0KGgo=",
+                  "audience": "student"}])
+    return feedback_html(result, audience)
+
+
+def question_section(page, question):
+    return re.search(rf"<section class='question [^']*'><div><h2><span>{question}</span>.*?</section>", page).group(0)
+
+
+def test_the_page_is_one_file_with_its_own_readable_style():
+    page = page_of()
+    style = re.search(r"<style>(.*?)</style>", page, re.S).group(1)
+    assert "sans-serif" in style and "monospace" in style and "@media" in style
+    assert not re.search(r"(src|href)=['\"](?!data:)", page)  # nothing fetched from elsewhere
+    assert "<code>torch.zeros(..., dtype=x.dtype)</code>" in page  # code quoted in a hint, set in monospace
+    assert "<code>cell 4 (import prettytable): ModuleNotFoundError" in page
+
+
+def test_every_check_line_carries_its_outcome_colour():
+    page = page_of()
+    conv2d = question_section(page, "conv2d")
+    assert conv2d.count("<li class='check failed'>") == 2 and conv2d.count("<li class='check passed'>") == 1
+    assert "class='question fail'" in conv2d and "class='question pass" in question_section(page, "sobel")
+    assert "<li class='check error'>" in question_section(page, "summary")
+    for status in ("passed", "failed", "error"):
+        assert re.search(rf"\.{status}[^{{]*\{{[^}}]*border-left-color", page), status
+
+
+def test_the_figure_sits_beside_its_questions_checks():
+    conv2d = question_section(page_of(), "conv2d")
+    assert "<ul class='checks'>" in conv2d and "<div class='figures'><figure><img alt='yours &amp; the reference' " \
+           "src='data:image/png;base64,iVBORw0KGgo='>" in conv2d
+    assert "text-only" in question_section(page_of(), "sobel")  # no figure: the checks take the whole width
+
+
+def test_the_page_keeps_hidden_messages_hints_once_and_tracebacks_for_instructors():
+    student, instructor = page_of("student"), page_of("instructor")
+    assert "expected 42" not in student and "Random shapes." in student and "expected 42" in instructor
+    assert question_section(student, "conv2d").count("torch.zeros(..., dtype=x.dtype)") == 1
+    assert "KeyError" not in student and "<pre>Traceback (most recent call last):" in instructor

@@ -41,8 +41,8 @@ def config():
 
 
 def section(page: str, question: str) -> str:
-    """The HTML of one question: from its heading to the next heading."""
-    match = re.search(rf"<h3[^>]*>{question}: .*?(?=<h3|\Z)", page, re.S)
+    """The HTML of one question: its card, from its heading to the card's end."""
+    match = re.search(rf"<section class='question [^']*'><div><h2><span>{question}</span>.*?</section>", page, re.S)
     assert match, f"no section for {question}"
     return match.group(0)
 
