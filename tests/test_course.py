@@ -7,6 +7,7 @@ late policy and a written question, then adjusts, grades the sheet and writes Ca
 from __future__ import annotations
 
 import csv
+import html
 import json
 import shutil
 import sqlite3
@@ -294,3 +295,124 @@ def test_feedback_zips_for_canvas_moodle_and_plain(tmp_path):
     moodle = export_feedback(out, "moodle", roster=roster)
     assert zipfile.ZipFile(moodle.output).namelist() == ["Alice Liddell_7_assignsubmission_file_/feedback.html"]
     assert list(moodle.skipped) == ["bob_102"]  # no participant number: said, not guessed
+
+
+# --- end to end: Canvas's download and export, a late policy with an extension, a written question ---------------
+
+CANVAS_EXPORT = """Student,ID,SIS User ID,SIS Login ID,Section,Convolution from scratch (4711),Current Score
+    Points Possible,,,,,23.00,
+"Liddell, Alice",101,S101,aliddell,Section A,,
+"Builder, Bob",102,S102,bbuilder,Section B,,
+"Danvers, Carol",103,S103,cdanvers,Section A,,
+"Nobody, Nora",104,S104,nnobody,Section B,,
+"Student, Test",999,,,Section A,,
+"""
+
+
+def torchgrade(*args):
+    proc = subprocess.run([sys.executable, "-m", "autograder.cli.parser", *map(str, args)], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return " ".join(proc.stdout.split())
+
+
+def course_assignment(root: Path) -> Path:
+    """The convolution assignment with a written question (rubric and model answer) and a late policy."""
+    source = root / "convolution"
+    shutil.copytree(ASSIGNMENTS / "convolution", source, ignore=shutil.ignore_patterns("examples"))
+    toml = (source / "assignment.toml").read_text().replace(
+        'reference = "../../reference/convolution.py"',
+        f'reference = "{(ASSIGNMENTS.parent / "reference" / "convolution.py").as_posix()}"')
+    toml += ('\n[late]\ndeadline = "2026-03-01T23:59:00+01:00"\npenalty_per_day = 0.1\ncap = 0.5\n'
+             'grace_minutes = 10\n\n[[questions]]\nid = "explain"\npoints = 2\nkind = "manual"\n')
+    (source / "assignment.toml").write_text(toml)
+    nb = nbformat.read(source / "convolution.ipynb", as_version=4)
+    nb.cells += [raw("# BEGIN QUESTION\nname: explain"),
+                 nbformat.v4.new_markdown_cell("Why does `conv2d` not flip the kernel?"), raw("# BEGIN SOLUTION"),
+                 nbformat.v4.new_markdown_cell("It computes a cross-correlation, as PyTorch's conv2d does."),
+                 raw("# END SOLUTION"), raw("# RUBRIC\n2: names cross-correlation\n1: says it does not flip"),
+                 raw("# END QUESTION")]
+    nbformat.write(nb, source / "convolution.ipynb")
+    return source
+
+
+def with_answer(base: Path, path: Path, answer: str) -> Path:
+    nb = nbformat.read(base, as_version=4)
+    for cell in nb.cells:
+        if "answer:explain" in cell.get("metadata", {}).get("tags", []):
+            cell.source = answer
+            break
+    else:
+        nb.cells.append(nbformat.v4.new_markdown_cell(answer, metadata={"tags": ["answer:explain"]}))
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.slow
+def test_a_course_from_canvas_download_to_canvas_gradebook(tmp_path):
+    dist = tmp_path / "dist"
+    built = torchgrade("assign", course_assignment(tmp_path), "--out", dist)
+    assert "solution: 21/23" in built  # the written question is a person's to grade
+    student = nbformat.read(dist / "student" / "convolution.ipynb", as_version=4)
+    assert "cross-correlation, as PyTorch" not in json.dumps(student)  # the model answer stripped
+    download = tmp_path / "submissions"  # Canvas's bulk download: name_[LATE_]userid_subid_file
+    download.mkdir()
+    examples = ASSIGNMENTS / "convolution" / "examples"
+    with_answer(dist / "autograder" / "solution.ipynb", download / "liddellalice_101_5550001_convolution.ipynb",
+                "Cross-correlation: conv2d never flips.")
+    with_answer(examples / "flipped_kernel.ipynb", download / "builderbob_LATE_102_5550002_convolution.ipynb",
+                "It flips the kernel.")
+    with_answer(examples / "no_sqrt.ipynb", download / "danverscarol_103_5550003_convolution-1.ipynb",
+                "No idea.")
+    times = tmp_path / "times.csv"
+    times.write_text("submission,submitted_at\n103,2026-03-03T10:00:00+01:00\n101,2026-03-01T20:00:00Z\n")
+    extensions = tmp_path / "extensions.csv"  # Canvas's export with an extension column added for Carol
+    extensions.write_text(CANVAS_EXPORT.replace("Current Score", "Extension").replace(
+        '"Danvers, Carol",103,S103,cdanvers,Section A,,', '"Danvers, Carol",103,S103,cdanvers,Section A,,24'))
+    out = tmp_path / "grades"
+    torchgrade("grade", dist / "autograder", download, "--out", out, "--jobs", "2", "--submitted-at", times,
+               "--extensions", extensions)
+    rows = {r["submission"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
+    assert set(rows) == {"liddellalice_101", "builderbob_102", "danverscarol_103"}
+    alice, bob, carol = rows["liddellalice_101"], rows["builderbob_102"], rows["danverscarol_103"]
+    assert alice["explain"] == "" and "needs-grading:explain" in alice["review"]
+    assert (alice["total"], alice["late"]) == ("21.0", "")  # on time
+    assert (bob["raw_total"], bob["late"], bob["penalty"], bob["total"]) == ("8.0", "unknown", "2.3", "5.7")
+    assert "late-unknown" in bob["review"]  # only Canvas's LATE_ marker: one day, for review
+    assert carol["late"] == "10.02" and carol["penalty"] == "2.3"  # 34 hours late, 24 of them extended: one day
+    assert carol["raw_total"] == "18.0"
+
+    assert main(["adjust", str(out), "builderbob_102", "1", "--reason", "the task's typo in conv2d"]) == 0
+    assert main(["sheet", str(out), "--question", "explain"]) == 0
+    sheet = list(csv.DictReader((out / "sheets" / "explain.csv").open()))
+    assert {r["submission"]: r["answer"] for r in sheet}["liddellalice_101"] == "Cross-correlation: conv2d never flips."
+    for r in sheet:
+        r["points"] = {"liddellalice_101": "2", "builderbob_102": "1", "danverscarol_103": "0"}[r["submission"]]
+    with (out / "sheets" / "explain.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, list(sheet[0]))
+        writer.writeheader()
+        writer.writerows(sheet)
+    assert main(["adjust", str(out), "--from", str(out / "sheets" / "explain.csv")]) == 0
+
+    export = tmp_path / "canvas-export.csv"
+    export.write_text(CANVAS_EXPORT)
+    assert main(["gradebook", str(out), "--roster", str(export), "--format", "canvas", "--output",
+                 str(tmp_path / "import.csv"), "--title", "Convolution from scratch", "--assignment-id", "4711"]) == 0
+    table = list(csv.reader((tmp_path / "import.csv").open()))
+    assert table[1][0] == "    Points Possible" and sum(r[0].strip() == "Points Possible" for r in table) == 1
+    assert table[2:] == [["Liddell, Alice", "101", "S101", "aliddell", "Section A", "23"],
+                         ["Builder, Bob", "102", "S102", "bbuilder", "Section B", "7.7"],  # 8 + 1 + 1 - 2.3
+                         ["Danvers, Carol", "103", "S103", "cdanvers", "Section A", "15.7"],  # 18 + 0 - 2.3
+                         ["Nobody, Nora", "104", "S104", "nnobody", "Section B", ""]]  # no test student
+    result = json.loads((out / "results" / "builderbob_102.json").read_text())
+    assert result["score"] == 7.7 and result["extra_data"]["raw_total"] == 8
+    assert "the task's typo in conv2d" in html.unescape((out / "feedback" / "builderbob_102.html").read_text())
+
+    again = torchgrade("grade", dist / "autograder", download / "builderbob_LATE_102_5550002_convolution.ipynb",
+                       "--out", out, "--force", "--name-from", "pattern")
+    assert "keeping 2 adjustment(s)" in again and "the task's typo in conv2d" in again
+    assert {r["submission"]: r for r in csv.DictReader((out / "gradebook.csv").open())}["builderbob_102"][
+        "total"] == "7.7"
+    feedback = zipfile.ZipFile(export_feedback(out, "canvas").output).namelist()
+    assert sorted(feedback) == ["builderbob_LATE_102_5550002_feedback.html", "danverscarol_103_5550003_feedback.html",
+                                "liddellalice_101_5550001_feedback.html"]

@@ -77,7 +77,8 @@ def prove_solution(autograder: Path, student: Path, settings: GradeSettings) -> 
 
     solution = grade_submission(autograder / BUNDLE_SOLUTION, bundle, settings, record_grade_replay)
     refuse_check_errors(solution, "solution", autograder)
-    if solution.status != "ok" or solution.total != solution.max_total:
+    manual = sum(q.max_points for q in solution.questions if q.manual)  # a person grades those: not proven here
+    if solution.status != "ok" or solution.total != solution.max_total - manual:
         raise BuildError("the solution does not score full marks:\n" + explain(solution), autograder)
     failing = [o for o in replayed if not o.passed]
     if failing:
@@ -92,7 +93,7 @@ def prove_blank(autograder: Path, student: Path, settings: GradeSettings) -> Sub
     refuse_self_check_errors(replayed, "the blank notebook", autograder)
     if blank.total != 0:
         raise BuildError("the blank notebook scores above zero: a model answer is outside `# BEGIN SOLUTION` / "
-                         "`# END SOLUTION` (or a line not ending in `# SOLUTION`), or a check gives credit for an "
+                         "`# END SOLUTION` (and not on a line ending in `# SOLUTION`), or a check gives credit for an "
                          "unanswered question. Checks that gave points:\n" + explain(blank, failing=False), autograder)
     return blank
 
@@ -141,10 +142,10 @@ def refuse_check_errors(result: SubmissionResult, what: str, where: Path) -> Non
 
 def explain(result: SubmissionResult, failing: bool = True) -> str:
     """The outcomes that broke the proof: failed checks (solution) or passed ones (blank)."""
-    lines = [f"  status {result.status} {result.message}".rstrip()]
+    lines = [f"  status {result.status}: {result.message}"] if result.status != "ok" else []
     lines += [f"  cell error: {e}" for e in result.cell_errors]
     outcomes = [o for q in result.questions for o in q.outcomes if ((o.score < 1) if failing else (o.score > 0))]
-    return "\n".join(lines) + "\n" + explain_outcomes(outcomes)
+    return "\n".join(lines + [explain_outcomes(outcomes)])
 
 
 def explain_outcomes(outcomes: list[Outcome]) -> str:
