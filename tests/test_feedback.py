@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -158,3 +162,55 @@ def test_the_page_keeps_hidden_messages_hints_once_and_tracebacks_for_instructor
     assert "expected 42" not in student and "Random shapes." in student and "expected 42" in instructor
     assert question_section(student, "conv2d").count("torch.zeros(..., dtype=x.dtype)") == 1
     assert "KeyError" not in student and "<pre>Traceback (most recent call last):" in instructor
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def blue_png() -> str:
+    """A solid blue 300×200 PNG, base64: easy to find in a screenshot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig = plt.figure(figsize=(3, 2), dpi=100, facecolor=(0, 0, 1))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", facecolor=(0, 0, 1))
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def screenshot(page: str, folder: Path, width: int):
+    """The page as Chromium draws it in a window `width` pixels wide: an (H, W, RGB) array in [0, 1]."""
+    from matplotlib.image import imread
+
+    html_file, shot = folder / f"page{width}.html", folder / f"page{width}.png"
+    html_file.write_text(page)
+    proc = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                           "--hide-scrollbars", f"--screenshot={shot}", f"--window-size={width},1400",
+                           html_file.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), proc.stderr[-2000:]
+    return imread(shot)[..., :3]
+
+
+@pytest.mark.skipif(chromium() is None, reason="no Chromium to render the page (Debian: apt-get install chromium)")
+def test_the_page_renders_with_the_figure_beside_the_checks_or_below_them_on_narrow_screens(tmp_path):
+    import numpy as np
+
+    page = page_of().replace("iVBORw0KGgo=", blue_png())
+
+    def colour(pixels, rgb):  # where a CSS colour is drawn, as a mask
+        return (np.abs(pixels - np.array(rgb) / 255).max(axis=-1) < 0.06)
+
+    for width in (1280, 600):
+        pixels = screenshot(page, tmp_path, width)
+        blue = np.argwhere(colour(pixels, (0, 0, 255)))
+        fail, passed = np.argwhere(colour(pixels, (0xcf, 0x22, 0x2e))), colour(pixels, (0x1a, 0x7f, 0x37))
+        assert len(blue) > 10_000 and len(fail) > 200 and passed.sum() > 200  # the figure, red and green checks
+        first_badge = fail[:, 0].min()  # the first failing check's badge
+        if width == 1280:  # beside: in the right part of the card, level with the checks
+            assert blue[:, 1].min() > width * 0.55 and blue[:, 0].min() < first_badge + 60, (blue.min(0), fail.min(0))
+        else:  # below the checks, from the card's left
+            assert blue[:, 1].min() < width * 0.2 and blue[:, 0].min() > first_badge + 60, (blue.min(0), fail.min(0))

@@ -307,3 +307,22 @@ def test_a_same_size_conv2d_single_from_filtering_tutorials_is_named():
     verdict = outcome("convolution", "conv2d_single_small", st)
     assert verdict.status == "failed" and "border of zeros" in verdict.message, verdict.message
     assert "(H - kh + 1, W - kw + 1)" in verdict.hint
+
+
+@pytest.mark.slow
+def test_a_real_notebook_whose_import_fails_hears_which_cell_failed(builds, tmp_path):
+    from autograder.config import GradeSettings
+    from autograder.grading.pipeline import grade_submission
+    from conftest import cell_index_defining
+
+    report = builds.build("params")
+    nb = nbformat.read(report.autograder_dir / "solution.ipynb", as_version=4)
+    cell = nb.cells[cell_index_defining(nb, "count_params")]
+    cell.source = "import prettytable\n\n" + cell.source
+    nbformat.write(nb, tmp_path / "pretty.ipynb")
+    result = grade_submission(tmp_path / "pretty.ipynb", load_assignment(report.autograder_dir), GradeSettings())
+    [question] = [q for q in result.questions if q.id == "count_params"]
+    assert question.points == 0 and question.outcomes
+    for o in question.outcomes:
+        assert "`count_params` is not defined: the cell that defines it failed" in o.message, o.message
+        assert "No module named 'prettytable'" in o.message and "spelling" not in o.hint
