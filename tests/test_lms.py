@@ -168,3 +168,85 @@ def test_the_command_reports_mismatches(out, roster, tmp_path, capsys):
     assert "1 submission(s) without a student in the roster" in text and "zed: 2 / 12, timeout" in text
     assert "canvas.unmatched.csv" in text
     assert "1 submission(s) without a final grade" in text and "erin: the grader failed: boom" in text
+
+
+# --- rosters as the LMSs export them ---------------------------------------------------------------------------
+
+CANVAS_EXPORT = """Student,ID,SIS User ID,SIS Login ID,Integration ID,Section,Convolution (4711),Current Score
+    Points Possible,,,,,,12.00,
+"Liddell, Alice",101,S101,aliddell,,Section A,,
+"Builder, Bob",102,S102,bbuilder,,Section B,,
+"Nobody, Nora",104,S104,nnobody,,Section B,,
+"Student, Test",999,,,,Section A,,
+"""
+
+
+@pytest.fixture
+def canvas_out(tmp_path) -> Path:
+    """Records of submissions named as `grade` names Canvas's bulk download: `<name>_<userid>`."""
+    out = tmp_path / "canvas-grades"
+    records = Records(out)
+    for r in (result("liddellalice_101", (8, 4)), result("builderbob_102", (3.5, 1.25)),
+              result("strangerzed_555", (1, 1))):
+        records.add(r, "digest")
+    records.close()
+    return out
+
+
+def test_canvas_export_is_read_as_it_comes_matched_by_the_user_id_in_download_names(canvas_out, tmp_path):
+    export = tmp_path / "export.csv"
+    export.write_text(CANVAS_EXPORT)
+    roster = read_roster(export)
+    assert roster.shape == "canvas" and "submission" not in roster.columns
+    assert [s.name for s in roster.students] == ["Liddell, Alice", "Builder, Bob", "Nobody, Nora"]  # no points row,
+    # no test student
+    report = export_lms(canvas_out, export, "canvas", tmp_path / "import.csv", "Convolution", "4711")
+    assert rows(report.output) == [
+        ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Convolution (4711)"],
+        [POINTS_POSSIBLE, "", "", "", "", "12"],
+        ["Liddell, Alice", "101", "S101", "aliddell", "Section A", "12"],
+        ["Builder, Bob", "102", "S102", "bbuilder", "Section B", "4.75"],
+        ["Nobody, Nora", "104", "S104", "nnobody", "Section B", ""]]
+    assert [s.name for s in report.matched.missing] == ["Nobody, Nora"]
+    assert [r.submission for r in report.matched.unmatched] == ["strangerzed_555"]  # listed, as for any roster
+
+
+def test_two_downloads_of_one_canvas_user_are_refused(canvas_out, tmp_path):
+    records = Records(canvas_out)
+    records.add(result("aliceagain_101", (1, 1)), "digest")
+    records.close()
+    export = tmp_path / "export.csv"
+    export.write_text(CANVAS_EXPORT)
+    with pytest.raises(ConfigError, match="several submissions carry the same LMS id: 101"):
+        export_lms(canvas_out, export, "canvas", tmp_path / "import.csv")
+
+
+def test_moodle_grading_worksheet_matched_by_participant_and_written_back(tmp_path):
+    out = tmp_path / "moodle-grades"
+    records = Records(out)
+    for r in (result("Alice Liddell_123456_assignsubmission_file_", (8, 4)),
+              result("Bob Builder_123457_assignsubmission_file_", (3.5, 1.25))):
+        records.add(r, "digest")
+    records.close()
+    worksheet = tmp_path / "Grades-Convolution.csv"
+    worksheet.write_text("Identifier,Full name,Email address,Status,Grade,Maximum Grade,Grade can be changed,"
+                         "Last modified (submission),Last modified (grade),Feedback comments\n"
+                         "Participant 123456,Alice Liddell,alice@example.edu,Submitted for grading,,12.00,Yes,,,\n"
+                         "Participant 123457,Bob Builder,bob@example.edu,Submitted for grading,,12.00,Yes,,,\n"
+                         "Participant 123458,Nora Nobody,nora@example.edu,No submission,,12.00,Yes,,,\n")
+    report = export_lms(out, worksheet, "moodle", tmp_path / "upload.csv")
+    assert rows(report.output) == [["Identifier", "Full name", "Email address", "Grade", "Maximum Grade"],
+                                   ["Participant 123456", "Alice Liddell", "alice@example.edu", "12", "12"],
+                                   ["Participant 123457", "Bob Builder", "bob@example.edu", "4.75", "12"],
+                                   ["Participant 123458", "Nora Nobody", "nora@example.edu", "", "12"]]
+    assert [s.name for s in report.matched.missing] == ["Nora Nobody"] and report.matched.unmatched == []
+
+
+def test_adjusted_totals_reach_the_lms_file(canvas_out, tmp_path):
+    records = Records(canvas_out)
+    records.add_adjustment("builderbob_102", "", 2.0, "bonus")
+    records.close()
+    export = tmp_path / "export.csv"
+    export.write_text(CANVAS_EXPORT)
+    table = rows(export_lms(canvas_out, export, "canvas", tmp_path / "import.csv").output)
+    assert table[3][-1] == "6.75"  # 4.75 + 2
