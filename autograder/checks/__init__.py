@@ -29,17 +29,15 @@ from .models import (again, args_state, as_module, brief, build, changed_keys, d
                      state_after_step, state_difference, state_of, state_unchanged, states_close, with_weights)
 
 __all__ = [
-    "accuracy", "again", "args_state", "as_module", "as_number", "as_numbers", "batches_of", "brief", "build",
-    "Call", "call_problem", "changed_keys", "Check", "check_seed", "CheckFn", "CheckSet", "close", "Context",
-    "describe", "diagnose", "difference", "equal_tensor", "every", "exact", "ExplainedStudent", "failed",
-    "first_failure", "fixed",
-    "Forbid", "frame", "int_answer", "int_or_pair", "is_int", "keep_output", "known_mistakes", "layer",
-    "leaf_types", "mapping", "Misconception", "mnist_split", "model_accuracy", "model_call", "module_snapshot",
-    "ModuleSnapshot", "named", "normal_sample", "on_device", "OnePassLoader", "Opaque", "Outcome", "output_problem",
-    "PARAMETERS", "passed", "plain", "randint", "randn", "random_pixels", "random_state", "ref", "returned",
-    "returned_as", "run_check", "run_checks", "run_module", "same", "scalar", "seq", "shape_hint", "shape_list",
-    "show", "signature", "spec", "state_after_step", "state_difference", "state_of", "state_unchanged",
-    "states_close", "STATUSES", "Student", "student_call", "student_value", "tensor_loader", "tensor_tuple",
-    "undefined", "Undefined",
-    "value_problem", "values_close", "Verdict", "with_weights",
+    "accuracy", "again", "args_state", "as_module", "as_number", "as_numbers", "batches_of", "brief", "build", "Call",
+    "call_problem", "changed_keys", "Check", "check_seed", "CheckFn", "CheckSet", "close", "Context", "describe",
+    "diagnose", "difference", "equal_tensor", "every", "exact", "ExplainedStudent", "failed", "first_failure", "fixed",
+    "Forbid", "frame", "int_answer", "int_or_pair", "is_int", "keep_output", "known_mistakes", "layer", "leaf_types",
+    "mapping", "Misconception", "mnist_split", "model_accuracy", "model_call", "module_snapshot", "ModuleSnapshot",
+    "named", "normal_sample", "on_device", "OnePassLoader", "Opaque", "Outcome", "output_problem", "PARAMETERS",
+    "passed", "plain", "randint", "randn", "random_pixels", "random_state", "ref", "returned", "returned_as",
+    "run_check", "run_checks", "run_module", "same", "scalar", "seq", "shape_hint", "shape_list", "show", "signature",
+    "spec", "state_after_step", "state_difference", "state_of", "state_unchanged", "states_close", "STATUSES",
+    "Student", "student_call", "student_value", "tensor_loader", "tensor_tuple", "undefined", "Undefined",
+    "value_problem", "values_close", "Verdict", "with_weights"
 ]
