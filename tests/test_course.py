@@ -416,3 +416,56 @@ def test_a_course_from_canvas_download_to_canvas_gradebook(tmp_path):
     feedback = zipfile.ZipFile(export_feedback(out, "canvas").output).namelist()
     assert sorted(feedback) == ["builderbob_LATE_102_5550002_feedback.html", "danverscarol_103_5550003_feedback.html",
                                 "liddellalice_101_5550001_feedback.html"]
+
+
+GRADESCOPE_METADATA = """submission_1001:
+  :submitters:
+  - :name: Alice Liddell
+    :sid: '101'
+    :email: alice@example.edu
+  :created_at: 2026-03-02 10:30:00.123456000 +01:00
+  :score: 0.0
+submission_1002:
+  :submitters:
+  - :name: Bob Builder
+    :sid: '102'
+    :email: bob@example.edu
+  :created_at: 2026-03-01 12:00:00.000000000 -08:00
+  :score: 0.0
+"""
+
+
+def test_submission_times_from_gradescope_metadata_a_csv_and_canvas_marker(tmp_path):
+    export = tmp_path / "gradescope-export"
+    export.mkdir()
+    (export / "submission_metadata.yml").write_text(GRADESCOPE_METADATA)
+    out = tmp_path / "out"
+    config = AssignmentConfig("c", "C", "c.ipynb", (), late=POLICY)
+    named = [("submission_1001", export / "submission_1001" / "a.ipynb"),
+             ("submission_1002", export / "submission_1002" / "b.ipynb"),
+             ("carol_103", tmp_path / "carol_LATE_103_77_c.ipynb")]
+    record_course(out, config, named, folders=[export])
+    records = Records(out)
+    assert parse(records.timing("submission_1001").submitted_at) == parse("2026-03-02T10:30:00.123456+01:00")
+    assert records.timing("carol_103") == Timing("", True, 0.0)
+    records.close()
+    times = tmp_path / "times.csv"
+    times.write_text("submission,submitted_at\n103,2026-03-02T09:00:00Z\n")
+    record_course(out, config, named, folders=[export], submitted_at=times)  # a CSV is preferred to the marker
+    record_course(out, config, named[2:])  # a regrade without times keeps the known one
+    records = Records(out)
+    assert records.timing("carol_103").submitted_at == "2026-03-02T09:00:00+00:00"
+    records.add(result("submission_1001", (8.0, 2.0), manual=False), "d")
+    late = records.results()[0].lateness
+    assert late["periods"] == 1 and late["penalty"] == 1.0  # 10.5 hours late: one started day, 10% of 10
+    records.close()
+    times.write_text("submission,submitted_at\ncarol_103,2026-03-02 09:00\n")
+    with pytest.raises(ConfigError, match="line 2: .*no time zone") as err:
+        record_course(out, config, named, submitted_at=times)
+    assert err.value.path == times
+
+
+def parse(text: str):
+    from autograder.adjustments import parse_time
+
+    return parse_time(text)

@@ -113,7 +113,7 @@ def record_course(out: Path, config: AssignmentConfig, submissions: list[tuple[s
         for name, path in submissions:
             when = given.get(name) or metadata.get(name) or ""
             marker = bool(LATE_MARKER.fullmatch(Path(path).stem))
-            records.set_timing(name, submitted_at=when, late_marker=marker,
+            records.set_timing(name, submitted_at=when or None, late_marker=marker,  # a known time is kept
                                extension_hours=hours.get(name) if name in hours else None)
     finally:
         records.close()
