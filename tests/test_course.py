@@ -413,6 +413,15 @@ def test_a_course_from_canvas_download_to_canvas_gradebook(tmp_path):
     assert "keeping 2 adjustment(s)" in again and "the task's typo in conv2d" in again
     assert {r["submission"]: r for r in csv.DictReader((out / "gradebook.csv").open())}["builderbob_102"][
         "total"] == "7.7"
+    assert main(["report", str(out), "--anonymize"]) == 0  # graders read pseudonyms from now on
+    for page in [out / "report.html", *(out / "instructor").iterdir(), *(out / "similarity").glob("*")]:
+        text = page.read_text()
+        assert not any(n in text or n in page.name for n in ("liddellalice", "builderbob", "danverscarol")), page
+    assert main(["sheet", str(out), "--question", "explain"]) == 0
+    assert all(r["submission"].startswith("student-") for r in csv.DictReader((out / "sheets" / "explain.csv").open()))
+    assert main(["gradebook", str(out), "--roster", str(export), "--format", "canvas", "--output",
+                 str(tmp_path / "again.csv")]) == 0
+    assert list(csv.reader((tmp_path / "again.csv").open()))[2:] == [r[:-1] + [r[-1]] for r in table[2:]]  # real ids
     feedback = zipfile.ZipFile(export_feedback(out, "canvas").output).namelist()
     assert sorted(feedback) == ["builderbob_LATE_102_5550002_feedback.html", "danverscarol_103_5550003_feedback.html",
                                 "liddellalice_101_5550001_feedback.html"]
@@ -469,3 +478,27 @@ def parse(text: str):
     from autograder.adjustments import parse_time
 
     return parse_time(text)
+
+
+def test_the_terminal_gradebook_shows_lateness_and_raw_totals_only_where_they_say_something():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from autograder.report.gradebook import gradebook_frame
+    from autograder.report.terminal import print_gradebook
+
+    config = AssignmentConfig("c", "C", "c.ipynb", ())
+    object.__setattr__(config, "questions", (__import__("autograder.config", fromlist=["Question"]).Question(
+        "conv2d", 8.0),))
+    plain = [SubmissionResult("alice", "ok", [QuestionScore("conv2d", 8.0, 8.0)])]
+    late = adjust(plain[0], [], lateness(POLICY, Timing("2026-03-02T12:00:00+01:00"), 8.0))
+
+    def shown(results) -> str:
+        text = StringIO()
+        print_gradebook(gradebook_frame(results, config), Console(file=text, width=150))
+        return text.getvalue()
+
+    assert "raw_total" not in shown(plain) and "penalty" not in shown(plain) and "conv2d" in shown(plain)
+    table = shown([late])
+    assert "raw_total" in table and "late" in table and "0.8" in table and "7.2" in table

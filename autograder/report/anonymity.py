@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import replace
+from pathlib import Path
 
 from ..outcomes import SubmissionResult
 from .records import Records
@@ -46,8 +47,12 @@ def anonymised(result: SubmissionResult, alias: str) -> SubmissionResult:
         return result
     name = result.submission
 
-    def scrub(text: str) -> str:
-        return text.replace(result.path, alias).replace(name, alias) if result.path else text.replace(name, alias)
+    known = [k for k in (result.path, Path(result.path).stem if result.path else "", name) if k]
+
+    def scrub(text: str) -> str:  # the path, the file's own name (an LMS download's), the submission's
+        for k in known:
+            text = text.replace(k, alias)
+        return text
 
     flags = [{k: scrub(str(v)) for k, v in f.items()} for f in result.flags]
     return replace(result, submission=alias, path="", message=scrub(result.message),

@@ -30,6 +30,14 @@ if TYPE_CHECKING:
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 FIXED = ("submission", "total", "max_total", "status", "flags")
+SOMETIMES_COLUMNS = ("review", "raw_total", "late", "penalty")  # shown only where a row has something in them
+
+
+def quiet(frame: pd.DataFrame, column: str) -> bool:
+    """Whether a column says nothing: empty everywhere, or (raw_total) the total everywhere."""
+    if column == "raw_total":
+        return bool((frame["raw_total"] == frame["total"]).all())
+    return all(cell(v) == "" for v in frame[column])
 
 
 def print_progress(result: SubmissionResult, out: Console | None = None, position: str = "") -> None:
@@ -138,7 +146,8 @@ def natural_width(out: Console, table: Table) -> int:
 
 def print_gradebook(frame: pd.DataFrame, out: Console | None = None) -> None:
     out = out or console
-    questions = [c for c in frame.columns if c not in FIXED]
+    frame = frame.drop(columns=[c for c in SOMETIMES_COLUMNS if c in frame and quiet(frame, c)])  # nothing to say
+    questions = [c for c in frame.columns if c not in FIXED + SOMETIMES_COLUMNS]
     title = "gradebook"
     if "max_total" in frame and frame["max_total"].nunique() == 1:  # one maximum: said once, in the title
         title = f"gradebook (out of {cell(frame['max_total'].iloc[0])})"
