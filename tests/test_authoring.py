@@ -184,6 +184,25 @@ def trap_ref_on_example(folder: Path) -> tuple[str, ...]:
     return "abs_instead.ipynb", "relu/relu_of_the_answer", "ref.relu(...) was not recorded"
 
 
+ANSWER_DEPENDENT_REF_NO_EXAMPLE_MAKES = """
+
+    @checks.public("relu")
+    def relu_explained_when_wrong(st, ref, rng):
+        \"\"\"A row of four values; a wrong answer (that no example gives) is explained with another reference value.\"\"\"
+        x = randn(rng, 4)
+        call = student_call(st, "relu", x)
+        verdict = close(call, ref.relu(x), rtol=1e-6, atol=1e-6)
+        if not verdict.passed and call.value is not None and not torch.equal(call.value, x.abs()):
+            ref.relu(2 * x)  # neither the blank (None) nor the example (abs) asks for it; a wrong answer does
+        return verdict
+    """
+
+
+def trap_ref_no_example_makes(folder: Path) -> tuple[str, ...]:
+    append(folder / "checks" / "public.py", "\nimport torch\n" + textwrap.dedent(ANSWER_DEPENDENT_REF_NO_EXAMPLE_MAKES))
+    return "on wrong answers", "relu/relu_explained_when_wrong", "ref.relu(...) was not recorded"
+
+
 def trap_answer_outside_markers(folder: Path) -> tuple[str, ...]:
     edit_answer(folder / f"{folder.name}.ipynb", "    # BEGIN SOLUTION\n", "")
     edit_answer(folder / f"{folder.name}.ipynb", "\n    # END SOLUTION", "")
@@ -206,7 +225,7 @@ def trap_example_without_entry(folder: Path) -> tuple[str, ...]:
     return "expected.toml", "example late.ipynb has no [late] table"
 
 
-TRAPS = [trap_ref_on_blank, trap_ref_on_example, trap_answer_outside_markers, trap_wrong_expected_points,
+TRAPS = [trap_ref_on_blank, trap_ref_on_example, trap_ref_no_example_makes, trap_answer_outside_markers, trap_wrong_expected_points,
          trap_wrong_diagnosis, trap_example_without_entry]
 
 
@@ -253,3 +272,90 @@ def test_ops_prints_the_aten_operators_of_a_call():
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert {"_log_softmax", "nll_loss_forward"} <= set(proc.stdout.split())
+
+
+# ----------------------------------------------------------------------------- the shipped assignments' contracts
+
+def square_only_pool(x, kernel_size, stride=None):
+    """A max_pool2d that reads only the first number of a pair (kernel and stride): right for ints alone."""
+    k = kernel_size if isinstance(kernel_size, int) else kernel_size[0]
+    s = k if stride is None else (stride if isinstance(stride, int) else stride[0])
+    return x.unfold(2, k, s).unfold(3, k, s).amax(dim=(-2, -1))
+
+
+def pair_pool(x, kernel_size, stride=None):
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    sh, sw = (kh, kw) if stride is None else (stride, stride) if isinstance(stride, int) else stride
+    return x.unfold(2, kh, sh).unfold(3, kw, sw).amax(dim=(-2, -1))
+
+
+def test_max_pool2d_public_check_catches_a_pairs_bug():
+    """The contract allows int or pair kernel_size and stride: the self-check tries a pair, so a pairs bug is seen
+    before grading."""
+    from autograder.build.assignment import load_assignment
+    from autograder.checks import run_check
+    from autograder.kernel.probe import LocalStudent
+
+    source = load_assignment(REPO / "assignments" / "convolution")
+    public = [c for c in source.checks.for_question("max_pool2d") if c.public]
+    outcomes = [run_check(c, LocalStudent({"max_pool2d": square_only_pool}), source.reference, source.config.seed)
+                for c in public]
+    assert not all(o.passed for o in outcomes), [o.message for o in outcomes]
+    correct = [run_check(c, LocalStudent({"max_pool2d": pair_pool}), source.reference, source.config.seed)
+               for c in public]
+    assert all(o.passed for o in correct), [o.message for o in correct]
+
+
+# ----------------------------------------------------------------------------- the authors' docs stay current
+
+def test_the_check_library_reference_is_current():
+    from autograder.checks.docs import render
+
+    page = REPO / "docs" / "check-library.md"
+    assert page.read_text() == render(), \
+        "docs/check-library.md is stale: run `python -m autograder.checks.docs > docs/check-library.md`"
+
+
+def test_every_public_name_of_the_check_library_is_in_its_reference():
+    import autograder.checks
+
+    page = (REPO / "docs" / "check-library.md").read_text()
+    assert not [name for name in autograder.checks.__all__ if f"### `{name}`" not in page]
+
+
+def test_every_assignment_toml_key_is_documented_with_its_default():
+    from dataclasses import MISSING, fields
+
+    from autograder.config import AssignmentConfig, Late, Limits, Question, Threshold
+
+    page = (REPO / "docs" / "assignment-toml.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in page.splitlines() if line.startswith("| `")}
+    for kind in (AssignmentConfig, Limits, Question, Threshold, Late):
+        for f in fields(kind):
+            assert f"`{f.name}`" in rows, f"{kind.__name__}.{f.name} is not in docs/assignment-toml.md"
+            if f.default is not MISSING and f.default is not None and f.default != ():
+                assert f"`{f.default!r}`".replace("'", '"') in rows[f"`{f.name}`"], (kind.__name__, f.name)
+
+
+def test_the_readme_links_the_authors_docs_and_its_check_example_runs_as_written():
+    readme = (REPO / "README.md").read_text()
+    for page in ("docs/authoring.md", "docs/assignment-toml.md", "docs/expected-toml.md", "docs/check-library.md"):
+        assert f"({page})" in readme and (REPO / page).is_file()
+    assert "forbid=LIBRARY)" not in readme  # st.call has no such argument: student_call(..., probe={"forbid": ...})
+    example = readme.split("A check is a function", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(example, namespace)
+    from autograder.build.assignment import load_assignment
+    from autograder.checks import run_check
+    from autograder.kernel.probe import LocalStudent
+
+    def conv2d(x, weight, bias=None):
+        windows = x.unfold(2, weight.shape[2], 1).unfold(3, weight.shape[3], 1)
+        return __import__("torch").einsum("nchwij,ocij->nohw", windows, weight) + bias[:, None, None]
+
+    reference = load_assignment(REPO / "assignments" / "convolution").reference
+    check = namespace["checks"].checks[0]
+    assert run_check(check, LocalStudent({"conv2d": conv2d}), reference, 0).passed
+    flipped = run_check(check, LocalStudent({"conv2d": lambda x, w, bias=None: conv2d(x, w.flip(2, 3), bias)}),
+                        reference, 0)
+    assert not flipped.passed and "flipped kernel" in flipped.message + flipped.hint

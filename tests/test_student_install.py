@@ -1,8 +1,9 @@
 """A student's install: a fresh virtual environment with PyTorch alone runs the notebook's self-checks.
 
-The student bundle ships the self-check in `.torchgrade/lib`, so a student installs nothing of
-torchgrade; this builds a fresh venv (no system packages, no torchgrade), installs the PyTorch the
-grader uses and numpy, and runs the demo's student notebook, answered, as a plain script would.
+The student bundle ships the self-check in `.torchgrade/lib`, and the student notebook carries it too (a packed
+first cell, `build/embed.py`), so a student installs nothing of torchgrade; this builds a fresh venv (no system
+packages, no torchgrade), installs the PyTorch the grader uses and numpy, and runs the demo's student notebook,
+answered and not, as a plain script would: in the student folder, and alone in an empty folder.
 """
 
 from __future__ import annotations
@@ -30,6 +31,19 @@ for cell in nb["cells"]:
         except Exception as exc:
             print(f"cell error: {exc!r}")
 print(ns["grader"].check_all())
+"""
+
+RUN_ALL = """
+import ast, json, sys
+nb = json.load(open(sys.argv[1]))
+ns = {"__name__": "__main__"}
+for cell in nb["cells"]:  # like Jupyter's Run All: the first error stops the run; a last expression is shown
+    if cell["cell_type"] == "code":
+        tree = ast.parse("".join(cell["source"]))
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        exec(compile(tree, "cell", "exec"), ns)
+        if last is not None and (value := eval(compile(ast.Expression(last.value), "cell", "eval"), ns)) is not None:
+            print(repr(value))
 """
 
 
@@ -72,4 +86,30 @@ def test_self_checks_run_with_pytorch_alone(fresh_venv, convolution_build, tmp_p
     assert "✘" not in answered.stdout
     blank = run(python, script, "convolution.ipynb", cwd=student)  # unanswered: checks fail, nothing crashes
     assert blank.returncode == 0, blank.stderr[-2000:]
-    assert "conv2d_single: 0/2 public checks passed" in blank.stdout
+    assert "conv2d_single: 0/" in blank.stdout and "sobel: 0/2 public checks passed" in blank.stdout
+
+
+def test_the_notebook_alone_self_checks_with_pytorch_alone(fresh_venv, convolution_build, tmp_path):
+    """Only the .ipynb, in an empty folder (an upload to Colab, an LMS that hands out the notebook alone): Run All
+    reaches `grader.check_all()`, answered or not."""
+    python = fresh_venv / "bin" / "python"
+    version = torch.__version__.split("+")[0]
+    proc = run(python, "-m", "pip", "install", "--quiet", f"torch=={version}", "numpy", cwd=tmp_path)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot install torch=={version} into a fresh venv here: {proc.stderr[-500:]}")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(convolution_build.student_dir / "convolution.ipynb", alone)
+    shutil.copy(convolution_build.autograder_dir / "solution.ipynb", alone / "answered.ipynb")
+    script = tmp_path / "run_all.py"
+    script.write_text(RUN_ALL)
+    answered = run(python, script, "answered.ipynb", cwd=alone)
+    assert answered.returncode == 0, answered.stderr[-2000:]
+    for question in ("conv2d_single", "conv2d", "max_pool2d", "sobel"):
+        assert f"{question}: " in answered.stdout and "public checks passed ✔" in answered.stdout
+    assert "✘" not in answered.stdout
+    blank = run(python, script, "convolution.ipynb", cwd=alone)  # unfinished: Run All still reaches the end
+    assert blank.returncode == 0, blank.stderr[-2000:]
+    assert "edge_magnitude is not finished yet" in blank.stdout
+    assert "conv2d_single: 0/" in blank.stdout and "sobel: 0/2 public checks passed" in blank.stdout
+    assert sorted(p.name for p in alone.iterdir()) == ["answered.ipynb", "convolution.ipynb"]  # nothing unpacked here

@@ -1,7 +1,8 @@
 """`torchgrade assign`: build the student and autograder bundles from one source, and prove them.
 
 Proof: one run of the solution (record the public checks' expected values from the reference, grade with
-every check, then replay the public checks from the recorded file), then the recording is packed into the
+every check, then replay the public checks from the recorded file, on the solution's answers and on the same
+answers each changed, as a student who answered wrongly), then the recording is packed into the
 student notebook (`build/embed.py`), then one run of the blank notebook (grade with every check, and replay
 the public checks as the student's self-check would). The solution must score full marks, the blank zero, the
 recorded public checks must pass on the solution and run on the blank (a public check that asks the reference
@@ -11,19 +12,25 @@ about the student's answer cannot be replayed: it is refused by name); otherwise
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from ..build.assignment import BUNDLE_SOLUTION, BUNDLE_STUDENT_FILES, EXPECTED_NAME, STUDENT_META, load_assignment, \
     load_student_checks
 from ..build.bundles import AUTOGRADER_DIR, BLANK_NAME, STUDENT_DIR, build_bundles, embed_self_check
-from ..build.recorded import Recording, Replay
+from ..build.recorded import NotRecorded, Recording, Replay
 from ..checks import Context, run_checks
 from ..config import GradeSettings
 from ..errors import BuildError
 from ..kernel.isolation import trusted_isolation
-from ..kernel.probe import Student
+from ..kernel.probe import Call, Student
 from ..outcomes import Outcome, SubmissionResult
 from ..render import outcome_lines
 from .pipeline import grade_submission
@@ -48,14 +55,31 @@ class BuildReport:
 
 
 def assign(source: Path, out: Path, settings: GradeSettings | None = None) -> BuildReport:
+    """Build into a staging folder next to `out` and prove the build there; only a proven build replaces `out`'s
+    two bundles, so a failed `assign` leaves nothing that looks complete (and no model answer) behind."""
     start = time.perf_counter()
     settings = settings or GradeSettings(isolation=trusted_isolation())
-    student, autograder = build_bundles(source, out)
-    solution, self_check = prove_solution(autograder, student, settings)
-    embed_self_check(student, autograder)
-    blank = prove_blank(autograder, student, settings)
-    return BuildReport(load_assignment(autograder).name, out, solution, blank, self_check,
-                       time.perf_counter() - start)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        student, autograder = build_bundles(source, staging)
+        solution, self_check = prove_solution(autograder, student, settings)
+        embed_self_check(student, autograder)
+        blank = prove_blank(autograder, student, settings)
+        name = load_assignment(autograder).name
+        move_into(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return BuildReport(name, out, solution, blank, self_check, time.perf_counter() - start)
+
+
+def move_into(staging: Path, out: Path) -> None:
+    """A proven build's two bundles replace `out`'s (nothing else in `out` is touched)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (STUDENT_DIR, AUTOGRADER_DIR):
+        if (out / name).exists():
+            shutil.rmtree(out / name)
+        os.replace(staging / name, out / name)
 
 
 def prove_solution(autograder: Path, student: Path, settings: GradeSettings) -> tuple[SubmissionResult, list[Outcome]]:
@@ -63,6 +87,7 @@ def prove_solution(autograder: Path, student: Path, settings: GradeSettings) -> 
     bundle = load_assignment(autograder)
     public = [c for c in bundle.checks.checks if c.public]
     replayed: list[Outcome] = []
+    unreplayable: list[Outcome] = []
 
     def record_grade_replay(st: Student, ctx: Context) -> list[Outcome]:
         recording = Recording(bundle.reference)
@@ -73,6 +98,8 @@ def prove_solution(autograder: Path, student: Path, settings: GradeSettings) -> 
         student_side = load_student_checks(student / STUDENT_META)
         replay = Replay.load(student / STUDENT_META / EXPECTED_NAME)
         replayed.extend(run_checks(student_side.checks.checks, st, replay, replace(ctx, hidden=None)))
+        wrong = run_checks(student_side.checks.checks, WrongAnswers(st), replay, replace(ctx, hidden=None))
+        unreplayable.extend(o for o in wrong if o.status == "error" and NotRecorded.__name__ in o.message)
         return outcomes
 
     solution = grade_submission(autograder / BUNDLE_SOLUTION, bundle, settings, record_grade_replay)
@@ -83,7 +110,48 @@ def prove_solution(autograder: Path, student: Path, settings: GradeSettings) -> 
     failing = [o for o in replayed if not o.passed]
     if failing:
         raise BuildError("the public self-checks fail on the solution:\n" + explain_outcomes(failing), student)
+    refuse_self_check_errors(unreplayable, "wrong answers (the solution's answers, each changed)", student)
     return solution, replayed
+
+
+@dataclass(frozen=True)
+class WrongAnswers:
+    """The student side of the solution, with every answer changed (`altered`): a student who answered everything,
+    wrongly. The public checks replayed on it ask the reference only what they asked of the solution, unless a check
+    asks the reference about the answer (only when it is wrong, or about the answer's own value): a value that was
+    never recorded, which this finds without waiting for a student, or an example, to make that mistake."""
+
+    student: Student
+
+    @property
+    def device(self) -> str:
+        return self.student.device
+
+    def value(self, name: str) -> Call:
+        return changed(self.student.value(name))
+
+    def call(self, target: str, *args: Any, **kwargs: Any) -> Call:
+        return changed(self.student.call(target, *args, **kwargs))
+
+
+def changed(call: Call) -> Call:
+    return replace(call, value=altered(call.value)) if call.ok else call
+
+
+def altered(value: Any) -> Any:
+    """A different value of the same kind: numbers and tensors moved by one, booleans negated, containers item by
+    item; anything else (modules, frames) as it was."""
+    if isinstance(value, torch.Tensor):
+        return ~value if value.dtype == torch.bool else value + 1
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(altered(v) for v in value)
+    if isinstance(value, dict):
+        return {k: altered(v) for k, v in value.items()}
+    return value
 
 
 def prove_blank(autograder: Path, student: Path, settings: GradeSettings) -> SubmissionResult:
