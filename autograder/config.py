@@ -185,7 +185,8 @@ class AssignmentConfig:
                 lines += [f"\n[thresholds.{name}.{device}]", f"floor = {t.floor}", f"full = {t.full}"]
         if self.late is not None:
             lines.append("\n[late]")
-            lines += [f"{key} = {_q(value) if isinstance(value, str) else value}" for key, value in vars(self.late).items()]
+            lines += [f"{key} = {_q(value) if isinstance(value, str) else value}"
+                      for key, value in vars(self.late).items()]
         for q in self.questions:
             lines += ["\n[[questions]]", f"id = {_q(q.id)}", f"points = {q.points}"]
             if q.kind != "auto":

@@ -12,9 +12,9 @@ record is read (fields it lacks take their defaults), a newer one is refused wit
 misread. Beside the results it keeps what an instructor decided after grading, which a regrade keeps: adjustments
 (overrides and bonuses, with who and when, undone but never deleted), each submission's times and extension, and
 settings (the late policy of the last batch, anonymity and its key, the rubrics of manual questions); `results()`
-gives every writer the results with all of it applied (`adjustments.adjust`). Commits are durable across a crash or kill of the grader (WAL,
-`synchronous=NORMAL`, no fsync per result); a power loss may roll back the last few, which a
-rerun grades again.
+gives every writer the results with all of it applied (`adjustments.adjust`). Commits are durable across a
+crash or kill of the grader (WAL, `synchronous=NORMAL`, no fsync per result); a power loss may roll back the
+last few, which a rerun grades again.
 """
 
 from __future__ import annotations
