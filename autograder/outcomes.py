@@ -7,8 +7,9 @@ once and every reporter renders it):
 - what a check's outcome is worth: `passed` 1, `partial` its fraction, `failed` 0, and `error` (the grader
   could not run the check) **nothing either way**: it is left out of its question's mean until an instructor
   has looked, so a grader fault never costs the student points (`counted`);
-- a question none of whose checks could run is `pending`: it has no points yet, its cell is empty and the
-  submission's grade is not final (`SubmissionResult.final`);
+- a question none of whose checks could run is `pending`: it has no points yet, and its cell is empty;
+- a total is `final` (the grade an LMS gets) only when every check ran: otherwise it is provisional, shown
+  as such everywhere, and an instructor looks before it is exported;
 - which submission statuses are ungraded (`error`: the grader failed; an LMS gets an empty grade, not a zero)
   and which results need an instructor's review (`needs_review`);
 - what counts as done for a resumed batch (`done`): the same notebook, graded to the end by the grader;
@@ -81,7 +82,6 @@ class QuestionScore:
             return False
         return self.manual or (bool(self.outcomes) and not any(o.counted for o in self.outcomes))
 
-
     @property
     def points_text(self) -> str:
         return "pending" if self.pending else f"{self.points:g}"
@@ -112,7 +112,6 @@ class SubmissionResult:
     lateness: dict[str, Any] = field(default_factory=dict)
     graded_total: float | None = None
 
-
     @property
     def flag_kinds(self) -> list[str]:
         return sorted({f["kind"] for f in self.flags})
@@ -132,7 +131,6 @@ class SubmissionResult:
         """The total the grader gave, before any adjustment or late penalty."""
         return self.total if self.graded_total is None else self.graded_total
 
-
     @property
     def max_total(self) -> float:
         return round(sum(q.max_points for q in self.questions), 2)
@@ -148,8 +146,10 @@ class SubmissionResult:
 
     @property
     def final(self) -> bool:
-        """The total is the grade: graded, and every question has points (none pending)."""
-        return not self.ungraded and not any(q.pending for q in self.questions)
+        """The total is the grade: graded, and every check ran. A check the grader could not run leaves its
+        question's points provisional until an instructor has looked (a kernel can make the probe fail on
+        purpose: that must not buy a check out of the grade unseen)."""
+        return not self.ungraded and not self.check_errors and not self.needs_grading
 
     @property
     def needs_grading(self) -> list[str]:

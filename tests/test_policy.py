@@ -59,15 +59,23 @@ def test_a_check_the_grader_could_not_run_costs_the_student_nothing_in_any_outpu
     # conv2d: one check passed, one the grader could not run; sobel: passed
     r = result("ann", [outcome("small", "conv2d", "passed", 1.0), outcome("hidden_big", "conv2d", "error", 0.0),
                        outcome("edges", "sobel", "passed", 1.0)])
-    assert r.total == 12.0 and r.final and r.needs_review
+    assert r.total == 12.0 and not r.final and r.needs_review  # provisional until an instructor has looked
     seen = grade_everywhere(tmp_path, [r])["ann"]
     assert float(seen["gradebook"]["total"]) == 12.0 and seen["gradebook"]["review"] == "check-error"
-    assert seen["json"]["score"] == 12.0 and seen["json"]["extra_data"]["final"] is True
+    assert seen["json"]["score"] == 12.0 and seen["json"]["extra_data"]["final"] is False
     tests = {t["name"]: t for t in seen["json"]["tests"]}
     assert tests["conv2d / small"]["max_score"] == 8.0 and tests["conv2d / hidden_big"]["max_score"] == 0.0
     assert sum(t["score"] for t in tests.values()) == 12.0
-    assert seen["canvas"] == "12"
+    assert seen["canvas"] == ""  # no final grade yet: neither the 8 a zero would cost, nor an unseen 12
     assert "left out of your score" in seen["feedback"] and "conv2d: 8 / 8" in seen["feedback"]
+    assert "not final" in seen["json"]["output"]
+
+
+def test_a_check_that_ran_everywhere_gives_the_same_final_grade(tmp_path):
+    r = result("dee", [outcome("small", "conv2d", "partial", 0.5), outcome("edges", "sobel", "failed", 0.0)])
+    seen = grade_everywhere(tmp_path, [r])["dee"]
+    assert r.final and float(seen["gradebook"]["total"]) == seen["json"]["score"] == 4.0
+    assert seen["canvas"] == "4" and seen["gradebook"]["review"] == ""
 
 
 def test_a_question_none_of_whose_checks_ran_is_pending_everywhere(tmp_path):

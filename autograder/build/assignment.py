@@ -134,10 +134,7 @@ def load_package(folder: Path, prefix: str) -> ModuleType:
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(folder)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return execute(name, spec)
 
 
 def load_module(path: Path, prefix: str) -> ModuleType:
@@ -146,8 +143,18 @@ def load_module(path: Path, prefix: str) -> ModuleType:
     name = unique_name(prefix, path)
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
+    return execute(name, importlib.util.spec_from_file_location(name, path))
+
+
+def execute(name: str, spec) -> ModuleType:
+    """Run a module's code under `name`; one that raises leaves nothing behind in `sys.modules` (it or any of its
+    submodules), so the next load runs it again instead of handing out a half-initialised module."""
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            del sys.modules[loaded]
+        raise
     return module

@@ -15,6 +15,7 @@ if importlib.util.find_spec("torch") is None:  # say how to get it before anythi
 
 import html
 import inspect
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,6 +25,7 @@ from ..checks import Context, Outcome, run_checks
 from ..render import outcomes_text, public_summary
 from ..errors import ConfigError
 from ..kernel.probe import LocalStudent
+from ..kernel.spec import GRADING_ENV
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,15 @@ class QuestionReport:
 
     question: str
     outcomes: tuple[Outcome, ...]
+    skipped: bool = False  # in a grading kernel, where the grader runs the checks
 
     @property
     def passed(self) -> bool:
         return all(o.passed for o in self.outcomes)
 
     def lines(self) -> list[str]:
+        if self.skipped:
+            return [f"{self.question}: self-check skipped while grading (the grader runs every check itself)"]
         out = [public_summary(self.question, self.outcomes) + (" ✔" if self.passed else "")]
         out += outcomes_text(self.outcomes, "student", symbols=True)
         if self.passed:
@@ -69,15 +74,21 @@ class Grader:
     """Loads the public checks shipped in the student bundle (`.torchgrade/`)."""
 
     def __init__(self, folder: str | Path | None = None, namespace: Mapping[str, Any] | None = None):
+        self.grading = os.environ.get(GRADING_ENV) == "1"  # in a grading kernel: the grader runs every check itself
         caller = inspect.currentframe().f_back
         self.namespace = namespace if namespace is not None else caller.f_globals
-        self.assignment: Assignment = load_student_checks(*find_meta(folder, self.namespace.get(PACKED_VARIABLE)))
+        self.assignment: Assignment | None = None if self.grading else load_student_checks(
+            *find_meta(folder, self.namespace.get(PACKED_VARIABLE)))
 
     @property
     def questions(self) -> list[str]:
+        if self.assignment is None:
+            return []
         return self.assignment.config.question_ids
 
     def check(self, question: str) -> QuestionReport:
+        if self.grading:  # the student's convenience must not spend the student's grading budget
+            return QuestionReport(question, (), skipped=True)
         if question not in self.questions:
             raise ConfigError(f"no question {question!r}; questions are: {', '.join(self.questions)}")
         st = LocalStudent(self.namespace)
@@ -86,6 +97,8 @@ class Grader:
         return QuestionReport(question, outcomes)
 
     def check_all(self) -> Summary:
+        if self.grading:
+            return Summary((QuestionReport("all questions", (), skipped=True),))
         return Summary(tuple(self.check(q) for q in self.questions))
 
 

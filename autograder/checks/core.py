@@ -28,7 +28,7 @@ import torch
 from ..config import AssignmentConfig, Threshold
 from ..errors import TorchgradeError
 from ..outcomes import Outcome, status_of
-from ..kernel.probe import Student
+from ..kernel.probe import ProbeFault, Student
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,8 @@ def run_check(check: Check, st: Student, ref: Any, base_seed: int, ctx: Context 
     except Exception as exc:  # a bug or an unexpected value must not stop the other checks
         return Outcome(check.name, check.question, check.public, check.weight, 0.0,
                        f"the grader could not run this check ({type(exc).__name__}: {str(exc)[:300]})", "",
-                       time.perf_counter() - start, "error", traceback.format_exc(limit=8)[-4000:], check.doc)
+                       time.perf_counter() - start, "error", traceback.format_exc(limit=8)[-4000:], check.doc,
+                       phase="probe" if isinstance(exc, ProbeFault) else "check")
     status = status_of(verdict.score)
     return Outcome(check.name, check.question, check.public, check.weight, verdict.score, verdict.message,
                    verdict.hint, time.perf_counter() - start, status, "", check.doc)

@@ -138,9 +138,13 @@ class TimedStudent:
         left = self.deadline - time.monotonic()
         if left <= 0:
             return Call(target, error="the figure's time ran out")
-        if self.probe_timeout is not None:
-            self.st.timeout = min(self.probe_timeout, left)
-        return ask()
+        if self.probe_timeout is None:
+            return ask()
+        self.st.timeout = min(self.probe_timeout, left)
+        try:
+            return ask()
+        finally:  # the next figure (or anything after) gets the probe's own limit back, not this one's rest
+            self.st.timeout = self.probe_timeout
 
 
 def figure_record(spec: FigureSpec, png: bytes = b"", error: str = "", seconds: float = 0.0) -> dict[str, Any]:

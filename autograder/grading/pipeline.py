@@ -57,7 +57,7 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
         submission=name,
         status=report.status,
         questions=score(assignment.config.questions, outcomes),
-        message=report.message,
+        message=stop_message(report, session),
         path=str(path),
         execution_time=time.perf_counter() - start,
         cell_time=report.cell_seconds,
@@ -67,6 +67,8 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
         memory_peak_mb=round(session.memory_peak / 2**20, 1),
         restarts=session.restarts,
         figures=figures,
+        phase=stop_phase(report, session),
+        isolation=session.isolation_text,
     )
 
 
@@ -93,6 +95,21 @@ def kernel_spec(assignment: Assignment, settings: GradeSettings) -> KernelSpec:
     return KernelSpec(limits=limits, threads=kernel_threads(settings), device=resolved_device(settings),
                       seed=assignment.config.seed, gpu=settings.gpu, isolation=settings.isolation,
                       zygote=settings.zygote)
+
+
+def stop_message(report: ExecutionReport, session: Session) -> str:
+    """Why the notebook stopped, and, where its kernel could not be restored afterwards (a failed replay), that
+    the checks after that point were not run: said once here, not only as each later check's failure."""
+    broken = f"the kernel could not be restored, so the checks after that were not run: {session.broken}" \
+        if session.broken else ""
+    return "; ".join(m for m in (report.message, broken) if m)
+
+
+def stop_phase(report: ExecutionReport, session: Session) -> str:
+    """Where grading was stopped (outcomes.PHASES): while executing the notebook, or while probing it; "" if not."""
+    if report.status != "ok":
+        return "execute"
+    return "probe" if session.broken else ""
 
 
 def cell_errors(report: ExecutionReport) -> list[str]:

@@ -249,6 +249,11 @@ class IntegrityChannel:
                 used.append("guard tampered: the answer the grader received is not the one the guard saw")
             return used
 
+    def warnings(self) -> list[str]:
+        """What the kernel said of its own sandbox that weakens it (`N` lines: no system call filter)."""
+        with self.cond:
+            return sorted({detail for kind, detail in self.lines if kind == "N"})
+
     def findings(self) -> list[Finding]:
         with self.cond:
             lines = list(self.lines)

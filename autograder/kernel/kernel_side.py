@@ -370,6 +370,11 @@ class _FakeFrame:
         self.f_code = code
 
 
+class ProbeFault(Exception):
+    """The probe itself failed before the student's code ran (the request, its arguments, eval()): the grader's
+    fault, reported as such, never as the student's function failing."""
+
+
 def guarded_call(fn, args, kwargs):
     """Call `fn`; returns (value, error, seconds). The student's exception is data for the check."""
     start = _perf_counter()
@@ -443,7 +448,10 @@ def answer(request, namespace, report, origin):
             device = module_device(obj)
         was_training = obj.training if isinstance(obj, torch.nn.Module) else None
         if request.get("eval_mode") and was_training is not None:
-            obj.eval()
+            try:
+                obj.eval()
+            except Exception as exc:
+                raise ProbeFault(f"eval() of {request['target']} failed ({format_error(exc)})") from None
         try:
             return call_and_answer(obj, request, namespace, device)
         finally:  # the student's model keeps its mode (a self-check runs in the student's own process)
@@ -452,8 +460,13 @@ def answer(request, namespace, report, origin):
 
 
 def call_and_answer(obj, request, namespace, device):
-    args = materialise(request.get("args", ()), namespace, device)
-    kwargs = materialise(request.get("kwargs", {}), namespace, device)
+    try:
+        args = materialise(request.get("args", ()), namespace, device)
+        kwargs = materialise(request.get("kwargs", {}), namespace, device)
+    except NameError as exc:  # `ref(name)` of a name the student did not define: the student's answer
+        return response(missing=True, error=format_error(exc))
+    except Exception as exc:
+        raise ProbeFault(f"the grader's arguments could not be prepared ({format_error(exc)})") from None
     seed = request.get("seed")
     rng = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
     grad = torch.no_grad() if request.get("no_grad") else contextlib.nullcontext()
@@ -681,14 +694,14 @@ class ProbeServer:
             return
         call_id = str(header.get("id", ""))[:64]
         guarded = bool(header.get("guarded"))
-        status, data = self.answer(payload, call_id, guarded)
+        status, data = self.answer(payload, call_id, guarded, header.get("limit"))
         try:
             self.state.scan()
         except Exception:
             pass
         write_frame(fd, {"id": call_id, "status": status}, data)
 
-    def answer(self, payload, call_id, guarded):
+    def answer(self, payload, call_id, guarded, limit=None):
         previous = _signal(_SIGINT, _default_int_handler)  # an interrupt stops the call, not the kernel
         out, err = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = _Discard()
@@ -696,14 +709,20 @@ class ProbeServer:
         try:
             if guarded:
                 self.report("B", call_id)
-            request = _torch_load(io.BytesIO(payload), weights_only=False)
+            try:
+                request = _torch_load(io.BytesIO(payload), weights_only=False)
+            except BaseException as exc:
+                raise ProbeFault(f"the grader's request could not be read ({format_error(exc)})") from None
             data = self.encode(answer(request, self.user_ns, self.report, self.origin))
+            if isinstance(limit, int) and len(data) > limit:  # refused here: the answer never crosses
+                data = self.encode(response(error=f"returned a value of {len(data) / 2**20:.0f} MiB, over the "
+                                                  f"{limit / 2**20:g} MiB limit on what one answer may carry"))
         except KeyboardInterrupt:
             status = "interrupted"
-        except BaseException as exc:  # the probe's own failure is reported to the grader
+        except BaseException as exc:  # the probe's own failure: the grader's, never billed to the student
             status = "error"
             try:
-                data = self.encode(response(error=f"probe failed: {format_error(exc)}"))
+                data = self.encode(response(error=f"probe failed: {format_error(exc)}", fault=True))
             except BaseException:
                 data = b""
         finally:

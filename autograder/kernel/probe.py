@@ -18,6 +18,11 @@ from ..errors import ProbeError
 from . import codec, kernel_side
 
 
+class ProbeFault(ProbeError):
+    """The probe failed on the grader's side of a call (the request, its arguments, eval()): the check that
+    asked is an `error` of phase `probe`, never the student's function failing."""
+
+
 @dataclass(frozen=True)
 class Forbid:
     """Library functions a student's call must not use: aten operator name fragments, plus Python
@@ -127,12 +132,16 @@ class KernelStudent:
 
     def _ask(self, request: dict[str, Any], target: str, description: str, guarded: bool) -> Call:
         answer = self.session.probe(request, guarded, self.timeout)
+        if answer.status == "error":  # the probe server's own failure, before or around the student's code
+            why = "the probe gave no answer"
+            try:
+                why = codec.decode_response(answer.data)["error"] or why
+            except ProbeError:
+                pass
+            raise ProbeFault(f"asking the kernel for {target} failed: {why}")
+        if answer.status == "broken":  # the kernel could not be restored after a stop: nothing left to ask
+            return Call(target, error=f"not checked: {answer.message}", description=description)
         if answer.status != "ok":
-            if answer.status == "error" and answer.data:
-                try:
-                    return Call.from_response(target, codec.decode_response(answer.data), description)
-                except ProbeError:
-                    pass
             return Call(target, error=answer.message or "the kernel gave no answer", description=description)
         try:
             response = codec.decode_response(answer.data)

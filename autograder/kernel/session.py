@@ -30,6 +30,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
 
 from ..errors import TorchgradeError
+from ..outcomes import Budget
 from .codec import MAX_RESPONSE_BYTES, encode_request
 from .integrity import Finding, IntegrityChannel
 from .isolation import Sandbox, SandboxLimits, get_isolation
@@ -46,20 +47,6 @@ START_TIMEOUT = 120.0
 
 class KernelStartError(TorchgradeError):
     """A kernel could not be started for a submission."""
-
-
-@dataclass
-class Budget:
-    """The seconds one submission may use in all: cells, replays, probes."""
-
-    seconds: float
-    started: float = field(default_factory=time.monotonic)
-
-    def left(self) -> float:
-        return max(0.0, self.seconds - (time.monotonic() - self.started))
-
-    def limit(self, seconds: float) -> float:
-        return min(seconds, self.left())
 
 
 @dataclass
@@ -148,12 +135,14 @@ class Session:
         self.nb = nbformat.v4.new_notebook()  # the submission's notebook, once execution starts
         self.ran: list[tuple[int, nbformat.NotebookNode]] = []  # cells that ran to their end, for a replay
         self.findings: list[Finding] = []
+        self.warnings: list[str] = []  # what weakened this submission's sandbox (e.g. no system call filter)
         self.restarts = 0
         self.broken: str | None = None
         self.memory_peak = 0
         self.connection: dict[str, Any] = {}
         self.probe_socket: socket.socket | None = None
         self._kernel_end: socket.socket | None = None
+        self.answer_limit = MAX_RESPONSE_BYTES  # the most one answer may carry; the kernel refuses larger ones
 
     # ------------------------------------------------------------------------- lifetime
 
@@ -214,6 +203,7 @@ class Session:
         self.client.output_limit = limits.output_kb * 1024
         run_sync(self.client.async_start_new_kernel)()
         run_sync(self.client.async_start_new_kernel_client)()
+        self.budget.start()  # the submission's clock: from its kernel attached, not from its sandbox prepared ahead
 
     def launch(self, connection: dict[str, Any]) -> int:
         """The provisioner's launcher: the kernel `prepare` forked, once it says its sockets are bound (so
@@ -252,10 +242,17 @@ class Session:
         if self.channel is not None:
             self.channel.close()
             self.findings += [f for f in self.channel.findings() if f not in self.findings]
+            self.warnings += [w for w in self.channel.warnings() if w not in self.warnings]
         for sock in (self.probe_socket, self._kernel_end):
             if sock is not None:
                 sock.close()
         self.box = self.client = self.channel = self.probe_socket = self._kernel_end = self.watchdog = None
+
+    @property
+    def isolation_text(self) -> str:
+        """The isolation this submission was graded under, as its results say it: `bwrap`, `none`, and what
+        weakened it, if anything (`bwrap (no system call filter: libseccomp is not installed)`)."""
+        return f"{self.spec.isolation} ({'; '.join(self.warnings)})" if self.warnings else self.spec.isolation
 
     @property
     def killed_for_memory(self) -> bool:
@@ -345,10 +342,14 @@ class Session:
         call_id = secrets.token_hex(8)
         deadline = time.monotonic() + timeout
         try:
-            send_frame(self.probe_socket, {"id": call_id, "guarded": guarded}, encode_request(request), deadline)
+            send_frame(self.probe_socket, {"id": call_id, "guarded": guarded, "limit": self.answer_limit},
+                       encode_request(request), deadline)
             status, data = self._reply(call_id, deadline)
         except TimeoutError:
             return self._after_timeout(call_id, timeout)
+        except AnswerTooLarge as exc:  # the answer was read and thrown away: the kernel is fine
+            guard = self.channel.call_events(call_id, b"") if guarded else []
+            return ProbeAnswer("too-large", message=str(exc), guard=[g for g in guard if "answer" not in g])
         except (EOFError, OSError, ValueError):
             why = "the kernel passed the memory limit" if self.killed_for_memory else "the kernel died"
             self.restart(why)
@@ -359,7 +360,7 @@ class Session:
     def _reply(self, call_id: str, deadline: float) -> tuple[str, bytes]:
         """The kernel's answer to `call_id` (answers to calls given up on earlier are skipped)."""
         while True:
-            header, data = recv_frame(self.probe_socket, deadline, self._kernel_gone)
+            header, data = recv_frame(self.probe_socket, deadline, self._kernel_gone, self.answer_limit)
             if header.get("id") == call_id:
                 return str(header.get("status", "error")), data
 
@@ -390,15 +391,28 @@ def send_frame(sock: socket.socket, header: dict[str, Any], payload: bytes, dead
         raise TimeoutError from None
 
 
+class AnswerTooLarge(ValueError):
+    """An answer over the size limit arrived; it was read and thrown away, so the channel is still in step."""
+
+
 def recv_frame(sock: socket.socket, deadline: float, gone=lambda: False,
                limit: int = MAX_RESPONSE_BYTES) -> tuple[dict[str, Any], bytes]:
     head_size, size = struct.unpack("!II", _recv_exact(sock, 8, deadline, gone))
-    if head_size > 65536 or size > limit:
-        raise ValueError(f"an answer of {size} bytes is over the limit")
+    if head_size > 65536:
+        raise ValueError("a malformed answer header")
     header = json.loads(_recv_exact(sock, head_size, deadline, gone))
     if not isinstance(header, dict):
         raise ValueError("a malformed answer header")
+    if size > limit:
+        _discard(sock, size, deadline, gone)
+        raise AnswerTooLarge(f"the answer was {size / 2**20:.0f} MiB, over the {limit / 2**20:g} MiB limit on what "
+                             "one answer may carry")
     return header, _recv_exact(sock, size, deadline, gone)
+
+
+def _discard(sock: socket.socket, n: int, deadline: float, gone) -> None:
+    while n:
+        n -= len(_recv_exact(sock, min(n, 1 << 20), deadline, gone))
 
 
 def _recv_exact(sock: socket.socket, n: int, deadline: float, gone) -> bytes:

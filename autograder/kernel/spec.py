@@ -12,6 +12,7 @@ from ..config import Limits
 KERNEL_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LD_LIBRARY_PATH",
                    "VIRTUAL_ENV", "SYSTEMROOT")
 FILE_SIZE_LIMIT = 1 << 30  # no file written by a kernel grows beyond 1 GiB
+GRADING_ENV = "TORCHGRADE_GRADING"  # "1" in every grading kernel: the notebook's own self-check is a no-op
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ def base_env(spec: KernelSpec) -> dict[str, str]:
         PYTHONDONTWRITEBYTECODE="1",
         PYDEVD_DISABLE_FILE_VALIDATION="1",
         TORCHGRADE_DEVICE=spec.device,
+        **{GRADING_ENV: "1"},
     )
     return env
 
