@@ -27,6 +27,7 @@ from autograder.errors import ConfigError
 from autograder.export.feedback import export_feedback
 from autograder.export.sheet import import_sheet, write_sheet
 from autograder.outcomes import Outcome, QuestionScore, SubmissionResult
+from autograder.report.anonymity import pseudonym
 from autograder.report.course import record_config, record_course
 from autograder.report.gradebook import gradebook_row
 from autograder.report.instructor import write_report
@@ -278,6 +279,12 @@ def test_anonymised_report_and_instructor_pages_hold_no_real_name(tmp_path):
         assert "alice" not in text and "bob" not in text, page
     write_report(out, title="convolution", threshold=0.0)
     assert sorted(p.name for p in (out / "instructor").iterdir()) == first  # stable pseudonyms
+    alias = first[0].rsplit(".", 1)[0]
+    assert main(["adjust", str(out), alias, "1", "--reason", "graded blind"]) == 0  # graders adjust by pseudonym
+    records = Records(out)
+    whose = [n for n in ("alice_101", "bob_102") if pseudonym(key, n) == alias]
+    assert [a.submission for a in records.adjustments()] == whose and len(whose) == 1  # recorded under the real name
+    records.close()
 
 
 # --- feedback for LMSs --------------------------------------------------------------------------------------------

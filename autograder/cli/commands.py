@@ -115,7 +115,10 @@ def cmd_adjust(args: argparse.Namespace) -> int:
             added = import_sheet(args.out, args.sheet)
             console.print(f"[bold green]recorded[/] {len(added)} score(s) from {escape(str(args.sheet))}")
         else:
-            a = records.add_adjustment(*adjustment_args(args, results))
+            from ..report.anonymity import pseudonyms
+
+            real = {alias: name for name, alias in pseudonyms(records, list(results)).items()}  # graders' names
+            a = records.add_adjustment(*adjustment_args(args, results, real))
             console.print(f"[bold green]recorded[/] #{a.id}: {escape(a.submission)} {escape(a.question or 'bonus')} "
                           f"{a.points:g} ({escape(a.reason)}), by {escape(a.who)}")
     finally:
@@ -125,14 +128,16 @@ def cmd_adjust(args: argparse.Namespace) -> int:
     return 0
 
 
-def adjustment_args(args: argparse.Namespace, results: dict) -> tuple[str, str, float, str]:
-    """`SUBMISSION [QUESTION] POINTS --reason TEXT`, checked against the records."""
+def adjustment_args(args: argparse.Namespace, results: dict, real: dict[str, str]) -> tuple[str, str, float, str]:
+    """`SUBMISSION [QUESTION] POINTS --reason TEXT`, checked against the records; SUBMISSION may be the pseudonym
+    graders see (`real`: pseudonym → name)."""
     if len(args.target) not in (2, 3):
         raise ConfigError("adjust takes SUBMISSION [QUESTION] POINTS --reason TEXT (or --undo ID, --from SHEET, "
                           "--list)")
     if not args.reason:
         raise ConfigError("an adjustment needs --reason (the student sees it in the feedback)")
     submission, *question, points = args.target
+    submission = real.get(submission, submission)
     if submission not in results:
         raise ConfigError(f"no submission {submission!r} in these records", args.out)
     try:
