@@ -59,3 +59,34 @@ def test_student_bundle_leaks_nothing(name, tmp_path):
         assert hidden_test and not [p for p in hidden_test if hashlib.sha256(p.read_bytes()).hexdigest() in student_bytes]
         assert sorted(p.name for p in (student / "data" / "MNIST" / "raw").iterdir()) == [
             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
+
+
+def packed_files(notebook) -> dict[str, bytes]:
+    """The files the student notebook's packed self-check cell carries (build/embed.py)."""
+    import base64
+    import io
+    import re
+    import zipfile
+
+    cell = next(c for c in json.loads(notebook.read_text())["cells"]
+                if "selfcheck-files" in c.get("metadata", {}).get("tags", []))
+    packed = re.search(r'_packed = "([A-Za-z0-9+/=]+)"', "".join(cell["source"])).group(1)
+    with zipfile.ZipFile(io.BytesIO(base64.b64decode(packed))) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+@pytest.mark.slow
+def test_the_packed_self_check_carries_public_files_only(convolution_build):
+    """The notebook's packed cell holds what `.torchgrade/` holds for the self-check, and nothing of the grader's."""
+    student = convolution_build.student_dir
+    files = packed_files(student / "convolution.ipynb")
+    assert {".torchgrade/public.py", ".torchgrade/assignment.toml", ".torchgrade/expected.pt",
+            "lib/autograder/selfcheck.py", "lib/autograder/build/selfcheck.py"} <= set(files)
+    assert files[".torchgrade/expected.pt"] == (student / ".torchgrade" / "expected.pt").read_bytes()  # recorded
+    assert not [n for n in files if n.endswith(("hidden.py", "reference.py", ".ipynb"))]
+    assert not [n for n in files if n.startswith("lib/autograder/") and n.split("/")[2] in ("grading", "report", "cli",
+                                                                                            "export")]
+    master = json.loads((ASSIGNMENTS / "convolution" / "convolution.ipynb").read_text())
+    text = b"\n".join(files.values()).decode("utf-8", errors="replace")
+    assert not [line for line in solution_lines(master) if len(line) > 30 and line in text]
+    assert b"reference" not in files[".torchgrade/assignment.toml"]

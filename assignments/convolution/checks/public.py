@@ -108,8 +108,10 @@ def conv2d_stride_padding(st, ref, rng):
 
 @checks.public("max_pool2d")
 def max_pool2d_default_stride(st, ref, rng):
-    """2×2 pooling with the default stride on a 1×2×6×6 input."""
-    return max_pool2d_case(st, ref, randn(rng, 1, 2, 6, 6), 2, {})
+    """2×2 pooling with the default stride on a 1×2×6×6 input, then a (2, 3) kernel with stride (1, 2) on 1×2×5×7."""
+    verdicts = [max_pool2d_case(st, ref, randn(rng, 1, 2, 6, 6), 2, {}),  # both run: every value is recorded
+                max_pool2d_case(st, ref, randn(rng, 1, 2, 5, 7), (2, 3), {"stride": (1, 2)})]
+    return first_failure(verdicts, "max_pool2d matches F.max_pool2d with int and pair kernel sizes and strides.")
 
 
 def sobel_kernel(st, name, expected, other, swapped):
