@@ -12,6 +12,8 @@ ones, for a name that is not there. To add one, implement the contract below and
   student_files, limits)` returns a `kernel.isolation.Sandbox`, and `available()` (None, or why not).
 - `writer`: the files written per result into `--out`: a function `(out, result, config)`.
 - `lms`: the file an LMS imports, `report.lms.LmsFormat` (the roster columns it needs, its rows).
+- `feedback`: students' feedback as a zip an LMS bulk-imports, `export.feedback.FeedbackFormat` (the zip's
+  entries per submission).
 - `layout`: how submissions are named after the layout they came in (`grading/submissions.py`).
 - `dataset`: data sets `assign` writes for an assignment's `data = [...]`: a function
   `(student_data, hidden_data)`.
@@ -41,6 +43,11 @@ REGISTRIES: dict[str, dict[str, Any]] = {
         "canvas": "autograder.report.lms:CANVAS",
         "moodle": "autograder.report.lms:MOODLE",
         "csv": "autograder.report.lms:CSV",
+    },
+    "feedback": {
+        "moodle": "autograder.export.feedback:MOODLE",
+        "canvas": "autograder.export.feedback:CANVAS",
+        "zip": "autograder.export.feedback:ZIP",
     },
     "layout": {
         "auto": "autograder.grading.submissions:name_auto",

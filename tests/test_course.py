@@ -24,6 +24,7 @@ from autograder.build.notebook import ANSWER_PROMPT, Master, tagged_cells
 from autograder.cli.parser import main
 from autograder.config import AssignmentConfig, Late
 from autograder.errors import ConfigError
+from autograder.extensions import UnknownExtension
 from autograder.export.feedback import export_feedback
 from autograder.export.sheet import import_sheet, write_sheet
 from autograder.outcomes import Outcome, QuestionScore, SubmissionResult
@@ -302,6 +303,8 @@ def test_feedback_zips_for_canvas_moodle_and_plain(tmp_path):
     moodle = export_feedback(out, "moodle", roster=roster)
     assert zipfile.ZipFile(moodle.output).namelist() == ["Alice Liddell_7_assignsubmission_file_/feedback.html"]
     assert list(moodle.skipped) == ["bob_102"]  # no participant number: said, not guessed
+    with pytest.raises(UnknownExtension, match="unknown feedback 'blackboard'; known: moodle, canvas, zip"):
+        export_feedback(out, "blackboard")
 
 
 # --- end to end: Canvas's download and export, a late policy with an extension, a written question ---------------

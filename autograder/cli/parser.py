@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(run="cmd_export", target="gradescope")
     f = targets.add_parser("feedback", help="students' feedback as a zip an LMS bulk-imports (moodle, canvas) or zip")
     f.add_argument("out", type=Path, help="the folder `grade --out` wrote")
-    f.add_argument("--format", choices=("moodle", "canvas", "zip"), required=True,
+    f.add_argument("--format", choices=choices("feedback"), required=True,
                    help="moodle: upload multiple feedback files in a zip; canvas: re-upload submissions (comments); "
                         "zip: a folder per submission")
     f.add_argument("--roster", type=Path, help="Moodle's grading worksheet, where submissions are not named as "

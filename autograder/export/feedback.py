@@ -19,14 +19,14 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from ..errors import ConfigError
+from ..extensions import load
 from ..outcomes import SubmissionResult
 from ..report.feedback import feedback_html, feedback_text
 from ..report.records import Records
 from ..report.roster import MOODLE_ID, claim, read_roster
 
-FORMATS = ("moodle", "canvas", "zip")
 CANVAS_PREFIX = re.compile(r"(?P<prefix>[^_]+_(?:LATE_)?\d+_\d+_).+")
 
 
@@ -38,52 +38,66 @@ class FeedbackExport:
     skipped: dict[str, str] = field(default_factory=dict)  # submission → why it could not be placed
 
 
-def moodle_folders(results: list[SubmissionResult], roster_path: Path | None) -> dict[str, str]:
+Entries = dict[str, dict[str, str]]  # submission → file name in the zip → "html" or "txt"
+
+
+@dataclass(frozen=True)
+class FeedbackFormat:
+    """How one LMS takes feedback in bulk: the zip's entries per submission (given the results and a roster), and
+    why a submission without entries is left out. Registered in `extensions.py` (`feedback`)."""
+
+    name: str
+    entries: Callable[[list[SubmissionResult], Path | None], Entries]
+    left_out: str = ""
+
+
+def moodle_entries(results: list[SubmissionResult], roster_path: Path | None) -> Entries:
     folders = {r.submission: r.submission for r in results if MOODLE_ID.fullmatch(r.submission)}
     if roster_path is not None:
         roster = claim(read_roster(roster_path), [r.submission for r in results])
         for s in roster.students:
             if s.submission and s.participant_number and s.submission not in folders:
                 folders[s.submission] = f"{s.name}_{s.participant_number}_assignsubmission_file_"
-    return folders
+    return {name: {f"{folder}/feedback.html": "html"} for name, folder in folders.items()}
 
 
-def canvas_names(results: list[SubmissionResult]) -> dict[str, str]:
-    names = {}
+def canvas_entries(results: list[SubmissionResult], roster_path: Path | None) -> Entries:
+    entries = {}
     for r in results:
         match = CANVAS_PREFIX.fullmatch(Path(r.path).stem) if r.path else None
         if match:
-            names[r.submission] = match.group("prefix") + "feedback.html"
-    return names
+            entries[r.submission] = {match.group("prefix") + "feedback.html": "html"}
+    return entries
+
+
+def zip_entries(results: list[SubmissionResult], roster_path: Path | None) -> Entries:
+    return {r.submission: {f"{r.submission}/feedback.html": "html", f"{r.submission}/feedback.txt": "txt"}
+            for r in results}
+
+
+MOODLE = FeedbackFormat("moodle", moodle_entries, "no Moodle participant number: grade Moodle's download, or pass "
+                                                  "a roster with its Identifier as --roster")
+CANVAS = FeedbackFormat("canvas", canvas_entries, "not graded from a Canvas download (its file name has no "
+                                                  "name_userid_subid_ prefix)")
+ZIP = FeedbackFormat("zip", zip_entries)
 
 
 def export_feedback(out: Path, format_name: str, output: Path | None = None, roster: Path | None = None
                     ) -> FeedbackExport:
-    if format_name not in FORMATS:
-        raise ConfigError(f"unknown feedback format {format_name!r}; known: {', '.join(FORMATS)}")
+    fmt: FeedbackFormat = load("feedback", format_name)
     records = Records(Path(out))
     try:
         results = records.results()
     finally:
         records.close()
-    output = Path(output) if output else Path(out) / f"feedback-{format_name}.zip"
-    report = FeedbackExport(output, format_name)
-    if format_name == "moodle":
-        folders = moodle_folders(results, roster)
-        entries = {n: {f"{folder}/feedback.html": "html"} for n, folder in folders.items()}
-        why = "no Moodle participant number: grade Moodle's download, or pass its grading worksheet as --roster"
-    elif format_name == "canvas":
-        entries = {n: {name: "html"} for n, name in canvas_names(results).items()}
-        why = "not graded from a Canvas download (its file name has no name_userid_subid_ prefix)"
-    else:
-        entries = {r.submission: {f"{r.submission}/feedback.html": "html", f"{r.submission}/feedback.txt": "txt"}
-                   for r in results}
-        why = ""
+    output = Path(output) if output else Path(out) / f"feedback-{fmt.name}.zip"
+    report = FeedbackExport(output, fmt.name)
+    entries = fmt.entries(results, roster)
     output.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED) as zf:
         for r in results:
             if r.submission not in entries:
-                report.skipped[r.submission] = why
+                report.skipped[r.submission] = fmt.left_out
                 continue
             for name, kind in entries[r.submission].items():
                 zf.writestr(name, feedback_html(r, "student") if kind == "html" else feedback_text(r, "student"))
