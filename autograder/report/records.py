@@ -87,13 +87,20 @@ class Records:
         every writer shows them; the grader's own with `adjusted=False`."""
         rows = self.db.execute("SELECT result FROM results ORDER BY submission").fetchall()
         results = [from_data(json.loads(r[0])) for r in rows]
-        return [self.adjusted(r) for r in results] if adjusted else results
+        if not adjusted:
+            return results
+        policy, by_submission = self.setting("late"), {}  # one query per table, not per result
+        for a in self.adjustments():
+            by_submission.setdefault(a.submission, []).append(a)
+        timings = {row[0]: Timing(row[1], bool(row[2]), row[3]) for row in self.db.execute(
+            "SELECT submission, submitted_at, late_marker, extension_hours FROM timing")} if policy else {}
+        return [adjusted_result(r, by_submission.get(r.submission, []), policy, timings.get(r.submission, Timing()))
+                for r in results]
 
     def adjusted(self, result: SubmissionResult) -> SubmissionResult:
         """One result as every writer shows it: `adjustments.adjust` with what these records hold for it."""
-        policy = self.setting("late")
-        late = lateness(Late(**policy), self.timing(result.submission), result.max_total) if policy else None
-        return adjust(result, self.adjustments(result.submission), late)
+        return adjusted_result(result, self.adjustments(result.submission), self.setting("late"),
+                        self.timing(result.submission))
 
     def add_adjustment(self, submission: str, question: str, points: float, reason: str,
                        who: str | None = None) -> Adjustment:
@@ -157,6 +164,13 @@ def from_data(data: dict[str, Any]) -> SubmissionResult:
                                manual=q.get("manual", False))
                  for q in data.pop("questions")]
     return SubmissionResult(questions=questions, **known(SubmissionResult, data))
+
+
+def adjusted_result(result: SubmissionResult, adjustments: list[Adjustment], policy: dict | None,
+                    timing: Timing) -> SubmissionResult:
+    """`adjustments.adjust` with the late policy as recorded (a dict of `config.Late`'s fields, or None)."""
+    late = lateness(Late(**policy), timing, result.max_total) if policy else None
+    return adjust(result, adjustments, late)
 
 
 def current_user() -> str:
