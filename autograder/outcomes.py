@@ -10,6 +10,9 @@ once and every reporter renders it):
 - a question none of whose checks could run is `pending`: it has no points yet, and its cell is empty;
 - a total is `final` (the grade an LMS gets) only when every check ran: otherwise it is provisional, shown
   as such everywhere, and an instructor looks before it is exported;
+- a question of `kind = "manual"` is pending until a person grades it (`needs_grading`); points an instructor
+  sets (an override) are never pending, and bonuses and the late penalty change the total, the grader's own
+  kept as `raw_total`: the arithmetic is `adjustments.py`, applied from the records before any writer reads;
 - which submission statuses are ungraded (`error`: the grader failed; an LMS gets an empty grade, not a zero)
   and which results need an instructor's review (`needs_review`);
 - what counts as done for a resumed batch (`done`): the same notebook, graded to the end by the grader;
@@ -149,7 +152,13 @@ class SubmissionResult:
         """The total is the grade: graded, and every check ran. A check the grader could not run leaves its
         question's points provisional until an instructor has looked (a kernel can make the probe fail on
         purpose: that must not buy a check out of the grade unseen)."""
-        return not self.ungraded and not self.check_errors and not self.needs_grading
+        return not self.ungraded and not self.unresolved_errors and not self.needs_grading
+
+    @property
+    def unresolved_errors(self) -> list[Outcome]:
+        """Checks the grader could not run, in questions whose points no instructor has set (`adjustments.py`: an
+        override is the instructor's look)."""
+        return [o for q in self.questions if not q.overridden for o in q.outcomes if o.status == "error"]
 
     @property
     def needs_grading(self) -> list[str]:

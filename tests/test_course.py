@@ -107,6 +107,14 @@ def test_overrides_bonuses_and_lateness_make_one_adjusted_total():
     assert adjust(raw) is raw
 
 
+def test_an_override_resolves_a_check_the_grader_could_not_run():
+    broken = Outcome("conv2d_small", "conv2d", True, 1.0, 0.0, "probe failed", status="error")
+    raw = SubmissionResult("alice", "ok", [QuestionScore("conv2d", 0.0, 8.0, [broken])])
+    assert not raw.final and raw.grade is None
+    looked = adjust(raw, [Adjustment(1, "alice", "conv2d", 6.0, "ran it by hand", "ta", "t")])
+    assert looked.final and looked.grade == 6.0 and looked.needs_review  # the flag stays for the record
+
+
 def old_records(out: Path, results: list[SubmissionResult]) -> None:
     """Records as schema 2 wrote them: a results table only."""
     out.mkdir(parents=True)
