@@ -221,7 +221,7 @@ def test_two_downloads_of_one_canvas_user_are_refused(canvas_out, tmp_path):
         export_lms(canvas_out, export, "canvas", tmp_path / "import.csv")
 
 
-def test_moodle_grading_worksheet_matched_by_participant_and_written_back(tmp_path):
+def test_moodle_grading_worksheet_matched_by_participant_and_written_back(tmp_path, capsys):
     out = tmp_path / "moodle-grades"
     records = Records(out)
     for r in (result("Alice Liddell_123456_assignsubmission_file_", (8, 4)),
@@ -240,6 +240,8 @@ def test_moodle_grading_worksheet_matched_by_participant_and_written_back(tmp_pa
                                    ["Participant 123457", "Bob Builder", "bob@example.edu", "4.75", "12"],
                                    ["Participant 123458", "Nora Nobody", "nora@example.edu", "", "12"]]
     assert [s.name for s in report.matched.missing] == ["Nora Nobody"] and report.matched.unmatched == []
+    assert main(["gradebook", str(out), "--roster", str(worksheet), "--format", "moodle"]) == 0
+    assert "Nora Nobody, Participant 123458" in " ".join(capsys.readouterr().out.split())
 
 
 def test_adjusted_totals_reach_the_lms_file(canvas_out, tmp_path):

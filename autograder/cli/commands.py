@@ -290,7 +290,8 @@ def cmd_gradebook(args: argparse.Namespace) -> int:
         console.print(f"[yellow]{len(matched.missing)} student(s) without a graded submission[/] (written with an "
                       "empty grade):")
         for s in matched.missing:
-            who = ", ".join(x for x in (s.name, s.id or s.sis_user_id or s.sis_login_id or s.email) if x)
+            who = ", ".join(x for x in (s.name, s.id or s.sis_user_id or s.sis_login_id or s.participant or s.email)
+                            if x)
             console.print(f"  {who or '(unnamed row)'}" + (f" (roster submission {s.submission!r})"
                                                             if s.submission else ""), markup=False)
     if matched.unmatched:
