@@ -246,6 +246,16 @@ def test_a_manual_question_graded_through_a_sheet(tmp_path, capsys):
         import_sheet(out, sheet)
 
 
+def test_adjust_works_on_records_graded_without_the_command_line(tmp_path):
+    out = tmp_path / "out"
+    records = Records(out)
+    records.add(result("alice_101"), "d")
+    records.close()
+    assert main(["adjust", str(out), "alice_101", "explain", "2", "--reason", "read by hand"]) == 0
+    row = next(csv.DictReader((out / "gradebook.csv").open()))
+    assert (row["conv2d"], row["explain"], row["total"]) == ("8.0", "2.0", "10.0")
+
+
 def test_adjust_override_bonus_undo_and_refusals(tmp_path, capsys):
     out = course_out(tmp_path)
     assert main(["adjust", str(out), "bob_102", "4", "--reason", "extra credit"]) == 0

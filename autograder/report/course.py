@@ -140,9 +140,13 @@ def recorded_config(records: Records) -> AssignmentConfig:
     from ..config import Question
 
     data = records.setting(CONFIG_KEY)
-    if not data:
-        raise ConfigError("these records do not say which assignment they grade: grade with this torchgrade first",
-                          records.path)
+    if not data:  # graded without the command line (`grade_into`): the questions as the results list them
+        results = records.results(adjusted=False)
+        if not results:
+            raise ConfigError("nothing graded here yet", records.path)
+        name = records.path.parent.resolve().name
+        data = {"name": name, "title": name, "notebook": f"{name}.ipynb", "questions": [
+            [q.id, q.max_points, "manual" if q.manual else "auto"] for q in results[0].questions]}
     questions = tuple(Question(qid, float(points), kind) for qid, points, kind in data.pop("questions"))
     return AssignmentConfig(questions=questions, **data)
 
