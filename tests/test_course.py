@@ -26,7 +26,7 @@ from autograder.config import AssignmentConfig, Late
 from autograder.errors import ConfigError
 from autograder.extensions import UnknownExtension
 from autograder.export.feedback import export_feedback
-from autograder.export.sheet import import_sheet, write_sheet
+from autograder.export.sheet import import_sheet
 from autograder.outcomes import Outcome, QuestionScore, SubmissionResult
 from autograder.report.anonymity import pseudonym
 from autograder.report.course import record_config, record_course

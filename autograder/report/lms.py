@@ -31,6 +31,7 @@ from .roster import POINTS_POSSIBLE, Roster, Student, claim, read_roster
 
 __all__ = ["POINTS_POSSIBLE", "Roster", "Student", "read_roster", "export_lms", "recorded_results"]
 
+
 @dataclass(frozen=True)
 class Row:
     """One line of an LMS file: a student, a result, or both."""
