@@ -22,7 +22,7 @@ import pytest
 from autograder.adjustments import Adjustment, Timing, adjust, lateness
 from autograder.build.notebook import ANSWER_PROMPT, Master, tagged_cells
 from autograder.cli.parser import main
-from autograder.config import AssignmentConfig, Late
+from autograder.config import AssignmentConfig, Late, Question
 from autograder.errors import ConfigError
 from autograder.extensions import UnknownExtension
 from autograder.export.feedback import export_feedback
@@ -207,10 +207,8 @@ def course_out(tmp_path: Path, anonymize=False) -> Path:
         records.add(result(name, path=str(answered(tmp_path / f"{name}_1_x.ipynb", answer))), "d")
     records.set_setting("rubric:explain", "# RUBRIC\n2: says cross-correlation")
     records.close()
-    config = AssignmentConfig("convolution", "Convolution", "c.ipynb", ())
-    object.__setattr__(config, "questions", tuple(
-        __import__("autograder.config", fromlist=["Question"]).Question(q, p, k)
-        for q, p, k in (("conv2d", 8.0, "auto"), ("explain", 2.0, "manual"))))
+    config = AssignmentConfig("convolution", "Convolution", "c.ipynb",
+                              (Question("conv2d", 8.0), Question("explain", 2.0, "manual")))
     record_config(out, config)
     record_course(out, config, [], anonymize=anonymize)
     return out
@@ -516,9 +514,7 @@ def test_the_terminal_gradebook_shows_lateness_and_raw_totals_only_where_they_sa
     from autograder.report.gradebook import gradebook_frame
     from autograder.report.terminal import print_gradebook
 
-    config = AssignmentConfig("c", "C", "c.ipynb", ())
-    object.__setattr__(config, "questions", (__import__("autograder.config", fromlist=["Question"]).Question(
-        "conv2d", 8.0),))
+    config = AssignmentConfig("c", "C", "c.ipynb", (Question("conv2d", 8.0),))
     plain = [SubmissionResult("alice", "ok", [QuestionScore("conv2d", 8.0, 8.0)])]
     late = adjust(plain[0], [], lateness(POLICY, Timing("2026-03-02T12:00:00+01:00"), 8.0))
 
