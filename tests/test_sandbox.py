@@ -394,7 +394,7 @@ def test_unisolated_kernels_work_for_trusted_notebooks(tmp_path):
 
 
 def test_the_zygote_is_single_threaded_and_never_touches_cuda(tmp_path):
-    from autograder.kernel.session import zygote_for
+    from autograder.kernel.zygote import zygote_for
 
     path, nb = notebook(tmp_path, "import torch\na = torch.cuda.is_initialized()")
     spec = KernelSpec(limits=LIMITS, threads=1, device="cpu", seed=0)

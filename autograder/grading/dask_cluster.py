@@ -46,7 +46,7 @@ from ..build.assignment import Assignment
 from ..config import DEVICES, GradeSettings
 from ..errors import ConfigError, InvalidSubmission
 from ..kernel.isolation import get_isolation
-from ..kernel.session import start_zygote
+from ..kernel.zygote import start_zygote
 from .pipeline import kernel_spec
 from ..outcomes import SubmissionResult
 from ..kernel.machine import kernel_threads

@@ -22,7 +22,8 @@ from typing import Any
 from ..build.assignment import Assignment, load_assignment
 from ..config import GradeSettings
 from ..kernel.isolation import get_isolation
-from ..kernel.session import Prefetch, start_zygote
+from ..kernel.prefetch import Prefetch
+from ..kernel.zygote import start_zygote
 from ..kernel.machine import resolved_device
 from .pipeline import kernel_spec
 from .submissions import Submission

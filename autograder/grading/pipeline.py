@@ -15,7 +15,8 @@ from ..errors import InvalidSubmission
 from ..kernel.execute import ExecutionReport, execute_notebook
 from ..kernel.integrity import Finding, needs_watch, scan_source
 from ..kernel.probe import KernelStudent, Student
-from ..kernel.session import Prefetch, Session
+from ..kernel.prefetch import Prefetch
+from ..kernel.session import Session
 from ..kernel.spec import KernelSpec
 from ..build.notebook import SETUP_SOURCE, read_submission
 from ..outcomes import SubmissionResult, score

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from ..build.assignment import Assignment
 from ..config import GradeSettings
-from ..kernel.session import Prefetch
+from ..kernel.prefetch import Prefetch
 from ..outcomes import SubmissionResult
 from .pipeline import grade_submission
 from .submissions import Submission

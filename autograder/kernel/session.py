@@ -11,21 +11,16 @@ Whatever happens, `stop` (or leaving the `with` block) ends every process of the
 from __future__ import annotations
 
 import asyncio
-import atexit
 import json
 import secrets
-import select
 import socket
-import struct
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
 from typing import Any
 
 import nbformat
-from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
 
@@ -34,10 +29,12 @@ from ..outcomes import Budget
 from .codec import MAX_RESPONSE_BYTES, encode_request
 from .integrity import Finding, IntegrityChannel
 from .isolation import Sandbox, SandboxLimits, get_isolation
+from .frames import AnswerTooLarge, recv_frame, send_frame
 from .limits import Watchdog
+from .output import CappedClient
 from .provisioner import KernelProcess, SandboxKernelManager
-from .spec import FILE_SIZE_LIMIT, KernelSpec, base_env, kernel_env
-from .zygote import Zygote
+from .spec import FILE_SIZE_LIMIT, KernelSpec, kernel_env
+from .zygote import zygote_for
 
 MIB = 1024 * 1024
 MAX_ERROR = 2000
@@ -66,54 +63,6 @@ class ProbeAnswer:
     data: bytes = b""
     guard: list[str] = field(default_factory=list)  # forbidden library use or guard tampering seen in the call
     message: str = ""
-
-
-class CappedClient(NotebookClient):
-    """nbclient's client with a cap on how much output one cell may keep."""
-
-    output_limit: int = 256 * 1024
-
-    def output(self, outs, msg, display_id, cell_index):
-        if msg["msg_type"] == "error":
-            return super().output(outs, msg, display_id, cell_index)
-        sizes = self.__dict__.setdefault("_output_sizes", {})
-        used = sizes.get(cell_index, 0)
-        size = len(str(msg["content"]))
-        sizes[cell_index] = used + size
-        if used + size <= self.output_limit:
-            return super().output(outs, msg, display_id, cell_index)
-        if used <= self.output_limit:
-            outs.append(nbformat.v4.new_output(
-                "stream", name="stderr",
-                text=f"\n[torchgrade: output of this cell cut at {self.output_limit // 1024} KiB]\n"))
-        return None
-
-
-_ZYGOTES: dict[tuple, Zygote] = {}
-
-
-def zygote_for(spec: KernelSpec) -> Zygote:
-    """The fork server for kernels like `spec`: the batch's (`spec.zygote`), or one of this process's own
-    (one per thread count, seed and device)."""
-    env = base_env(spec)
-    key = (spec.zygote, *sorted(env.items()))
-    if key not in _ZYGOTES:
-        _ZYGOTES[key] = Zygote(env, spec.zygote)
-    return _ZYGOTES[key]
-
-
-def start_zygote(spec: KernelSpec) -> Zygote:
-    """A zygote for a whole batch, importing in the background from now on; pass its address to workers."""
-    zygote = Zygote(base_env(spec))
-    zygote.launch()
-    return zygote
-
-
-@atexit.register
-def close_zygotes() -> None:
-    for zygote in _ZYGOTES.values():
-        zygote.close()
-    _ZYGOTES.clear()
 
 
 def total_budget(spec: KernelSpec) -> float:
@@ -379,111 +328,6 @@ class Session:
             self.restart(f"a call {message} and did not stop when interrupted")
             return ProbeAnswer("timeout", message=f"{message}; the kernel did not stop when interrupted and was "
                                                   "replaced by a fresh one")
-
-
-def send_frame(sock: socket.socket, header: dict[str, Any], payload: bytes, deadline: float) -> None:
-    """A JSON header and a payload, each behind its length (the kernel side reads `kernel_side.read_frame`)."""
-    head = json.dumps(header).encode()
-    sock.settimeout(max(0.001, deadline - time.monotonic()))
-    try:
-        sock.sendall(struct.pack("!II", len(head), len(payload)) + head + payload)
-    except socket.timeout:
-        raise TimeoutError from None
-
-
-class AnswerTooLarge(ValueError):
-    """An answer over the size limit arrived; it was read and thrown away, so the channel is still in step."""
-
-
-def recv_frame(sock: socket.socket, deadline: float, gone=lambda: False,
-               limit: int = MAX_RESPONSE_BYTES) -> tuple[dict[str, Any], bytes]:
-    head_size, size = struct.unpack("!II", _recv_exact(sock, 8, deadline, gone))
-    if head_size > 65536:
-        raise ValueError("a malformed answer header")
-    header = json.loads(_recv_exact(sock, head_size, deadline, gone))
-    if not isinstance(header, dict):
-        raise ValueError("a malformed answer header")
-    if size > limit:
-        _discard(sock, size, deadline, gone)
-        raise AnswerTooLarge(f"the answer was {size / 2**20:.0f} MiB, over the {limit / 2**20:g} MiB limit on what "
-                             "one answer may carry")
-    return header, _recv_exact(sock, size, deadline, gone)
-
-
-def _discard(sock: socket.socket, n: int, deadline: float, gone) -> None:
-    while n:
-        n -= len(_recv_exact(sock, min(n, 1 << 20), deadline, gone))
-
-
-def _recv_exact(sock: socket.socket, n: int, deadline: float, gone) -> bytes:
-    chunks, left = [], n
-    while left:
-        wait = deadline - time.monotonic()
-        if wait <= 0:
-            raise TimeoutError
-        ready, _, _ = select.select([sock], [], [], min(wait, 0.25))
-        if not ready:
-            if gone():
-                raise EOFError("the kernel is gone")
-            continue
-        chunk = sock.recv(min(left, 1 << 20))
-        if not chunk:
-            raise EOFError("the kernel closed the probe channel")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-class Prefetch:
-    """Prepares the next submission's sandbox and kernel while the current one is graded (one job at a time).
-
-    Preparing runs on one long-lived thread: a sandbox ends with the thread that started it (bubblewrap's
-    `--die-with-parent`), so that thread outlives every sandbox it prepared, until `close`.
-    """
-
-    def __init__(self) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchgrade-prefetch")
-        self.pending: dict[tuple, Future] = {}
-
-    def __enter__(self) -> "Prefetch":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def prepare(self, notebook: Path, student_files: Path | None, spec: KernelSpec) -> None:
-        key = (notebook, student_files, spec)
-        if key not in self.pending:
-            self.pending[key] = self.pool.submit(self._prepared, notebook, student_files, spec)
-
-    @staticmethod
-    def _prepared(notebook: Path, student_files: Path | None, spec: KernelSpec) -> Session:
-        session = Session(notebook, student_files, spec)
-        try:
-            session.prepare()
-        except BaseException:
-            session.stop()
-            raise
-        return session
-
-    def session(self, notebook: Path, student_files: Path | None, spec: KernelSpec) -> Session:
-        """The prepared session for this notebook, or a new one (also when preparing it failed)."""
-        future = self.pending.pop((notebook, student_files, spec), None)
-        if future is not None:
-            try:
-                return future.result()
-            except Exception:  # the session starts again from scratch, and says why if it fails again
-                pass
-        return Session(notebook, student_files, spec)
-
-    def close(self) -> None:
-        for future in self.pending.values():
-            try:
-                future.result().stop()
-            except Exception:
-                pass
-        self.pending.clear()
-        self.pool.shutdown(wait=True)
 
 
 def cell_label(cell: nbformat.NotebookNode, index: int) -> str:

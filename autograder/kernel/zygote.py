@@ -16,6 +16,7 @@ pipe and of the probe socket attached (SCM_RIGHTS); the zygote answers `{"pid": 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TorchgradeError
+from .spec import KernelSpec, base_env
 
 PRELOAD = ("numpy", "torch", "torchvision", "pandas", "matplotlib", "matplotlib.pyplot", "scipy", "IPython",
            "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger",
@@ -261,3 +263,30 @@ def main(address: str, owner: int) -> None:
         serve(listener)
     except KeyboardInterrupt:
         pass
+
+
+_ZYGOTES: dict[tuple, Zygote] = {}
+
+
+def zygote_for(spec: KernelSpec) -> Zygote:
+    """The fork server for kernels like `spec`: the batch's (`spec.zygote`), or one of this process's own
+    (one per thread count, seed and device)."""
+    env = base_env(spec)
+    key = (spec.zygote, *sorted(env.items()))
+    if key not in _ZYGOTES:
+        _ZYGOTES[key] = Zygote(env, spec.zygote)
+    return _ZYGOTES[key]
+
+
+def start_zygote(spec: KernelSpec) -> Zygote:
+    """A zygote for a whole batch, importing in the background from now on; pass its address to workers."""
+    zygote = Zygote(base_env(spec))
+    zygote.launch()
+    return zygote
+
+
+@atexit.register
+def close_zygotes() -> None:
+    for zygote in _ZYGOTES.values():
+        zygote.close()
+    _ZYGOTES.clear()

@@ -1,0 +1,109 @@
+"""Answering one probe request against the student's namespace: a value, or a call with grader-made arguments."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from .refs import TAG
+from .plain import to_plain, type_name
+from .guard import Guard, ProbeFault, format_error, guarded_call
+
+def resolve(namespace, target):
+    """Look up a dotted name (`model`, `model.fc`, `EarlyStopping`) in the student's namespace."""
+    head, *rest = target.split(".")
+    if head not in namespace:
+        raise NameError(f"name {head!r} is not defined")
+    obj = namespace[head]
+    for part in rest:
+        obj = getattr(obj, part)
+    return obj
+
+
+def materialise(obj, namespace, device):
+    """Replace {"__ref__": name} markers by student objects; move tensors and modules to `device`."""
+    if isinstance(obj, dict) and set(obj) == {"__ref__"}:
+        return resolve(namespace, obj["__ref__"])
+    if isinstance(obj, (torch.Tensor, torch.nn.Module)):
+        return obj.to(device) if device else obj
+    if isinstance(obj, list):
+        return [materialise(x, namespace, device) for x in obj]
+    if isinstance(obj, tuple):
+        return tuple(materialise(x, namespace, device) for x in obj)
+    if isinstance(obj, dict):
+        return {k: materialise(v, namespace, device) for k, v in obj.items()}
+    return obj
+
+
+def response(missing=False, error=None, value=None, type=None, seconds=0.0, **extra):
+    return {TAG: "response", "missing": missing, "error": error, "value": value, "type": type,
+            "seconds": float(seconds), **extra}
+
+
+def answer(request, namespace, report, origin):
+    """Carry out one probe request against `namespace`; always returns a plain response."""
+    try:
+        obj = resolve(namespace, request["target"])
+    except Exception as exc:  # a missing name is an answer, not a failure
+        return response(missing=True, error=format_error(exc))
+    with Guard(request.get("forbid"), report, origin):
+        if request["op"] == "value":
+            return response(value=to_plain(obj), type=type_name(obj))
+        device = request.get("device")
+        if device == "model":  # the student's trained model decides where inputs go
+            device = module_device(obj)
+        was_training = obj.training if isinstance(obj, torch.nn.Module) else None
+        if request.get("eval_mode") and was_training is not None:
+            try:
+                obj.eval()
+            except Exception as exc:
+                raise ProbeFault(f"eval() of {request['target']} failed ({format_error(exc)})") from None
+        try:
+            return call_and_answer(obj, request, namespace, device)
+        finally:  # the student's model keeps its mode (a self-check runs in the student's own process)
+            if was_training is not None:
+                obj.train(was_training)
+
+
+def call_and_answer(obj, request, namespace, device):
+    try:
+        args = materialise(request.get("args", ()), namespace, device)
+        kwargs = materialise(request.get("kwargs", {}), namespace, device)
+    except NameError as exc:  # `ref(name)` of a name the student did not define: the student's answer
+        return response(missing=True, error=format_error(exc))
+    except Exception as exc:
+        raise ProbeFault(f"the grader's arguments could not be prepared ({format_error(exc)})") from None
+    seed = request.get("seed")
+    rng = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
+    grad = torch.no_grad() if request.get("no_grad") else contextlib.nullcontext()
+    with rng, grad:
+        if seed is not None:
+            torch.manual_seed(seed)
+        value, error, seconds = guarded_call(obj, args, kwargs)
+        then = request.get("then")
+        if then and error is None:  # calls on what the first call returned: obj(...).step(x), ...
+            made, results = value, []
+            for method, m_args, m_kwargs in then:
+                fn = made if method is None else getattr(made, method, None)
+                if fn is None:
+                    error = f"AttributeError: {type_name(made)} has no method {method!r}"
+                    break
+                result, error, more = guarded_call(fn, materialise(m_args, namespace, device),
+                                                   materialise(m_kwargs, namespace, device))
+                seconds += more
+                if error is not None:
+                    break
+                results.append(result)
+            value = results
+        extra = {"args": to_plain(args)} if request.get("return_args") else {}
+        return response(error=error, value=to_plain(value), seconds=seconds,
+                        type=type_name(value) if error is None else None, **extra)
+
+
+def module_device(obj):
+    if isinstance(obj, torch.nn.Module):
+        for tensor in obj.parameters():
+            return tensor.device
+        for tensor in obj.buffers():
+            return tensor.device
+    return None

@@ -1,0 +1,216 @@
+"""The library guard: forbidden operators and functions reported, while a student's call runs, on a pipe out of the
+kernel at the moment they are seen."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from torch.utils._python_dispatch import TorchDispatchMode
+from .refs import _enumerate_threads, _getprofile, _perf_counter, _setprofile, _stack_at, _stack_len, _stack_pop, _write
+from .plain import type_name
+from .refs import Flags
+
+class ListSink:
+    """Self-check: what the guard saw, kept in the student's own process."""
+
+    def __init__(self):
+        self.events = []
+
+    def __call__(self, kind, detail):
+        if (kind, detail) not in self.events:
+            self.events.append((kind, detail))
+
+
+class PipeSink:
+    """Grading: each event leaves the kernel at once, one line on the integrity pipe."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def __call__(self, kind, detail):
+        text = " ".join(str(detail).split())[:400]
+        try:
+            _write(self.fd, f"{kind} {text}\n".encode("utf-8", "replace"))
+        except OSError:
+            pass  # a closed pipe is noticed by the grader
+
+
+class ForbiddenOps(TorchDispatchMode):
+    """Reports every aten operator whose name contains a forbidden fragment.
+
+    Works at the dispatcher, below every alias a student might hold (`F.conv2d`, `nn.Conv2d`,
+    `torch.conv2d`, a saved reference to any of them), since all of them end up here.
+    """
+
+    def __init__(self, fragments, report):
+        super().__init__()
+        self.fragments = tuple(fragments)
+        self.report = report
+        self.seen = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        hit = self.seen.get(func)
+        if hit is None:  # once per operator and guard: which fragment it matches, if any
+            name = str(func.overloadpacket.__name__)
+            hit = self.seen[func] = name if any(fragment in name for fragment in self.fragments) else ""
+        if hit:
+            self.report("O", hit)
+        return func(*args, **(kwargs or {}))
+
+
+class CallWatch:
+    """A profile hook while a guarded call runs: calls of forbidden Python functions (scipy.signal),
+    and student code reaching into the dispatch-mode machinery the guard relies on."""
+
+    GUARD_MODULES = ("torch.utils._python_dispatch",)
+
+    def __init__(self, modules, names, report, origin):
+        self.modules, self.names = tuple(modules), tuple(names)
+        self.report, self.origin = report, origin
+        self.previous = None
+
+    def _watch(self, frame, event, arg):
+        # The hot path of every guarded call: no attribute that raises an audit event (frame.f_code) here.
+        if event == "call":
+            module = frame.f_globals.get("__name__") or ""
+            if not (module.startswith(self.GUARD_MODULES) or (self.modules and module.startswith(self.modules))):
+                return
+            name, caller = frame.f_code.co_name, frame.f_back
+        elif event == "c_call":
+            module = getattr(arg, "__module__", None) or ""
+            if module != "torch._C" and not (self.modules and module.startswith(self.modules)):
+                return
+            name, caller = getattr(arg, "__name__", ""), frame
+        else:
+            return
+        if self.modules and module.startswith(self.modules) and (not self.names or any(n in name for n in self.names)):
+            self.report("P", f"{module}.{name}")
+        if module.startswith(self.GUARD_MODULES) or (module == "torch._C" and "dispatch" in name.lower()):
+            student = self.origin.student_caller(caller)
+            if student is not None:
+                self.report("T", f"reached the library guard's machinery ({module}.{name}) at "
+                                 f"{self.origin.where(student)}")
+
+    def __enter__(self):
+        self.previous = _getprofile()
+        _setprofile(self._watch)
+        return self
+
+    def __exit__(self, *exc):
+        if _getprofile() != self._watch:
+            self.report("T", "the library guard's profile hook was replaced during the call")
+        try:
+            _setprofile(self.previous)
+        except TypeError:  # a profiler that is not a Python callable (cProfile) cannot be put back
+            _setprofile(None)
+        return False
+
+
+class Guard:
+    """Everything a call with `forbid` runs under, from the call to the conversion of its result.
+
+    The dispatch mode always; the profile hook (which costs as much again) when a forbidden Python module
+    is loaded, or when there is a reason to watch for tampering: the grader asked for it (`watch`, from
+    what it read in the notebook's source) or the audit hook saw the notebook run code built at run time.
+    """
+
+    active = False  # read by AuditWatch: is a guarded call running?
+
+    def __init__(self, forbid, report, origin):
+        self.forbid, self.report, self.origin = forbid or {}, report, origin
+        self.ops = ForbiddenOps(self.forbid.get("ops", ()), report)
+        modules = tuple(self.forbid.get("modules", ()))
+        self.watch = None
+        if self.forbid.get("watch") or Flags.suspicious or any(m in sys.modules for m in modules):
+            self.watch = CallWatch(modules, self.forbid.get("names", ()), report, origin)
+        self.depth = 0
+
+    def __enter__(self):
+        if not self.forbid:
+            return self
+        self.concurrent_work()
+        if self.watch is not None:
+            self.watch.__enter__()
+        depth = _stack_len()
+        self.ops.__enter__()
+        self.depth = _stack_len()
+        if self.depth != depth + 1 or _stack_at(self.depth - 1) is not self.ops:
+            self.report("T", "the library guard could not be installed (the dispatch-mode stack was tampered with)")
+        Guard.active = True
+        return self
+
+    def __exit__(self, *exc):
+        if not self.forbid:
+            return False
+        Guard.active = False
+        intact = _stack_len() == self.depth and _stack_at(self.depth - 1) is self.ops
+        if not intact:
+            self.report("T", "the library guard was removed during the call")
+        try:
+            if intact:
+                self.ops.__exit__(*exc)
+            else:  # pop down to the guard if it is still there, so no later call runs under it
+                while _stack_len() and any(_stack_at(i) is self.ops for i in range(_stack_len())):
+                    _stack_pop()
+        except Exception:
+            pass
+        finally:
+            if self.watch is not None:
+                self.watch.__exit__(*exc)
+        return False
+
+    def concurrent_work(self):
+        """Threads the notebook started, or live child processes, could compute outside the guard: reported
+        for the instructor (a DataLoader's workers are innocent), not held against the call."""
+        for thread in _enumerate_threads():
+            target = getattr(thread, "_target", None) or getattr(type(thread), "run", None)
+            code = getattr(target, "__code__", None)
+            if code is not None and self.origin.is_student(_FakeFrame(code)) and thread.is_alive():
+                self.report("A", f"concurrency: a thread started by the notebook ({thread.name}) ran during a "
+                                 "guarded call")
+        try:
+            children = [c for t in os.listdir("/proc/self/task")
+                        for c in open(f"/proc/self/task/{t}/children").read().split()]
+            live = [c for c in children if open(f"/proc/{c}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+        except OSError:
+            live = []
+        if live:
+            self.report("A", f"concurrency: {len(live)} process(es) started by the notebook ran during a guarded call")
+
+
+class _FakeFrame:
+    def __init__(self, code):
+        self.f_code = code
+
+
+class ProbeFault(Exception):
+    """The probe itself failed before the student's code ran (the request, its arguments, eval()): the grader's
+    fault, reported as such, never as the student's function failing."""
+
+
+def guarded_call(fn, args, kwargs):
+    """Call `fn`; returns (value, error, seconds). The student's exception is data for the check."""
+    start = _perf_counter()
+    try:
+        value, error = fn(*args, **kwargs), None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        value, error = None, format_error(exc)
+    return value, error, _perf_counter() - start
+
+
+def format_error(exc):
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = ""
+    for frame in reversed(frames):
+        if "ipykernel_" in frame.filename or frame.filename.startswith("<ipython"):
+            where = f" (in your code, line {frame.lineno}: {frame.line.strip()})" if frame.line else f" (line {frame.lineno})"
+            break
+    try:
+        text = str(exc)
+    except BaseException:
+        text = "<unprintable>"
+    return f"{type_name(exc)}: {text[:1000]}{where}"

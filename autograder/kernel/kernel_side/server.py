@@ -1,0 +1,141 @@
+"""The probe server of a grading kernel: length-prefixed frames on a socket only the grader and this kernel hold,
+answered in the kernel's main thread."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import torch
+from .refs import _IOLOOP_READ, _SIGINT, _default_int_handler, _json_dumps, _json_loads, _pack, _read, _sha256, _signal, _torch_load, _torch_save, _unpack, _write
+from .plain import to_plain
+from .watch import AuditWatch, StateWatch
+from .guard import Guard, ListSink, PipeSink, ProbeFault, format_error
+from .answer import answer, response
+
+def read_exact(fd, n):
+    chunks, left = [], n
+    while left:
+        chunk = _read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise EOFError("the probe channel closed")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd):
+    """One frame of the probe channel: a JSON header and a payload, each behind its length."""
+    head, size = _unpack("!II", read_exact(fd, 8))
+    return _json_loads(read_exact(fd, head)), read_exact(fd, size)
+
+
+def write_frame(fd, header, payload):
+    head = _json_dumps(header).encode()
+    data = memoryview(_pack("!II", len(head), len(payload)) + head + payload)
+    while data:
+        data = data[_write(fd, data):]
+
+
+class _Discard:
+    """Where a probed call's prints go: output is not part of an answer."""
+
+    def write(self, text):
+        return len(text)
+
+    def flush(self):
+        pass
+
+
+class ProbeServer:
+    """Answers the grader's probe requests, in the kernel's main thread, from a socket only it holds."""
+
+    def __init__(self, fd, user_ns, report, origin):
+        self.fd, self.user_ns, self.report, self.origin = fd, user_ns, report, origin
+        self.state = StateWatch(report)
+
+    def on_readable(self, fd, events=None):
+        try:
+            header, payload = read_frame(fd)
+        except (EOFError, OSError, ValueError):
+            _ioloop_current().remove_handler(fd)
+            return
+        call_id = str(header.get("id", ""))[:64]
+        guarded = bool(header.get("guarded"))
+        status, data = self.answer(payload, call_id, guarded, header.get("limit"))
+        try:
+            self.state.scan()
+        except Exception:
+            pass
+        write_frame(fd, {"id": call_id, "status": status}, data)
+
+    def answer(self, payload, call_id, guarded, limit=None):
+        previous = _signal(_SIGINT, _default_int_handler)  # an interrupt stops the call, not the kernel
+        out, err = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = _Discard()
+        status, data = "ok", b""
+        try:
+            if guarded:
+                self.report("B", call_id)
+            try:
+                request = _torch_load(io.BytesIO(payload), weights_only=False)
+            except BaseException as exc:
+                raise ProbeFault(f"the grader's request could not be read ({format_error(exc)})") from None
+            data = self.encode(answer(request, self.user_ns, self.report, self.origin))
+            if isinstance(limit, int) and len(data) > limit:  # refused here: the answer never crosses
+                data = self.encode(response(error=f"returned a value of {len(data) / 2**20:.0f} MiB, over the "
+                                                  f"{limit / 2**20:g} MiB limit on what one answer may carry"))
+        except KeyboardInterrupt:
+            status = "interrupted"
+        except BaseException as exc:  # the probe's own failure: the grader's, never billed to the student
+            status = "error"
+            try:
+                data = self.encode(response(error=f"probe failed: {format_error(exc)}", fault=True))
+            except BaseException:
+                data = b""
+        finally:
+            sys.stdout, sys.stderr = out, err
+            _signal(_SIGINT, previous)
+        if guarded:
+            self.report("E", f"{call_id} {_sha256(data).hexdigest()}")
+        return status, data
+
+    @staticmethod
+    def encode(plain):
+        buffer = io.BytesIO()
+        _torch_save(plain, buffer)
+        return buffer.getvalue()
+
+
+def serve(kernel, integrity_fd, probe_fd, origin):
+    """Install the probe server and the audit hook in a fresh grading kernel, before its first cell."""
+    report = PipeSink(integrity_fd)
+    server = ProbeServer(probe_fd, kernel.shell.user_ns, report, origin)
+    _ioloop_current().add_handler(probe_fd, server.on_readable, _IOLOOP_READ)
+    sys.addaudithook(AuditWatch(report, origin))
+    return server
+
+
+def _ioloop_current():
+    from tornado.ioloop import IOLoop
+
+    return IOLoop.current()
+
+
+def warm_up(origin):
+    """Run the library guard once over common operators, in the zygote, before any kernel is forked: the
+    first use of a dispatch mode in a process costs about a second, which no submission should pay."""
+    x = torch.randn(1, 2, 6, 6)
+    w = torch.randn(2, 2, 3, 3)
+    forbid = {"ops": ("no-such-operator",), "modules": ("no_such_module",), "names": ("none",)}
+    with Guard(forbid, ListSink(), origin):
+        y = torch.nn.functional.conv2d(x, w, padding=1) + x[:, :1] * 2.0 - 1
+        y = torch.nn.functional.max_pool2d(torch.relu(y), 2).flatten(1)
+        z = (y @ y.T).softmax(dim=1).argmax(dim=1)
+        torch.stack([x.sum(dim=(2, 3)), x.mean(dim=(2, 3))]).std(dim=0).sqrt().clamp(0, 1)
+        torch.cat([x, torch.zeros_like(x)], dim=1).permute(0, 2, 3, 1).reshape(-1).unfold(0, 4, 2).max()
+        torch.nn.functional.pad(x, (1, 1, 1, 1)).flip(-1)[..., 1:-1, 1:-1].abs().pow(2).where(x > 0, x).float()
+        torch.tensor([1.0, 2.0]).to(torch.float64).sum().item(), torch.arange(4).view(2, 2).t().contiguous(), z.tolist()
+        torch.nn.functional.cross_entropy(torch.randn(3, 4), torch.tensor([0, 1, 2]))
+        torch.linspace(0, 1, 5).exp().log1p().mul_(2).add_(1).div(3).floor().eq(0).any()
+    to_plain([x, {"a": w}, torch.Size([1]), torch.float32])
