@@ -68,6 +68,8 @@ def assign(source: Path, out: Path, settings: GradeSettings | None = None) -> Bu
         blank = prove_blank(autograder, student, settings)
         name = load_assignment(autograder).name
         move_into(staging, out)
+    except BuildError as exc:  # about the staged build, which is gone: name the assignment's source instead
+        raise BuildError(exc.message, source) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return BuildReport(name, out, solution, blank, self_check, time.perf_counter() - start)
