@@ -152,35 +152,34 @@ ANSWER_DEPENDENT_REF_ON_BLANK = """
 
     @checks.public("relu")
     def relu_explained(st, ref, rng):
-        \"\"\"A row of four values, with a misconception computed only when the answer is wrong.\"\"\"
+        \"\"\"A row of four values; an unanswered relu is explained with another reference value.\"\"\"
         x = randn(rng, 4)
         call = student_call(st, "relu", x)
-        verdict = close(call, ref.relu(x), rtol=1e-6, atol=1e-6)
-        if not verdict.passed:
-            ref.relu(x * 2)  # a reference value only a wrong answer asks for: never recorded from the solution
-        return verdict
+        if call.value is None:
+            ref.relu(x * 2)  # only a missing answer asks for this: never recorded from the solution
+        return close(call, ref.relu(x), rtol=1e-6, atol=1e-6)
     """
 
 ANSWER_DEPENDENT_REF_ON_EXAMPLE = """
 
     @checks.public("relu")
     def relu_of_the_answer(st, ref, rng):
-        \"\"\"A row of four values; the reference is asked about the student's own output.\"\"\"
+        \"\"\"A row of four values; one particular wrong answer is explained with another reference value.\"\"\"
         x = randn(rng, 4)
         call = student_call(st, "relu", x)
-        if call.ok and call.value is not None:
-            ref.relu(call.value)  # depends on the answer: recorded for the solution's output only
+        if call.value is not None and torch.equal(call.value, x.abs()):
+            ref.relu(-x)  # only the abs mistake asks for this: the example makes it, the build never did
         return close(call, ref.relu(x), rtol=1e-6, atol=1e-6)
     """
 
 
 def trap_ref_on_blank(folder: Path) -> tuple[str, ...]:
     append(folder / "checks" / "public.py", ANSWER_DEPENDENT_REF_ON_BLANK)
-    return "relu/relu_explained", "ref.relu(...) was not recorded", "blank"
+    return "on the blank notebook", "relu/relu_explained", "ref.relu(...) was not recorded"
 
 
 def trap_ref_on_example(folder: Path) -> tuple[str, ...]:
-    append(folder / "checks" / "public.py", ANSWER_DEPENDENT_REF_ON_EXAMPLE)
+    append(folder / "checks" / "public.py", "\nimport torch\n" + textwrap.dedent(ANSWER_DEPENDENT_REF_ON_EXAMPLE))
     return "abs_instead.ipynb", "relu/relu_of_the_answer", "ref.relu(...) was not recorded"
 
 
