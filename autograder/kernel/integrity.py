@@ -168,7 +168,7 @@ def unique(findings: Iterable[Finding]) -> list[Finding]:
 KERNEL_KINDS = {"A": None, "T": "guard-tampered", "S": "grader-patched", "X": "kernel-start"}
 AUDIT_KINDS = {"introspection": "introspection", "native code": "native", "signals": "signals",
                "network": "network", "processes": "processes", "escape": "escape", "dynamic code": "dynamic-code",
-               "concurrency": "concurrency"}
+               "concurrency": "concurrency", "custom-op": "custom-op", "dispatch-keys": "dispatch-keys"}
 WATCH_KINDS = frozenset({"frames", "introspection", "guard-tampered", "grader-patched", "native", "dynamic-code"})
 
 

@@ -8,9 +8,9 @@ import sys
 import traceback
 
 from torch.utils._python_dispatch import TorchDispatchMode
-from .refs import _enumerate_threads, _getprofile, _perf_counter, _setprofile, _stack_at, _stack_len, _stack_pop, _write
+from .refs import _enumerate_threads, _getframe, _getprofile, _perf_counter, _setprofile, _stack_at, _stack_len, _stack_pop, _write
 from .plain import type_name
-from .refs import Flags
+from .refs import Flags, _current_frames, _json_load, _observer_add, _observer_disable, _observer_enable, _observer_remove, _unlink
 
 class ListSink:
     """Self-check: what the guard saw, kept in the student's own process."""
@@ -108,19 +108,70 @@ class CallWatch:
         return False
 
 
+class Observer:
+    """The process-wide operator observer: PyTorch's execution-trace observer, a global RecordFunction callback
+    that sees every aten operator on every thread, inside custom operators and whatever the dispatch keys (the
+    dispatch mode sees only its own thread, and not what a custom operator's kernel or an excluded Python key
+    runs). It costs about a hundred times the dispatch mode, so a guarded call uses it only once the notebook
+    has touched a way around the dispatch mode (`Tripwires`), or threads other than the kernel's own run."""
+
+    def __init__(self, fragments, report, folder):
+        self.fragments, self.report = tuple(fragments), report
+        self.path = os.path.join(folder or "/tmp", f".torchgrade-ops-{os.getpid()}-{id(self)}.json")
+        self.on = False
+
+    def start(self):
+        if self.on:
+            return True
+        if _observer_add is None or not _observer_add(self.path):
+            self.report("T", "the process-wide operator observer is not available: a call that may compute on "
+                             "another thread or below the dispatch mode cannot be checked")
+            return False
+        _observer_enable()
+        self.on = True
+        return True
+
+    def stop(self):
+        if not self.on:
+            return
+        self.on = False
+        try:
+            _observer_disable()
+            _observer_remove()
+            with open(self.path, encoding="utf-8") as f:
+                names = {str(node.get("name", "")) for node in _json_load(f).get("nodes", ())}
+        except Exception as exc:
+            self.report("T", f"the operator observer's record could not be read ({type_name(exc)})")
+            return
+        finally:
+            try:
+                _unlink(self.path)
+            except OSError:
+                pass
+        for name in sorted(names):
+            op = name.split("::", 1)[-1].split(".", 1)[0]
+            if name.startswith("aten::") and any(fragment in op for fragment in self.fragments):
+                self.report("O", op)
+
+
 class Guard:
     """Everything a call with `forbid` runs under, from the call to the conversion of its result.
 
     The dispatch mode always; the profile hook (which costs as much again) when a forbidden Python module
     is loaded, or when there is a reason to watch for tampering: the grader asked for it (`watch`, from
     what it read in the notebook's source) or the audit hook saw the notebook run code built at run time.
+    The process-wide operator observer (`Observer`) once the notebook touched a way around the dispatch
+    mode (threads, custom operators, dispatch keys: `Flags.bypass`, set by `Tripwires`), or when other Python
+    threads run; and from the moment such a way is touched during the call itself.
     """
 
     active = False  # read by AuditWatch: is a guarded call running?
+    current = None  # the guard of the call running now, for the tripwires
 
     def __init__(self, forbid, report, origin):
         self.forbid, self.report, self.origin = forbid or {}, report, origin
         self.ops = ForbiddenOps(self.forbid.get("ops", ()), report)
+        self.observer = Observer(self.forbid.get("ops", ()), report, os.environ.get("TMPDIR"))
         modules = tuple(self.forbid.get("modules", ()))
         self.watch = None
         if self.forbid.get("watch") or Flags.suspicious or any(m in sys.modules for m in modules):
@@ -131,6 +182,8 @@ class Guard:
         if not self.forbid:
             return self
         self.concurrent_work()
+        if Flags.bypass or set(_current_frames()) - Flags.threads:
+            self.observe()
         if self.watch is not None:
             self.watch.__enter__()
         depth = _stack_len()
@@ -138,13 +191,19 @@ class Guard:
         self.depth = _stack_len()
         if self.depth != depth + 1 or _stack_at(self.depth - 1) is not self.ops:
             self.report("T", "the library guard could not be installed (the dispatch-mode stack was tampered with)")
-        Guard.active = True
+        Guard.active, Guard.current = True, self
         return self
+
+    def observe(self):
+        """From now until the call ends, every operator on every thread is seen."""
+        if self.forbid.get("ops"):
+            self.observer.start()
 
     def __exit__(self, *exc):
         if not self.forbid:
             return False
-        Guard.active = False
+        Guard.active, Guard.current = False, None
+        self.observer.stop()
         intact = _stack_len() == self.depth and _stack_at(self.depth - 1) is self.ops
         if not intact:
             self.report("T", "the library guard was removed during the call")
@@ -214,3 +273,69 @@ def format_error(exc):
     except BaseException:
         text = "<unprintable>"
     return f"{type_name(exc)}: {text[:1000]}{where}"
+
+
+class Tripwires:
+    """What a notebook could use to compute outside the dispatch mode's sight, wrapped before its first cell:
+    starting threads, defining custom operators, excluding dispatch keys or taking modes off the stack, and
+    turning the operator observer off. Used from student code, each marks the kernel (`Flags.bypass`: every
+    later guarded call is observed process-wide), says so to the grader once (a finding), and, in the middle
+    of a guarded call, turns the observer on for the rest of it before going ahead."""
+
+    TARGETS = (
+        ("threading", "Thread.start", "concurrency", "started a thread"),
+        ("_thread", "start_new_thread", "concurrency", "started a thread"),
+        ("_thread", "start_joinable_thread", "concurrency", "started a thread"),
+        ("torch.library", "custom_op", "custom-op", "defined a custom operator"),
+        ("torch._library.custom_ops", "custom_op", "custom-op", "defined a custom operator"),
+        ("torch.library", "Library", "custom-op", "defined an operator library"),
+        ("torch._C", "_ExcludeDispatchKeyGuard", "dispatch-keys", "excluded dispatch keys"),
+        ("torch._C", "_DisableTorchDispatch", "dispatch-keys", "disabled torch dispatch"),
+        ("torch._C", "_pop_torch_dispatch_stack", "dispatch-keys", "took a mode off the dispatch stack"),
+        ("torch._C", "_set_dispatch_mode", "dispatch-keys", "set a dispatch mode"),
+        ("torch._C._profiler", "_disable_execution_trace_observer", "dispatch-keys", "turned the operator observer off"),
+        ("torch._C._profiler", "_remove_execution_trace_observer", "dispatch-keys", "removed the operator observer"),
+    )
+
+    def __init__(self, report, origin):
+        self.report, self.origin, self.said = report, origin, set()
+
+    def install(self):
+        for module_name, attribute, kind, what in self.TARGETS:
+            module = sys.modules.get(module_name)
+            owner_name, _, name = attribute.rpartition(".")
+            owner = getattr(module, owner_name) if module is not None and owner_name else module
+            original = getattr(owner, name, None) if owner is not None else None
+            if original is None:
+                continue
+            try:
+                setattr(owner, name, self.wrap(original, kind, f"{what} ({module_name}.{attribute})"))
+            except (AttributeError, TypeError):
+                pass
+
+    def wrap(self, original, kind, what):
+        tripped = self.tripped
+
+        def tripwire(*args, **kwargs):
+            tripped(kind, what)
+            return original(*args, **kwargs)
+
+        tripwire.__name__ = getattr(original, "__name__", "tripwire")
+        tripwire.__qualname__ = getattr(original, "__qualname__", tripwire.__name__)
+        tripwire.__doc__ = getattr(original, "__doc__", None)
+        tripwire.__wrapped_by_torchgrade__ = True
+        return tripwire
+
+    PLUMBING = ("contextlib", "functools", "inspect", "threading", "concurrent", "_thread", "multiprocessing")
+
+    def tripped(self, kind, what):
+        # the notebook's own doing (through thread pools and context managers), not a library's inner workings
+        frame = self.origin.student_caller(_getframe(2), through=self.PLUMBING)
+        if frame is None:
+            return
+        Flags.bypass = True
+        if Guard.current is not None:
+            Guard.current.observe()
+        if what not in self.said:
+            self.said.add(what)
+            self.report("A", f"{kind}: the notebook {what} at {self.origin.where(frame)}")

@@ -39,3 +39,17 @@ class Flags:
     """What the library guard and the audit hook share: one per process (or per private copy)."""
 
     suspicious = False  # the notebook ran code it built at run time: guarded calls are watched closely
+    bypass = False  # the notebook touched a way around the dispatch mode: guarded calls are observed process-wide
+    threads = frozenset()  # the kernel's own Python threads, before its first cell: any other one is the notebook's
+
+
+try:  # the process-wide operator observer: a global RecordFunction callback, on every thread, whatever the keys
+    from torch._C._profiler import (_add_execution_trace_observer as _observer_add,
+                                    _disable_execution_trace_observer as _observer_disable,
+                                    _enable_execution_trace_observer as _observer_enable,
+                                    _remove_execution_trace_observer as _observer_remove)
+except ImportError:  # a torch without it: a bypass then fails the call instead of being observed
+    _observer_add = _observer_disable = _observer_enable = _observer_remove = None
+_json_load = json.load
+_unlink = os.unlink
+_current_frames = sys._current_frames

@@ -7,10 +7,10 @@ import io
 import sys
 
 import torch
-from .refs import _IOLOOP_READ, _SIGINT, _default_int_handler, _json_dumps, _json_loads, _pack, _read, _sha256, _signal, _torch_load, _torch_save, _unpack, _write
+from .refs import Flags, _IOLOOP_READ, _SIGINT, _default_int_handler, _json_dumps, _json_loads, _pack, _read, _sha256, _signal, _torch_load, _torch_save, _unpack, _write
 from .plain import to_plain
 from .watch import AuditWatch, StateWatch
-from .guard import Guard, ListSink, PipeSink, ProbeFault, format_error
+from .guard import Guard, ListSink, PipeSink, ProbeFault, Tripwires, format_error
 from .answer import answer, response
 
 def read_exact(fd, n):
@@ -113,6 +113,8 @@ def serve(kernel, integrity_fd, probe_fd, origin):
     server = ProbeServer(probe_fd, kernel.shell.user_ns, report, origin)
     _ioloop_current().add_handler(probe_fd, server.on_readable, _IOLOOP_READ)
     sys.addaudithook(AuditWatch(report, origin))
+    Tripwires(report, origin).install()
+    Flags.threads = frozenset(sys._current_frames())
     return server
 
 

@@ -1,0 +1,88 @@
+"""The library guard sees a forbidden operator on every thread, inside custom operators, whatever the dispatch keys.
+
+Each attack computes the convolution questions with `F.conv2d`/`F.max_pool2d` in a way the per-thread dispatch
+mode cannot see; each must lose the points of those questions and be flagged, never credited silently. An
+honest solution stays unflagged and fully marked.
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from autograder.build.assignment import load_assignment
+from autograder.cli.run_batch import grade_into
+from autograder.config import GradeSettings
+from autograder.kernel.isolation import bwrap_unavailable
+from conftest import cell_index_defining
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(bwrap_unavailable() is not None, reason=f"no sandbox here: {bwrap_unavailable()}")]
+
+LIBRARY = """
+import torch
+import torch.nn.functional as F
+
+def conv2d_single(image, kernel):
+    return {run}(lambda: F.conv2d(image[None, None], kernel[None, None])[0, 0])
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    return {run}(lambda: F.conv2d(x, weight, bias, stride=stride, padding=padding))
+
+def max_pool2d(x, kernel_size, stride=None):
+    return {run}(lambda: F.max_pool2d(x, kernel_size, stride))
+"""
+
+ATTACKS = {
+    "thread_pool": ("from concurrent.futures import ThreadPoolExecutor\n"
+                    "def on_thread(f):\n    with ThreadPoolExecutor(1) as pool:\n        return pool.submit(f).result()\n",
+                    "on_thread"),
+    "thread_pool_made_earlier": ("from concurrent.futures import ThreadPoolExecutor\nPOOL = ThreadPoolExecutor(1)\n"
+                                 "POOL.submit(lambda: None).result()\n"
+                                 "def on_thread(f):\n    return POOL.submit(f).result()\n", "on_thread"),
+    "custom_op": ("import torch\n_pending = []\n"
+                  "@torch.library.custom_op('student::run', mutates_args=())\n"
+                  "def _run(x: torch.Tensor) -> torch.Tensor:\n    return _pending[-1]().clone()\n"
+                  "@_run.register_fake\ndef _(x):\n    return torch.empty(0)\n"
+                  "def in_op(f):\n    _pending.append(f)\n    return _run(torch.zeros(1))\n", "in_op"),
+    "excluded_keys": ("import torch\n"
+                      "KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.Python) | "
+                      "torch._C.DispatchKeySet(torch._C.DispatchKey.PythonTLSSnapshot)\n"
+                      "def below(f):\n    with torch._C._ExcludeDispatchKeyGuard(KEYS):\n        return f()\n", "below"),
+}
+
+
+def attacker(solution, tmp_path, name):
+    setup, run = ATTACKS[name]
+    nb = nbformat.read(solution, as_version=4)
+    for fn in ("conv2d_single", "conv2d", "max_pool2d"):
+        nb.cells[cell_index_defining(nb, fn)].source = f"# {fn}: see below"
+    nb.cells.append(nbformat.v4.new_code_cell(setup + LIBRARY.format(run=run)))
+    path = tmp_path / "in" / f"{name}.ipynb"
+    path.parent.mkdir(exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def graded(convolution_build, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bypass")
+    solution = convolution_build.autograder_dir / "solution.ipynb"
+    paths = [attacker(solution, tmp, name) for name in ATTACKS]
+    (tmp / "in" / "honest.ipynb").write_bytes(solution.read_bytes())
+    report = grade_into(load_assignment(convolution_build.autograder_dir), [*paths, tmp / "in" / "honest.ipynb"],
+                        tmp / "out", GradeSettings(jobs=1, figures=False, force=True))
+    return {r.submission: r for r in report.graded}
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_a_library_call_the_dispatch_mode_cannot_see_is_still_caught(graded, name):
+    result = graded[name]
+    points = {q.id: q.points for q in result.questions}
+    assert points["conv2d_single"] == 0 and points["conv2d"] == 0 and points["max_pool2d"] == 0, points
+    assert set(result.flag_kinds) & {"concurrency", "custom-op", "dispatch-keys"}, result.flags  # and flagged
+
+
+def test_the_honest_solution_is_neither_slowed_into_failure_nor_flagged(graded):
+    honest = graded["honest"]
+    assert honest.total == honest.max_total and honest.flags == []
