@@ -7,6 +7,13 @@ the watchdog ends the whole sandbox instead, so the outcome does not depend on w
 kernel would have picked). Elsewhere, a watchdog sums the resident memory of every process in
 the sandbox's PID namespace, and the process limit is RLIMIT_NPROC, which the kernel counts per
 user namespace (each sandbox has its own).
+
+CPU: where the v1 `cpu` controller is mounted too, each sandbox also gets a cpu cgroup of the default weight
+(`cpu.shares`), so busy sandboxes share the cores equally however many processes, threads or Unix sessions
+each runs, and an idle sandbox's share goes to the others. Without it, the host's scheduler shares CPU
+between processes, or between sessions where autogroup is on: a notebook that forks busy processes, each
+calling `setsid()`, then takes as many shares as it has processes (up to the process limit), and nothing
+here bounds it but the time limits of its neighbours (the README says so).
 """
 
 from __future__ import annotations
@@ -22,18 +29,20 @@ from typing import Callable, Iterable
 import psutil
 
 _counter = itertools.count()
+CONTROLLERS = ("memory", "pids", "cpu")
+CPU_SHARES = 1024  # cgroup v1's default weight: each sandbox weighs as much as one ordinary process
 
 
 @lru_cache(maxsize=1)
 def cgroup_roots() -> dict[str, Path]:
-    """Where this process's own v1 `memory` and `pids` cgroups are, by controller."""
+    """Where this process's own v1 `memory`, `pids` and `cpu` cgroups are, by controller."""
     mounts: dict[str, Path] = {}
     try:
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
             left, _, right = line.partition(" - ")
             fields, extra = left.split(), right.split()
             if len(extra) >= 3 and extra[0] == "cgroup":
-                for controller in ("memory", "pids"):
+                for controller in CONTROLLERS:
                     if controller in extra[2].split(","):
                         mounts[controller] = Path(fields[4])
         own: dict[str, str] = {}
@@ -43,7 +52,7 @@ def cgroup_roots() -> dict[str, Path]:
                 own[controller] = path
     except (OSError, ValueError):
         return {}
-    return {c: mounts[c] / own[c].lstrip("/") for c in ("memory", "pids") if c in mounts and c in own}
+    return {c: mounts[c] / own[c].lstrip("/") for c in CONTROLLERS if c in mounts and c in own}
 
 
 @lru_cache(maxsize=1)
@@ -53,25 +62,41 @@ def cgroups_unavailable() -> str | None:
     missing = [c for c in ("memory", "pids") if c not in roots]
     if missing:
         return f"no cgroup v1 {' or '.join(missing)} controller is mounted"
-    for controller, root in roots.items():
-        probe = root / f"torchgrade-probe-{os.getpid()}"
-        try:
-            probe.mkdir()
-            probe.rmdir()
-        except OSError as exc:
-            return f"cannot create a {controller} cgroup under {root} ({exc.strerror})"
+    return _cannot_create("memory") or _cannot_create("pids")
+
+
+@lru_cache(maxsize=1)
+def cpu_cgroup_unavailable() -> str | None:
+    """Why a sandbox cannot get a `cpu` cgroup of its own here, or None when it can."""
+    if "cpu" not in cgroup_roots():
+        return "no cgroup v1 cpu controller is mounted"
+    return _cannot_create("cpu")
+
+
+def _cannot_create(controller: str) -> str | None:
+    root = cgroup_roots()[controller]
+    probe = root / f"torchgrade-probe-{os.getpid()}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        return f"cannot create a {controller} cgroup under {root} ({exc.strerror})"
     return None
 
 
 class Cgroups:
-    """A memory and a pids cgroup for one sandbox."""
+    """A memory and a pids cgroup for one sandbox, and a cpu cgroup where the controller is there."""
 
     def __init__(self, memory_bytes: int, processes: int):
         roots = cgroup_roots()
         name = f"torchgrade-{os.getpid()}-{next(_counter)}"
         self.memory, self.pids = roots["memory"] / name, roots["pids"] / name
+        self.cpu = roots["cpu"] / name if cpu_cgroup_unavailable() is None else None
         self.memory.mkdir()
         self.pids.mkdir()
+        if self.cpu is not None:  # one scheduling entity of the default weight, whatever runs inside
+            self.cpu.mkdir()
+            (self.cpu / "cpu.shares").write_text(str(CPU_SHARES))
         (self.memory / "memory.limit_in_bytes").write_text(str(memory_bytes))
         swap = self.memory / "memory.memsw.limit_in_bytes"
         if swap.exists():
@@ -83,8 +108,12 @@ class Cgroups:
         (self.pids / "pids.max").write_text(str(processes))
 
     @property
+    def groups(self) -> list[Path]:
+        return [self.memory, self.pids, *([self.cpu] if self.cpu is not None else [])]
+
+    @property
     def procs_files(self) -> list[str]:
-        return [str(self.memory / "cgroup.procs"), str(self.pids / "cgroup.procs")]
+        return [str(group / "cgroup.procs") for group in self.groups]
 
     def under_oom(self) -> bool:
         try:
@@ -111,9 +140,9 @@ class Cgroups:
             return 0
 
     def close(self, wait: float = 5.0) -> None:
-        """Remove both cgroups once the processes in them are gone."""
+        """Remove the cgroups once the processes in them are gone."""
         deadline = time.monotonic() + wait
-        for group in (self.memory, self.pids):
+        for group in self.groups:
             while True:
                 try:
                     group.rmdir()

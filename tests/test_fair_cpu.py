@@ -1,0 +1,61 @@
+"""Fair CPU: a notebook that forks 64 busy processes, each in a Unix session of its own, graded at `--jobs 2`
+beside correct notebooks. Without a CPU controller each session is a scheduling group of its own (autogroup),
+so the hog takes 64 shares of the cores to its neighbour's one; with a `cpu` cgroup per sandbox, it takes one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+import hostile
+from autograder.build.assignment import load_assignment
+from autograder.cli.run_batch import grade_into
+from autograder.config import GradeSettings
+from autograder.kernel.isolation import bwrap_unavailable
+from autograder.kernel.limits import cgroups_unavailable, cpu_cgroup_unavailable
+from conftest import notebook_with
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(bwrap_unavailable() is not None, reason=f"no sandbox here: {bwrap_unavailable()}"),
+              pytest.mark.skipif(cgroups_unavailable() is not None or cpu_cgroup_unavailable() is not None,
+                                 reason=f"no per-sandbox cgroups here: {cgroups_unavailable() or cpu_cgroup_unavailable()}")]
+
+HOG = """import os, time
+for _ in range(64):
+    if os.fork() == 0:
+        os.setsid()
+        while True:
+            pass
+time.sleep(40)
+"""
+VICTIMS = ("b_victim", "c_victim", "d_victim")
+
+
+def graded(bundle, subs, out):
+    report = grade_into(load_assignment(bundle), sorted(subs.glob("*.ipynb")), out, GradeSettings(jobs=2))
+    return {r.submission: r for r in report.graded}
+
+
+def test_a_cpu_hog_with_a_session_per_process_does_not_starve_its_neighbours(convolution_build, tmp_path):
+    bundle = convolution_build.autograder_dir
+    alone, beside = tmp_path / "alone", tmp_path / "beside"
+    alone.mkdir()
+    beside.mkdir()
+    shutil.copy(bundle / "solution.ipynb", alone / "b_victim.ipynb")
+    baseline = graded(bundle, alone, tmp_path / "out-alone")["b_victim"]
+    assert baseline.total == 21, baseline.message
+
+    for name in VICTIMS:
+        shutil.copy(bundle / "solution.ipynb", beside / f"{name}.ipynb")
+    hostile.write(notebook_with(bundle / "blank.ipynb", HOG), beside / "a_hog.ipynb")
+    start = time.monotonic()
+    results = graded(bundle, beside, tmp_path / "out-beside")
+    assert time.monotonic() - start > 40  # the hog ran the whole time the victims were graded
+    for name in VICTIMS:
+        victim = results[name]
+        assert (victim.status, victim.total, victim.flags) == ("ok", 21, []), (name, victim.message)
+        assert victim.execution_time < 2.5 * baseline.execution_time, (name, victim.execution_time,
+                                                                        baseline.execution_time)
