@@ -40,6 +40,11 @@ from .limits import Cgroups, cgroups_unavailable
 
 WORKDIR = "/home/student"
 RUNTIME = "/run/torchgrade"
+RUNTIME_BYTES = 1 << 20  # the kernel's sockets and connection file: a sized memory file system, not host disk
+DEV_BYTES = 64 << 10  # /dev holds device nodes and links only (read-only once made); /dev/shm gets the disk limit
+DEV_NODES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
+DEV_LINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("/proc/self/fd/1", "/dev/stdout"),
+             ("/proc/self/fd/2", "/dev/stderr"))
 FILES = "/run/torchgrade-files"
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt/conda")
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf", "localtime",
@@ -57,7 +62,7 @@ class Sandbox:
 
     root: Path  # host: everything below is removed on close
     files: Path  # host: the notebook and student files the working directory starts with
-    runtime: Path  # host: the kernel's sockets and its connection file (the kernel may write here)
+    runtime: Path  # host: the kernel's sockets and its connection file, unless the sandbox has its own (below)
     private: Path  # host only: the grader's connection file
     workdir: str  # the kernel's working directory, as the kernel sees it
     runtime_view: str  # the runtime folder, as the kernel sees it
@@ -72,6 +77,15 @@ class Sandbox:
     pidns: tuple[int, int] | None = None
     seccomp: bool = False  # the kernel refuses system calls it has no use for (boot.DENIED_SYSCALLS)
     process_limit: int | None = None  # counted by the watchdog where no pids cgroup counts them
+    private_runtime: bool = False  # the runtime folder is a sized file system inside the sandbox, not `runtime`
+
+    @property
+    def grader_runtime(self) -> Path:
+        """The runtime folder as the grader reaches it: through the sandbox's root in /proc, where the sandbox has
+        its own (sized) one; else the host folder."""
+        if self.private_runtime and self.join is not None:
+            return Path(f"/proc/{self.join}/root{self.runtime_view}")
+        return self.runtime
     def processes(self) -> list[int]:
         """Every process the sandbox runs (for the memory watchdog): by PID namespace, or by process tree."""
         if self.pidns is not None:
@@ -209,7 +223,7 @@ class Bubblewrap:
         cgroups = Cgroups(limits.memory_bytes, limits.processes) if self.cgroups() else None
         box = Sandbox(root, files, runtime, private, WORKDIR, RUNTIME, "/tmp", populate=FILES, cgroups=cgroups,
                       rlimits={"core": 0, "fsize": limits.file_bytes, "nproc": limits.processes}, seccomp=True,
-                      process_limit=None if cgroups else limits.processes)
+                      process_limit=None if cgroups else limits.processes, private_runtime=size_supported())
         try:
             start_bwrap(box, limits)
         except BaseException:
@@ -287,13 +301,28 @@ def bwrap_command(bwrap: str, files: Path, runtime: Path, libraries: list[Path],
         if not any(text == b or text.startswith(b.rstrip("/") + "/") for b in bound):
             cmd += ["--ro-bind", text, text]
             bound.append(text)
-    cmd += ["--proc", "/proc", "--dev", "/dev"]
-    for device in devices:
-        cmd += ["--dev-bind", device, device]
+    cmd += ["--proc", "/proc"] + dev_arguments(devices, limits.disk_bytes, sized)
     if devices:
         cmd += ["--ro-bind", "/sys", "/sys"]
-    cmd += ["--bind", str(runtime), RUNTIME, "--ro-bind", str(files), FILES, "--chdir", WORKDIR]
+    # nothing the kernel can write is unbounded host disk: its runtime folder is a sized memory file system that
+    # the grader reaches through /proc (`Sandbox.grader_runtime`); a host folder only where sizes are unsupported
+    cmd += ["--size", str(RUNTIME_BYTES), "--tmpfs", RUNTIME] if sized else ["--bind", str(runtime), RUNTIME]
+    cmd += ["--ro-bind", str(files), FILES, "--chdir", WORKDIR]
     return cmd
+
+
+def dev_arguments(devices: tuple[str, ...], shm_bytes: int, sized: bool) -> list[str]:
+    """/dev: a small read-only file system of device nodes (bubblewrap's own `--dev` cannot be sized), and a
+    sized /dev/shm."""
+    if not sized:
+        return ["--dev", "/dev", *(arg for device in devices for arg in ("--dev-bind", device, device))]
+    cmd = ["--size", str(DEV_BYTES), "--tmpfs", "/dev"]
+    for node in (*DEV_NODES, *devices):
+        if os.path.exists(node):
+            cmd += ["--dev-bind", node, node]
+    for target, link in DEV_LINKS:
+        cmd += ["--symlink", target, link]
+    return cmd + ["--size", str(shm_bytes), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
 
 
 def gpu_devices() -> tuple[str, ...]:

@@ -124,10 +124,10 @@ class Session:
             file_bytes=FILE_SIZE_LIMIT, gpu=spec.device == "cuda"))
         self.channel = IntegrityChannel()
         self.probe_socket, self._kernel_end = socket.socketpair()
-        self.connection = {"transport": "ipc", "ip": str(box.runtime / "kernel"), "key": secrets.token_hex(32),
+        self.connection = {"transport": "ipc", "ip": str(box.grader_runtime / "kernel"), "key": secrets.token_hex(32),
                            "signature_scheme": "hmac-sha256", "shell_port": 1, "iopub_port": 2, "stdin_port": 3,
                            "control_port": 4, "hb_port": 5, "kernel_name": "python3"}
-        (box.runtime / "kernel.json").write_text(json.dumps({**self.connection, "ip": f"{box.runtime_view}/kernel"}))
+        (box.grader_runtime / "kernel.json").write_text(json.dumps({**self.connection, "ip": f"{box.runtime_view}/kernel"}))
         request = {
             "join": box.join, "cgroups": box.cgroups.procs_files if box.cgroups else [], "cwd": box.workdir,
             "populate": box.populate, "env": kernel_env(spec, box.workdir, box.tmp_view),
