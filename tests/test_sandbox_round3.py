@@ -56,3 +56,29 @@ def test_no_writable_place_is_unbounded(tmp_path):
     for place, (mib, error) in written.items():
         assert error is not None and mib <= 16, (place, mib, error)  # each write stopped at its limit (16 MiB)
     assert written["/run/torchgrade"][0] <= 1 and written["/dev"][0] == 0
+
+
+FLOOD = """
+ip = get_ipython()
+kernel = ip.kernel
+parent = kernel.get_parent()
+send = lambda kind, content: kernel.session.send(kernel.iopub_socket, kind, content, parent=parent)
+big = "x" * (1 << 20)
+for i in range(60):
+    send("error", {"ename": "Flood", "evalue": big, "traceback": [big]})
+    send("update_display_data", {"data": {"text/plain": big}, "metadata": {}, "transient": {"display_id": "d"}})
+    send("comm_msg", {"comm_id": "c", "data": {"blob": big}})
+send("stream", {"name": "stdout", "text": "x" * (40 << 20)})  # one message over the limit of one message
+a = 1
+"""
+
+
+def test_an_output_flood_of_any_message_type_does_not_grow_the_grader(tmp_path):
+    import psutil
+
+    report, values, session = run(tmp_path, "x = 0", FLOOD, "b = 2", names=("a", "b"))
+    kept = sum(len(str(out)) for cell in session.nb.cells for out in cell.get("outputs", []))
+    assert kept < 2 * (256 << 10), kept  # about the cell's cap, not 180 MiB of it
+    assert values["a"] == 1 or report.status == "timeout"  # the flood cell ran (or was stopped), the kernel lives
+    assert values["b"] == 2 or report.status == "timeout"
+    assert psutil.Process().memory_info().rss < 2 << 30

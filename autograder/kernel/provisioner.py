@@ -18,11 +18,14 @@ import time
 from queue import Empty
 from typing import Any, Callable
 
+import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec as JupyterKernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import Any as AnyTrait
+
+from .output import MAX_MESSAGE_BYTES
 
 # launcher(connection_info) -> pid: fork a kernel that will listen as `connection_info` says
 Launcher = Callable[[dict[str, Any]], int]
@@ -118,6 +121,12 @@ class ForkProvisioner(LocalProvisioner):
 
 class ReadyClient(AsyncKernelClient):
     """Ready when the kernel answers `kernel_info` on the shell channel and its IOPub messages arrive."""
+
+    def start_channels(self, *args: Any, **kwargs: Any) -> None:
+        # a message over the limit is refused by ZeroMQ itself (the connection is dropped and made again), so that
+        # no single message a kernel sends, however large, is read into the grader's memory
+        self.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        super().start_channels(*args, **kwargs)
 
     async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (timeout or 60.0)
