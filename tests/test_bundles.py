@@ -90,3 +90,46 @@ def test_the_packed_self_check_carries_public_files_only(convolution_build):
     text = b"\n".join(files.values()).decode("utf-8", errors="replace")
     assert not [line for line in solution_lines(master) if len(line) > 30 and line in text]
     assert b"reference" not in files[".torchgrade/assignment.toml"]
+
+
+RUN_ALL = """
+import json, sys
+nb = json.load(open(sys.argv[1]))
+ns = {"__name__": "__main__"}
+for cell in nb["cells"]:  # like Jupyter's Run All: the first error stops the run
+    if cell["cell_type"] == "code":
+        exec(compile("".join(cell["source"]), "cell", "exec"), ns)
+print("reached the end")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_run_all_reaches_the_end_of_an_unfinished_notebook(name, tmp_path):
+    """Ungraded cells that use answers are guarded in the master notebooks: Run All (and nbconvert --execute) on the
+    unanswered student notebook reaches `grader.check_all()` instead of stopping at the first unfinished answer."""
+    import subprocess
+    import sys
+
+    student, _ = build_bundles(ASSIGNMENTS / name, tmp_path / name)
+    (tmp_path / "run_all.py").write_text(RUN_ALL)
+    proc = subprocess.run([sys.executable, str(tmp_path / "run_all.py"), f"{name}.ipynb"], cwd=student,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0 and "reached the end" in proc.stdout, proc.stderr[-1500:]
+
+
+@pytest.mark.slow
+def test_grading_scans_the_packed_cell_and_finds_nothing_unless_it_was_altered(convolution_build):
+    """The setup cell stays the constant grading trusts; the packed cell before it is scanned like any cell: clean as
+    built, flagged once a submission changes it."""
+    import nbformat
+
+    from autograder.build.notebook import SETUP_SOURCE
+    from autograder.kernel.integrity import scan_source
+
+    nb = nbformat.read(convolution_build.student_dir / "convolution.ipynb", as_version=4)
+    assert [c.source for c in nb.cells if c.cell_type == "code"][1] == SETUP_SOURCE
+    assert scan_source(nb, trusted=[SETUP_SOURCE]) == []
+    packed = next(c for c in nb.cells if "selfcheck-files" in c.metadata.get("tags", []))
+    packed.source = packed.source.replace("import base64", "import ctypes, base64")
+    assert [f.kind for f in scan_source(nb, trusted=[SETUP_SOURCE])] == ["native"]
