@@ -82,3 +82,21 @@ def test_an_output_flood_of_any_message_type_does_not_grow_the_grader(tmp_path):
     assert values["a"] == 1 or report.status == "timeout"  # the flood cell ran (or was stopped), the kernel lives
     assert values["b"] == 2 or report.status == "timeout"
     assert psutil.Process().memory_info().rss < 2 << 30
+
+
+@pytest.mark.parametrize("source", [
+    "with open('/dev/shm/fill', 'wb') as f:\n    for _ in range(400):\n        f.write(b'x' * (1 << 20))\n        f.flush()",
+    "import socket, resource\nresource.setrlimit(resource.RLIMIT_NOFILE, (4096, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
+    "pairs = []\nfor i in range(1800):\n    s1, s2 = socket.socketpair()\n    s1.setblocking(False)\n"
+    "    s1.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)\n    pairs.append((s1, s2))\n"
+    "    try:\n        while True:\n            s1.send(b'x' * 65536)\n    except OSError:\n        pass",
+], ids=["shm", "socket-buffers"])
+def test_memory_that_belongs_to_no_process_still_stops_the_notebook_as_memory(tmp_path, source):
+    from autograder.kernel.limits import cgroups_unavailable
+
+    if cgroups_unavailable() is not None:
+        pytest.skip(f"no memory cgroup: {cgroups_unavailable()}")
+    report, _, _ = run(tmp_path, source, "b = 1", limits=Limits(cell_timeout=60, notebook_timeout=90, memory_mb=200,
+                                                                 disk_mb=1024))
+    assert report.status == "memory", report.message
+    assert "memory limit (200 MiB)" in report.message

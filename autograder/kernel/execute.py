@@ -45,8 +45,15 @@ def execute_notebook(session: Session, nb: nbformat.NotebookNode) -> ExecutionRe
                              f"{cell_label(cell, index)}"
             break
         budget = min(limits.cell_timeout, remaining)
+        hits = session.memory_limit_hits()
         run = session.run_cell(cell, index, budget)
         report.cells.append(run)
+        if run.status in ("ok", "error") and session.memory_limit_hits() > hits:
+            # the kernel lived, but the memory limit stopped what the cell asked for (socket buffers, /dev/shm,
+            # an allocation): the memory limit stopped the notebook, whatever the cell made of the failure
+            report.status = "memory"
+            report.message = f"{run.label} reached the memory limit ({limits.memory_mb} MiB)"
+            break
         if run.status == "timeout":
             report.status = "timeout"
             report.message = f"{run.label} was stopped by the " + (

@@ -121,6 +121,13 @@ class Cgroups:
         except OSError:
             return False
 
+    def limit_hits(self) -> int:
+        """How many times the sandbox's memory reached its limit (an allocation that failed, or had to wait)."""
+        try:
+            return int((self.memory / "memory.failcnt").read_text())
+        except (OSError, ValueError):
+            return 0
+
     def usage(self) -> int:
         try:
             return int((self.memory / "memory.usage_in_bytes").read_text())

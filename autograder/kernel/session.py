@@ -132,7 +132,7 @@ class Session:
             "join": box.join, "cgroups": box.cgroups.procs_files if box.cgroups else [], "cwd": box.workdir,
             "populate": box.populate, "env": kernel_env(spec, box.workdir, box.tmp_view),
             "connection_file": f"{box.runtime_view}/kernel.json", "seed": spec.seed, "threads": spec.threads,
-            "rlimits": box.rlimits, "seccomp": box.seccomp,
+            "rlimits": box.rlimits, "seccomp": box.seccomp, "user": box.user,
         }
         box.kernel_pid = zygote_for(spec).spawn(request, [self.channel.write_fd, self._kernel_end.fileno()])
         self.channel.handed_over()
@@ -206,6 +206,11 @@ class Session:
     @property
     def killed_for_memory(self) -> bool:
         return bool(self.watchdog and self.watchdog.tripped == "memory")
+
+    def memory_limit_hits(self) -> int:
+        """How often the memory limit was reached so far (0 where no memory cgroup counts it)."""
+        box = self.box
+        return box.cgroups.limit_hits() if box is not None and box.cgroups is not None else 0
 
     @property
     def killed_for_processes(self) -> bool:
