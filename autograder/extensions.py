@@ -9,7 +9,10 @@ ones, for a name that is not there. To add one, implement the contract below and
   before any work where the settings cannot be honoured), `run(assignment, submissions, finish)` (call
   `finish(result)` in the calling process once per submission) and `running()` (`grading/executors.py`).
 - `isolation`: how a kernel is kept from the grader. A class with no arguments whose `open(notebook,
-  student_files, limits)` returns a `kernel.isolation.Sandbox`, and `available()` (None, or why not).
+  student_files, limits)` returns a `kernel.isolation.Sandbox`, and `check()` (raises
+  `IsolationUnavailable`, saying what is missing, where it cannot isolate here). `auto` (a choice of `grade`
+  and `run_autograder`, not an entry) picks `bwrap`, then `user` as root, then `none`
+  (`kernel.isolation_user.pick_isolation`).
 - `writer`: the files written per result into `--out`: a function `(out, result, config)`.
 - `lms`: the file an LMS imports, `report.lms.LmsFormat` (the roster columns it needs, its rows).
 - `feedback`: students' feedback as a zip an LMS bulk-imports, `export.feedback.FeedbackFormat` (the zip's
@@ -33,6 +36,7 @@ REGISTRIES: dict[str, dict[str, Any]] = {
     },
     "isolation": {
         "bwrap": "autograder.kernel.isolation:Bubblewrap",
+        "user": "autograder.kernel.isolation_user:UserIsolation",
         "none": "autograder.kernel.isolation:Unisolated",
     },
     "writer": {

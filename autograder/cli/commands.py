@@ -43,13 +43,17 @@ def cmd_grade(args: argparse.Namespace) -> int:
         raise ConfigError("this is a student bundle; grade with the autograder bundle or the source folder",
                           args.assignment)
     settings = GradeSettings(device=args.device, jobs=args.jobs, force=args.force, timeout=args.timeout,
-                             threads=args.threads, isolation="none" if args.no_isolation else "bwrap",
+                             threads=args.threads, isolation=grading_isolation(args),
                              executor=args.executor, scheduler=args.scheduler, figures=not args.no_figures)
     if args.scheduler and args.executor != "dask":
         raise ConfigError("--scheduler is for --executor dask")
     submissions = find_submissions(args.submissions, args.name_from, args.name_pattern)
     if not submissions:
         raise ConfigError("no notebooks found", args.submissions[0])
+    if settings.isolation == "user":  # the kernel's uid reads what "others" may: nothing of the grader's
+        from ..kernel.isolation_user import seal
+
+        seal(args.out, [args.assignment, *(s.path for s in submissions), *checkout_secrets()])
     if assignment.kind == "source":  # grade exactly as from a bundle: data, hidden files and all
         with tempfile.TemporaryDirectory(prefix="torchgrade-bundle-") as tmp:
             _, autograder = build_bundles(assignment.root, Path(tmp))
@@ -60,6 +64,29 @@ def cmd_grade(args: argparse.Namespace) -> int:
         record_grading(args, assignment, submissions)
         run_batch(assignment, submissions, args.out, settings)
     return 0
+
+
+def grading_isolation(args: argparse.Namespace) -> str:
+    """`--isolation` resolved (`auto`: bwrap, else user as root; else bwrap, which the batch refuses, naming what
+    is missing); `--no-isolation` is `none`."""
+    from ..kernel.isolation_user import pick_isolation
+
+    if args.no_isolation:
+        if args.isolation not in ("auto", "none"):
+            raise ConfigError(f"--no-isolation contradicts --isolation {args.isolation}")
+        return "none"
+    name, why = pick_isolation(args.isolation)
+    if name == "none" and args.isolation == "auto":
+        return "bwrap"
+    if why:
+        console.print(f"[yellow]{escape(why)}[/]")
+    return name
+
+
+def checkout_secrets() -> list[Path]:
+    """The master notebooks and references of a source checkout that torchgrade runs from, if it does."""
+    repo = Path(__file__).resolve().parents[2]
+    return [repo / name for name in ("assignments", "reference") if (repo / name).is_dir()]
 
 
 def record_grading(args: argparse.Namespace, assignment, submissions) -> None:

@@ -62,9 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name-pattern", metavar="REGEX",
                    help="regular expression for file names with a 'student' group and an optional 'id' group "
                         "(default Canvas's name_[LATE_]userid_subid_file)")
+    p.add_argument("--isolation", choices=("auto", *choices("isolation")), default="auto",
+                   help="how kernels are kept from the grader: bubblewrap namespaces (bwrap), an unprivileged uid "
+                        "per kernel (user; needs root, for hosts without user namespaces), or none; default auto: "
+                        "bwrap, else user as root, else refuse")
     p.add_argument("--no-isolation", action="store_true",
                    help="run kernels without a sandbox (trusted notebooks only: a submission could then read the "
-                        "reference, change other grades and outlive its kernel)")
+                        "reference, change other grades and outlive its kernel); the same as --isolation none")
     p.add_argument("--no-figures", action="store_true",
                    help="leave the assignment's feedback figures out (each costs some tenths of a second per "
                         "submission)")

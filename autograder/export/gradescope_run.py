@@ -8,12 +8,14 @@ that says the grader failed. The instructor's view (every message, integrity fin
 which the results keep hidden from students (`stdout_visibility`).
 
 Isolation (`TORCHGRADE_ISOLATION`): `auto`, the default, grades in a bubblewrap sandbox where the container
-allows user namespaces and without one otherwise (Gradescope's containers run as root, and Docker's default
-profile usually refuses new user namespaces). Without the sandbox the notebook runs as the grader's user in
-the container, which Gradescope gives to this one submission: it cannot reach another student's work or
-grade, but it could read the assignment's checks and reference, and tamper with its own grade; integrity
-findings still flag the tricks torchgrade knows. `bwrap` refuses to grade without a sandbox; `none` never
-uses one.
+allows user namespaces, else (Gradescope's containers run as root, and Docker's default profile usually
+refuses new user namespaces) as an unprivileged uid of its own (`user`, `kernel/isolation_user.py`): the
+bundle is closed to other users first (0700), the results are written with umask 077, so the notebook can
+neither read the checks and reference nor touch its own grade. Where neither can run (not root), the
+notebook runs as the grader's user in the container, which Gradescope gives to this one submission: it
+cannot reach another student's work or grade, but it could read the assignment's checks and reference, and
+tamper with its own grade; integrity findings still flag the tricks torchgrade knows. `bwrap` and `user`
+insist on their sandbox; `none` never uses one. The results name the isolation in `extra_data.isolation`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import time
 import traceback
 from pathlib import Path
 
-ISOLATION_CHOICES = ("auto", "bwrap", "none")
 NO_SUBMISSION = "submission"  # the name of a submission without a notebook
 
 
@@ -75,10 +76,12 @@ def grade_container(root: Path, bundle: Path, isolation: str, device: str) -> di
         print(problem)
     else:
         used = choose_isolation(isolation)
+        if used == "user":
+            close_to_others(bundle)
         result = grade_one(assignment, notebook, used, device)
     data = gradescope_json(result, config)
     data["stdout_visibility"] = "hidden"  # the instructor's view of this submission, printed below
-    data["extra_data"]["isolation"] = used
+    data["extra_data"]["isolation"] = result.isolation or used
     return data
 
 
@@ -99,18 +102,26 @@ def find_notebook(folder: Path, expected: str) -> tuple[Path | None, str]:
 
 
 def choose_isolation(wanted: str) -> str:
+    """`TORCHGRADE_ISOLATION` resolved: a name of the `isolation` registry, or `auto` (bwrap, user, none)."""
     from ..errors import ConfigError
-    from ..kernel.isolation import bwrap_unavailable
+    from ..extensions import choices
+    from ..kernel.isolation_user import pick_isolation
 
-    if wanted not in ISOLATION_CHOICES:
-        raise ConfigError(f"TORCHGRADE_ISOLATION must be one of {', '.join(ISOLATION_CHOICES)}, not {wanted!r}")
-    if wanted != "auto":
-        return "bwrap" if wanted == "bwrap" else "none"
-    reason = bwrap_unavailable()
-    if reason:
-        print(f"grading without a sandbox: {reason} (the container holds this one submission)")
-        return "none"
-    return "bwrap"
+    known = ("auto", *choices("isolation"))
+    if wanted not in known:
+        raise ConfigError(f"TORCHGRADE_ISOLATION must be one of {', '.join(known)}, not {wanted!r}")
+    used, why = pick_isolation(wanted)
+    if why:
+        print(f"{why} (the container holds this one submission)" if used == "none" else why)
+    return used
+
+
+def close_to_others(bundle: Path) -> None:
+    """Under `user`: the bundle (checks, reference, hidden data) closed to the kernel's uid, and what the grader
+    writes from now on (its results, its temporary output) private to it. The container is this grading's
+    alone, so its own copy of the bundle may be closed in place."""
+    os.chmod(bundle, 0o700)
+    os.umask(0o077)
 
 
 def grade_one(assignment, notebook: Path, isolation: str, device: str):

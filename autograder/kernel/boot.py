@@ -3,7 +3,8 @@
 Runs in the zygote's children. The intermediate child joins the cgroups and the namespaces of a
 sandbox that bubblewrap set up (user, mount, network, IPC, UTS, cgroup, then PID for its own
 child); the kernel is that child: it closes every inherited descriptor but the integrity pipe,
-sets its working directory, environment and resource limits, drops all capabilities (bounding,
+sets its working directory, environment and resource limits, becomes the sandbox's own unprivileged
+user where it has one (the `user` sandbox), drops all capabilities (bounding,
 ambient, effective, permitted) under `no_new_privs`, refuses the system calls a kernel has no use
 for (seccomp: ptrace, setns, unshare, mount...), seeds the random generators, installs the
 probe server and the audit hook, and becomes an IPython kernel that nbclient drives.
@@ -101,6 +102,20 @@ def drop_privileges() -> None:
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
+def become_user(uid: int) -> None:
+    """Run as `uid` (group `uid`, no supplementary groups) from now on, with no way back to root: the kernel of
+    the `user` sandbox (`isolation_user`). The bounding set is emptied first, while root may still do so."""
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+    for cap in range(64):
+        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:  # EINVAL: past the last
+            break
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    if os.getuid() != uid or os.geteuid() != uid or os.getgid() != uid or os.getgroups():
+        raise OSError(f"the kernel did not become uid {uid}")
+
+
 def deny_syscalls() -> bool:
     """Install the seccomp filter (after `no_new_privs`); False where libseccomp is missing."""
     if pyseccomp is None:
@@ -148,6 +163,8 @@ def kernel_main(request: dict[str, Any], fds: list[int], probe: dict[str, Any]) 
         if request.get("populate"):
             shutil.copytree(request["populate"], request["cwd"], dirs_exist_ok=True, symlinks=True)
         set_limits(request.get("rlimits", {}))
+        if request.get("user") is not None:
+            become_user(int(request["user"]))
         drop_privileges()
         if request.get("seccomp") and not deny_syscalls():
             os.write(INTEGRITY_FD, b"N no system call filter: libseccomp is not installed\n")

@@ -77,6 +77,7 @@ class Sandbox:
     pidns: tuple[int, int] | None = None
     seccomp: bool = False  # the kernel refuses system calls it has no use for (boot.DENIED_SYSCALLS)
     process_limit: int | None = None  # counted by the watchdog where no pids cgroup counts them
+    user: int | None = None  # the uid and gid the kernel runs as (`isolation_user`); None: as the zygote's user
     private_runtime: bool = False  # the runtime folder is a sized file system inside the sandbox, not `runtime`
 
     @property
