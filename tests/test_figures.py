@@ -194,17 +194,20 @@ def test_graded_flawed_notebook_gets_its_figure_under_its_question(convolution_b
     assert not (convolution_build.student_dir / ".torchgrade" / "figures.py").exists()  # grader only
     assert [(f["name"], f["error"]) for f in convolution_build.solution.figures] == [("edge_maps", "")]
     assert convolution_build.blank.figures == []  # no edge_magnitude: nothing to draw
-    result = grade_submission(ASSIGNMENTS / "convolution" / "examples" / "off_by_one.ipynb", bundle, GradeSettings())
+    off_by_one = grade_submission(ASSIGNMENTS / "convolution" / "examples" / "off_by_one.ipynb", bundle,
+                                  GradeSettings())
+    assert off_by_one.figures == []  # an edge map of another shape than the reference's is never drawn
+    result = grade_submission(ASSIGNMENTS / "convolution" / "examples" / "no_sqrt.ipynb", bundle, GradeSettings())
     [figure] = result.figures
     assert figure["question"] == "sobel" and figure["error"] == ""
     png = base64.b64decode(figure["png"])
     assert png.startswith(PNG) and len(png) < MAX_PNG_BYTES
     write_feedback(tmp_path, result, bundle.config)
     for folder in ("feedback", "instructor"):
-        page = (tmp_path / folder / "off_by_one.html").read_text()
+        page = (tmp_path / folder / "no_sqrt.html").read_text()
         assert figure["png"] in section(page, "sobel")
         assert "data:image/png" not in page.replace(section(page, "sobel"), "")
-        assert "see the html feedback" in (tmp_path / folder / "off_by_one.txt").read_text()
+        assert "see the html feedback" in (tmp_path / folder / "no_sqrt.txt").read_text()
 
 
 @pytest.mark.slow

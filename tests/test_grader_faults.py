@@ -202,3 +202,53 @@ def test_a_failed_assign_leaves_no_complete_looking_build_behind(tmp_path):
     with pytest.raises(BuildError):
         assign(source, tmp_path / "fresh", GradeSettings(isolation="none"))
     assert not (tmp_path / "fresh" / "student").exists() and not (tmp_path / "fresh" / "autograder").exists()
+
+
+def test_student_figures_are_drawn_before_any_check_and_on_time_of_their_own(monkeypatch, tmp_path):
+    """A function that remembers a hidden check's input cannot hand it to a student's figure: there is none yet."""
+    from autograder.checks.figures import FigureSet
+    from autograder.grading import pipeline
+    from autograder.outcomes import Budget
+
+    order = []
+    figures = FigureSet()
+
+    @figures.figure("q", "for the student")
+    def student_figure(st):
+        order.append("student figure")
+
+    @figures.figure("q", "for the instructor", audience="instructor")
+    def instructor_figure(st):
+        order.append("instructor figure")
+
+    class FakeSession:
+        broken, findings, warnings, restarts, memory_peak = None, [], [], 0, 0
+        budget = Budget(100.0)
+        isolation_text = "none"
+
+        def __init__(self, *args):
+            pass
+
+        def __enter__(self):
+            self.budget.start()
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(pipeline, "Session", FakeSession)
+    monkeypatch.setattr(pipeline, "execute_notebook", lambda session, nb: ExecutionReport())
+    monkeypatch.setattr(pipeline, "run_figures", lambda specs, st, ref, ctx: [f.fn(st) or {} for f in specs])
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), path)
+    assignment = SimpleNamespace(config=CONFIG, student_files=None, hidden=None, figures=figures, reference=None,
+                                 checks=SimpleNamespace(checks=[]))
+    prober = lambda st, ctx: order.append("checks") or []  # noqa: E731
+    pipeline.grade_submission(path, assignment, GradeSettings(isolation="none"), prober)
+    assert order == ["student figure", "checks", "instructor figure"]
+
+    budget = Budget(10.0)
+    budget.start()
+    with budget.paused():
+        time.sleep(0.2)
+    assert budget.left() > 9.9  # a figure's time is not the checks'

@@ -48,8 +48,10 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
     with session:
         report = execute_notebook(session, nb)
         st = KernelStudent(session, spec.limits.probe_timeout, spec.device, watch=needs_watch(flags))
+        # the student's figures first, in a kernel that has seen no check's input yet: none can show a hidden one
+        figures = draw_figures(assignment, session, spec, ctx, st.watch, "student") if settings.figures else []
         outcomes = prober(ExplainedStudent.of(st, failed_cells(nb, report)), ctx)
-        figures = draw_figures(assignment, session, spec, ctx, st.watch) if settings.figures else []
+        figures += draw_figures(assignment, session, spec, ctx, st.watch, "instructor") if settings.figures else []
     flags += session.findings
     flags += [Finding("malformed-answer", "kernel", m) for m in st.malformed]
     flags += [Finding("check-error", "grader", f"{o.question}/{o.check}: {o.message}") for o in outcomes
@@ -79,14 +81,18 @@ def all_checks(assignment: Assignment) -> Prober:
 
 
 def draw_figures(assignment: Assignment, session: Session, spec: KernelSpec, ctx: Context,
-                 watch: bool) -> list[dict]:
-    """The assignment's figures of this submission (checks/figures.py), after its checks, on the same kernel and
-    budget; through a student side of their own, so that nothing they ask changes an outcome (a malformed answer to
-    a figure leaves the figure out, unflagged; what student code does meanwhile is watched as ever)."""
-    if not assignment.figures.figures or session.broken:
+                 watch: bool, audience: str) -> list[dict]:
+    """The assignment's figures for `audience` (checks/figures.py) on the submission's kernel: the student's before
+    any check (so no hidden input was ever in the kernel), the instructor's after them; through a student side of
+    their own, so that nothing they ask changes an outcome (a malformed answer to a figure leaves the figure out,
+    unflagged; what student code does meanwhile is watched as ever), and on time of their own: the time they take
+    is not taken from the checks' budget."""
+    specs = [f for f in assignment.figures.figures if f.audience == audience]
+    if not specs or session.broken:
         return []
     st = KernelStudent(session, spec.limits.probe_timeout, spec.device, watch=watch)
-    return run_figures(assignment.figures.figures, st, assignment.reference, ctx)
+    with session.budget.paused():
+        return run_figures(specs, st, assignment.reference, ctx)
 
 
 def kernel_spec(assignment: Assignment, settings: GradeSettings) -> KernelSpec:
