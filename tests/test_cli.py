@@ -49,8 +49,8 @@ def test_grade_writes_gradebook_results_and_feedback(built, tmp_path):
     torchgrade("grade", built / "autograder", *subs, "--out", out, "--jobs", "2", check=True)
     frame = pd.read_csv(out / "gradebook.csv")
     assert list(frame.columns) == ["submission", "conv2d_single", "conv2d", "max_pool2d", "sobel", "total",
-                                   "max_total", "status", "flags"]
-    assert frame["flags"].isna().all()  # honest notebooks: nothing to flag
+                                   "max_total", "status", "flags", "review", "raw_total", "late", "penalty"]
+    assert frame["flags"].isna().all() and frame["review"].isna().all()  # honest notebooks: nothing to look at
     rows = frame.set_index("submission")
     assert rows.loc["solution", "total"] == 21 and rows.loc["flipped_kernel", "total"] == 8
     assert rows.loc["no_sqrt", "sobel"] == 1 and set(rows["status"]) == {"ok"}
