@@ -76,7 +76,7 @@ def test_zip_layout_and_scripts(tmp_path):
         names = set(zf.namelist())
         modes = {info.filename: info.external_attr >> 16 for info in zf.infolist()}
     assert {"setup.sh", "run_autograder", "bundle/assignment.toml", "bundle/reference.py", "bundle/checks/hidden.py",
-            "torchgrade/requirements.txt", "torchgrade/autograder/cli.py",
+            "torchgrade/requirements.txt", "torchgrade/autograder/cli/parser.py",
             "torchgrade/autograder/export/gradescope_run.py"} <= names
     assert modes["setup.sh"] & 0o111 and modes["run_autograder"] & 0o111
     assert "bundle/solution.ipynb" not in names  # grading needs no model answer
