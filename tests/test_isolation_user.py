@@ -8,13 +8,17 @@ them). The attacks of the red team run against this mode too (`test_redteam.py`,
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import nbformat
 import psutil
 import pytest
 
@@ -29,6 +33,8 @@ from autograder.kernel.isolation_user import claim_uid, exposed, pick_isolation,
 from autograder.kernel.probe import KernelStudent
 from autograder.kernel.session import Session
 from autograder.kernel.spec import KernelSpec
+from conftest import notebook_with
+from test_export import autograder_zip, gradescope_root, run_autograder  # noqa: F401 (a fixture)
 from test_sandbox import notebook
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="the user sandbox needs root")
@@ -100,16 +106,11 @@ def test_seal_closes_out_and_refuses_readable_secrets(open_tmp):
     tmp_path = open_tmp
     out, bundle = tmp_path / "out", tmp_path / "bundle"
     bundle.mkdir(mode=0o755)
-    old = os.umask(0o022)
-    try:
-        with pytest.raises(IsolationUnavailable, match=str(bundle)):
-            seal(out, [bundle])
-        assert stat.S_IMODE(os.stat(out).st_mode) == 0o700
-        assert os.umask(0o022) == 0o077
-        os.chmod(bundle, 0o700)
+    with pytest.raises(IsolationUnavailable, match=str(bundle)):
         seal(out, [bundle])
-    finally:
-        os.umask(old)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o700
+    os.chmod(bundle, 0o700)
+    seal(out, [bundle])
 
 
 @root_only
@@ -219,3 +220,60 @@ def test_every_process_of_the_uid_ends_with_the_sandbox(user_sandbox, tmp_path):
 
 def running_with(marker: str) -> list[int]:
     return [p.pid for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.mark.slow
+def test_run_autograder_under_user_closes_the_bundle_and_says_so(user_sandbox, autograder_zip, convolution_build,
+                                                                 open_tmp):
+    """Gradescope's container: /autograder as Gradescope makes it (open to others), the student trying to read
+    the reference and to write its own results."""
+    planted = open_tmp / "results" / "planted.json"
+    attack = ("import json\n"
+              f"try:\n    stolen = open({str(open_tmp / 'source' / 'bundle' / 'reference.py')!r}).read()\n"
+              "except OSError as e:\n    stolen = repr(e)\n"
+              f"try:\n    open({str(planted)!r}, 'w').write(json.dumps({{'score': 99, 'tests': []}}))\n"
+              "except OSError:\n    pass\n")
+    notebook_bytes = nbformat.writes(notebook_with(convolution_build.autograder_dir / "solution.ipynb", attack))
+    root = gradescope_root(autograder_zip, open_tmp, {"convolution.ipynb": notebook_bytes.encode()})
+    data = run_autograder(root, TORCHGRADE_ISOLATION="user")
+    assert data["extra_data"]["isolation"].split()[0] == "user"
+    assert data["score"] == 21, data["output"]
+    assert stat.S_IMODE(os.stat(root / "source" / "bundle").st_mode) == 0o700
+    assert not planted.exists()
+
+
+@pytest.fixture
+def closed_checkout():
+    """This checkout's master notebooks and references closed to other users while a test grades under `user`
+    (grade refuses otherwise); root, who runs every other test, reads them as before."""
+    from autograder.cli.commands import checkout_secrets
+
+    modes = {path: stat.S_IMODE(os.stat(path).st_mode) for path in checkout_secrets()}
+    for path, mode in modes.items():
+        os.chmod(path, mode & ~0o007)
+    yield
+    for path, mode in modes.items():
+        os.chmod(path, mode)
+
+
+@pytest.mark.slow
+def test_grade_isolation_user_from_the_command_line(user_sandbox, closed_checkout, convolution_build, tmp_path,
+                                                    open_tmp):
+    bundle = convolution_build.autograder_dir
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    shutil.copy(bundle / "solution.ipynb", subs / "alice.ipynb")
+    command = [sys.executable, "-m", "autograder.cli.parser", "grade", str(bundle), str(subs), "--isolation", "user"]
+    done = subprocess.run([*command, "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((tmp_path / "out" / "results" / "alice.json").read_text())
+    assert data["score"] == 21 and data["extra_data"]["isolation"].split()[0] == "user"
+    assert stat.S_IMODE(os.stat(tmp_path / "out").st_mode) == 0o700
+
+    exposed_subs = open_tmp / "subs"  # submissions any user may read: refused, named
+    shutil.copytree(subs, exposed_subs)
+    os.chmod(exposed_subs, 0o755)
+    done = subprocess.run([*command[:5], str(exposed_subs), *command[6:], "--out", str(tmp_path / "out2")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "the kernel's user could read" in " ".join((done.stdout + done.stderr).split())

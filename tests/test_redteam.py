@@ -3,6 +3,12 @@
 Each test asserts the attacker's grade, the victims' grades, and that the batch ended with a row
 for every submission and nothing else. The first batch runs with one job, so victims are graded
 both before and after each attacker; the second runs with two.
+
+The first batch (the attacks on the sandbox) runs under both isolations: `bwrap` and `user` (an
+unprivileged uid per kernel, where bubblewrap cannot run). What only bubblewrap stops is asserted as
+such, never skipped: under `user` the network is the host's and the grader's process list and command
+lines are readable, so those attacks must be flagged (`ONLY_BWRAP_STOPS`); a kill of every process in
+sight kills the attacker's own kernel, and nothing else.
 """
 
 from __future__ import annotations
@@ -25,9 +31,16 @@ from autograder.config import GradeSettings
 from autograder.kernel.isolation import bwrap_unavailable
 from autograder.report.gradebook import GRADEBOOK
 from conftest import notebook_with
+from test_isolation_user import opened_environment
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(bwrap_unavailable() is not None, reason=f"no sandbox here: {bwrap_unavailable()}")]
+pytestmark = [pytest.mark.slow]
+needs_bwrap = pytest.mark.skipif(bwrap_unavailable() is not None, reason=f"no sandbox here: {bwrap_unavailable()}")
+# What an attack achieves under `user` that bubblewrap's namespaces stop; each must then be flagged.
+ONLY_BWRAP_STOPS = {
+    "i_escape": "the network is the host's (no network namespace): the connection is flagged `network`",
+    "d_forge": "the grader's processes and command lines are readable in /proc (no hidepid without a mount "
+               "namespace): the reading is flagged `processes`, and the paths named there are closed (0700)",
+}
 
 MARKER = f"tg-redteam-outlive-{os.getpid()}"
 VICTIMS = ("a_victim", "c_victim", "f_victim", "h_victim", "k_victim")
@@ -53,9 +66,12 @@ def hosts_marker() -> list[int]:
     return [p.pid for p in psutil.process_iter(["cmdline"]) if MARKER in " ".join(p.info["cmdline"] or [])]
 
 
-@pytest.fixture(scope="module")
-def first_batch(bundle, tmp_path_factory):
-    root = tmp_path_factory.mktemp("first")
+@pytest.fixture(scope="module", params=[pytest.param("bwrap", marks=needs_bwrap), "user"])
+def first_batch(bundle, tmp_path_factory, request):
+    mode = request.param
+    if mode == "user" and (reason := opened_environment()):
+        pytest.skip(f"no user sandbox here: {reason}")
+    root = tmp_path_factory.mktemp(f"first-{mode}")
     subs, out = root / "submissions", root / "out"
     subs.mkdir()
     solution, blank = bundle / "solution.ipynb", bundle / "blank.ipynb"
@@ -74,14 +90,16 @@ def first_batch(bundle, tmp_path_factory):
         hostile.write(nb, subs / f"{name}.ipynb")
     before = {"bundle": tree_digest(bundle), "submissions": tree_digest(subs)}
     start = time.monotonic()
-    report = grade_into(load_assignment(bundle), sorted(subs.glob("*.ipynb")), out, GradeSettings(jobs=1))
+    report = grade_into(load_assignment(bundle), sorted(subs.glob("*.ipynb")), out,
+                        GradeSettings(jobs=1, isolation=mode))
     seconds = time.monotonic() - start
     after = {"bundle": tree_digest(bundle), "submissions": tree_digest(subs)}
-    return {r.submission: r for r in report.graded}, out, before, after, seconds
+    return {r.submission: r for r in report.graded}, out, before, after, seconds, mode
 
 
 def test_every_submission_has_its_row_and_nothing_else_does(first_batch):
-    results, out, _, _, _ = first_batch
+    results, out, _, _, _, mode = first_batch
+    assert {r.isolation.split()[0] for r in results.values()} == {mode}  # as each results JSON says
     frame = pd.read_csv(out / GRADEBOOK)
     expected = sorted([*VICTIMS, "b_tamper", "d_forge", "e_outlive", "g_kill", "i_escape", "j_memory"])
     assert sorted(frame["submission"]) == expected
@@ -89,60 +107,75 @@ def test_every_submission_has_its_row_and_nothing_else_does(first_batch):
 
 
 def test_victims_keep_full_marks_before_and_after_every_attacker(first_batch):
-    results, _, _, _, _ = first_batch
+    results, _, _, _, _, _ = first_batch
     for name in VICTIMS:
         assert results[name].status == "ok" and results[name].total == 21, (name, results[name].message)
         assert results[name].flags == [], (name, results[name].flags)
 
 
 def test_no_file_of_the_grader_or_of_other_students_changed(first_batch):
-    _, _, before, after, _ = first_batch
+    _, _, before, after, _, _ = first_batch
     assert after["bundle"] == before["bundle"]
     assert after["submissions"] == before["submissions"]
 
 
 def test_tampering_with_outputs_earns_nothing(first_batch):
-    results, out, _, _, _ = first_batch
+    results, out, _, _, _, _ = first_batch
     assert results["b_tamper"].total == 0
     assert not (out / "results" / "ghost.json").exists()
 
 
 def test_forging_answers_from_the_reference_earns_nothing_and_is_flagged(first_batch):
-    results, _, _, _, _ = first_batch
+    results, _, _, _, _, _ = first_batch
     forge = results["d_forge"]
     assert forge.total == 0
     assert {"processes", "grader-patched"} <= set(forge.flag_kinds), forge.flags
 
 
 def test_a_detached_process_ends_with_its_submission(first_batch):
-    results, _, _, _, _ = first_batch
+    results, _, _, _, _, _ = first_batch
     assert results["e_outlive"].total == 21  # its answers are its own
     assert "detached-processes" in results["e_outlive"].flag_kinds
     assert hosts_marker() == []
 
 
 def test_killing_everything_in_sight_hurts_only_the_attacker(first_batch):
-    results, _, _, _, seconds = first_batch
+    results, _, _, _, seconds, mode = first_batch
     kill = results["g_kill"]
-    assert (kill.status, kill.restarts) == ("ok", 0), kill.message  # the sandbox's init shrugs every signal off
+    # bwrap: the sandbox's init shrugs every signal off; user: signals reach the uid's own processes alone, and
+    # kill(-1) spares its sender, the kernel
+    assert (kill.status, kill.restarts) == ("ok", 0), (mode, kill.message)
     assert kill.total == 21
     assert seconds < 600
 
 
 def test_no_network_and_no_way_into_the_hosts_namespaces(first_batch):
-    results, _, _, _, _ = first_batch
+    results, _, _, _, _, _ = first_batch
     escape = results["i_escape"]
     assert escape.total == 0
     assert {"native", "network"} <= set(escape.flag_kinds), escape.flags
 
 
+@pytest.mark.parametrize("attacker", sorted(ONLY_BWRAP_STOPS))
+def test_what_only_bubblewrap_stops_earns_nothing_and_is_flagged(first_batch, attacker):
+    results, _, _, _, _, mode = first_batch
+    result = results[attacker]
+    assert result.total == 0
+    assert result.isolation.split()[0] == mode
+    kind = {"i_escape": "network", "d_forge": "processes"}[attacker]
+    assert kind in result.flag_kinds, (mode, ONLY_BWRAP_STOPS[attacker], result.flags)
+
+
 def test_memory_spread_over_processes_is_counted_together(first_batch):
-    results, _, _, _, _ = first_batch
+    results, _, _, _, _, _ = first_batch
     assert results["j_memory"].status == "memory", results["j_memory"].message
 
 
 @pytest.fixture(scope="module")
 def second_batch(bundle, tmp_path_factory):
+    """The attacks inside the kernel (the library guard, hangs): the same under either isolation; run under bwrap."""
+    if bwrap_unavailable() is not None:
+        pytest.skip(f"no sandbox here: {bwrap_unavailable()}")
     root = tmp_path_factory.mktemp("second")
     subs, out = root / "submissions", root / "out"
     subs.mkdir()

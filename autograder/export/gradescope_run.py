@@ -10,8 +10,8 @@ which the results keep hidden from students (`stdout_visibility`).
 Isolation (`TORCHGRADE_ISOLATION`): `auto`, the default, grades in a bubblewrap sandbox where the container
 allows user namespaces, else (Gradescope's containers run as root, and Docker's default profile usually
 refuses new user namespaces) as an unprivileged uid of its own (`user`, `kernel/isolation_user.py`): the
-bundle is closed to other users first (0700), the results are written with umask 077, so the notebook can
-neither read the checks and reference nor touch its own grade. Where neither can run (not root), the
+bundle is closed to other users first (0700), so the notebook can neither read the checks and reference
+nor touch its own grade. Where neither can run (not root), the
 notebook runs as the grader's user in the container, which Gradescope gives to this one submission: it
 cannot reach another student's work or grade, but it could read the assignment's checks and reference, and
 tamper with its own grade; integrity findings still flag the tricks torchgrade knows. `bwrap` and `user`
@@ -117,11 +117,10 @@ def choose_isolation(wanted: str) -> str:
 
 
 def close_to_others(bundle: Path) -> None:
-    """Under `user`: the bundle (checks, reference, hidden data) closed to the kernel's uid, and what the grader
-    writes from now on (its results, its temporary output) private to it. The container is this grading's
-    alone, so its own copy of the bundle may be closed in place."""
+    """Under `user`: the bundle (checks, reference, hidden data) closed to the kernel's uid. The container is this
+    grading's alone, so its own copy may be closed in place. The grader's output is a 0700 temporary folder, and
+    the results folder is root's: the kernel can write neither."""
     os.chmod(bundle, 0o700)
-    os.umask(0o077)
 
 
 def grade_one(assignment, notebook: Path, isolation: str, device: str):

@@ -10,8 +10,8 @@ sandboxes ever share one. On taking a uid, anything still running as it (left by
 The kernel's working directory (the notebook and the student files), its /tmp and its runtime folder are
 fresh folders owned by that uid, mode 0700, inside a folder of the grader that others may only traverse;
 the grader's own connection file stays in a root-only folder. Everything else the grader holds must be
-unreadable to "others": `grade` stages the bundle into a root-only folder, keeps `--out` at 0700 and writes
-with umask 077, and refuses submissions that others can read (`exposed`). The kernel's limits: RLIMIT_NPROC
+unreadable to "others": `grade` keeps `--out` at 0700 and refuses a bundle, source or submissions that
+others can read (`seal`); `run_autograder` closes its bundle (0700). The kernel's limits: RLIMIT_NPROC
 binds (the uid is not root), RLIMIT_FSIZE and no core files, the per-sandbox cgroups where root can make them
 (memory, pids, cpu) else the memory watchdog over every process of the uid; the system call filter as in
 bubblewrap's sandbox. At the end every process of the uid is killed (`kill(-1, SIGKILL)` sent as that uid,
@@ -155,13 +155,13 @@ def exposed(paths: list[Path]) -> list[Path]:
 
 
 def seal(out: Path, secrets: list[Path]) -> None:
-    """Before grading under `user`: `out` made (if need be) and closed to others (0700), everything the grader
-    writes from now on private (umask 077), and a refusal naming each of `secrets` (the bundle or source, the
-    submissions, the checkout's references) that the kernel's user could read. The kernel can find them: the
-    grader's command line is in /proc for everyone to read."""
+    """Before grading under `user`: `out` made (if need be) and closed to others (0700: nothing written below it
+    can be reached), and a refusal naming each of `secrets` (the bundle or source, the submissions, the
+    checkout's references) that the kernel's user could read. The kernel can find them: the grader's command
+    line is in /proc for everyone to read. (What else the grader writes lies in folders of 0700 made by
+    `tempfile`; the kernel's connection file must stay readable to the kernel, so no umask 077.)"""
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)
-    os.umask(0o077)
     open_to_all = exposed(secrets)
     if open_to_all:
         shown = " ".join(str(p) for p in open_to_all)
