@@ -15,13 +15,11 @@ from autograder.build.assignment import load_assignment
 from autograder.cli.run_batch import grade_into
 from autograder.config import GradeSettings
 from autograder.kernel.isolation import bwrap_unavailable
-from autograder.kernel.limits import cgroups_unavailable, cpu_cgroup_unavailable
+from autograder.kernel.limits import Cgroups, cgroups_unavailable, cpu_cgroup_unavailable
 from conftest import notebook_with
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(bwrap_unavailable() is not None, reason=f"no sandbox here: {bwrap_unavailable()}"),
-              pytest.mark.skipif(cgroups_unavailable() is not None or cpu_cgroup_unavailable() is not None,
-                                 reason=f"no per-sandbox cgroups here: {cgroups_unavailable() or cpu_cgroup_unavailable()}")]
+pytestmark = pytest.mark.skipif(cgroups_unavailable() is not None or cpu_cgroup_unavailable() is not None,
+                                reason=f"no per-sandbox cgroups here: {cgroups_unavailable() or cpu_cgroup_unavailable()}")
 
 HOG = """import os, time
 for _ in range(64):
@@ -39,6 +37,18 @@ def graded(bundle, subs, out):
     return {r.submission: r for r in report.graded}
 
 
+def test_each_sandbox_gets_a_cpu_cgroup_of_the_default_weight():
+    groups = Cgroups(1 << 30, 64)
+    try:
+        assert groups.cpu is not None and (groups.cpu / "cpu.shares").read_text().strip() == "1024"
+        assert str(groups.cpu / "cgroup.procs") in groups.procs_files  # the kernel joins it before it exists
+    finally:
+        groups.close()
+    assert not groups.cpu.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bwrap_unavailable() is not None, reason=f"no sandbox here: {bwrap_unavailable()}")
 def test_a_cpu_hog_with_a_session_per_process_does_not_starve_its_neighbours(convolution_build, tmp_path):
     bundle = convolution_build.autograder_dir
     alone, beside = tmp_path / "alone", tmp_path / "beside"
