@@ -98,14 +98,18 @@ def test_the_sandbox_command_line(tmp_path):
     cmd = isolation.bwrap_command("bwrap", files, runtime, [tmp_path / "env"], LIMITS)
     joined = " ".join(cmd)
     for option in ("--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-                   "--cap-drop ALL", "--clearenv", "--proc /proc", "--dev /dev"):
+                   "--cap-drop ALL", "--clearenv", "--proc /proc", f"--size {isolation.DEV_BYTES} --tmpfs /dev",
+                   f"--size {256 << 20} --tmpfs /dev/shm", "--remount-ro /dev",
+                   f"--size {isolation.RUNTIME_BYTES} --tmpfs {isolation.RUNTIME}"):
         assert option in joined
     assert f"--ro-bind {tmp_path / 'env'} {tmp_path / 'env'}" in joined  # the Python environment, read-only
-    assert f"--ro-bind {files} {isolation.FILES}" in joined and f"--bind {runtime} {isolation.RUNTIME}" in joined
+    assert f"--ro-bind {files} {isolation.FILES}" in joined
     assert f"--size {256 << 20} --tmpfs /tmp" in joined and f"--tmpfs {isolation.WORKDIR}" in joined
-    writable = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--bind"]
-    assert writable == [str(runtime)]  # the only host folder the kernel can write
+    assert "--bind" not in cmd and str(runtime) not in joined  # no host folder is writable: every one is sized
     assert "/dev/nvidia0" not in joined and "/sys" not in cmd
+    # a bubblewrap that cannot size its file systems: its own /dev, and the runtime folder bound from the host
+    old = " ".join(isolation.bwrap_command("bwrap", files, runtime, [], LIMITS, sized=False))
+    assert "--dev /dev" in old and f"--bind {runtime} {isolation.RUNTIME}" in old
 
 
 def test_an_environment_below_tmp_is_not_hidden_by_the_private_tmp(tmp_path):
@@ -151,7 +155,7 @@ def test_a_host_without_bubblewrap_fails_closed(monkeypatch, tmp_path):
 def test_unknown_isolation_is_a_named_error():
     from autograder.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="unknown isolation 'docker'; known: bwrap, none"):
+    with pytest.raises(ConfigError, match="unknown isolation 'docker'; known: bwrap, user, none"):
         isolation.get_isolation("docker")
 
 

@@ -318,9 +318,8 @@ def dev_arguments(devices: tuple[str, ...], shm_bytes: int, sized: bool) -> list
     if not sized:
         return ["--dev", "/dev", *(arg for device in devices for arg in ("--dev-bind", device, device))]
     cmd = ["--size", str(DEV_BYTES), "--tmpfs", "/dev"]
-    for node in (*DEV_NODES, *devices):
-        if os.path.exists(node):
-            cmd += ["--dev-bind", node, node]
+    for node in (*(n for n in DEV_NODES if os.path.exists(n)), *devices):
+        cmd += ["--dev-bind", node, node]
     for target, link in DEV_LINKS:
         cmd += ["--symlink", target, link]
     return cmd + ["--size", str(shm_bytes), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
