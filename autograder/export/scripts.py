@@ -69,7 +69,8 @@ RUN_AUTOGRADER = r"""#!/usr/bin/env bash
 # torchgrade on Gradescope: grade the one notebook in $AUTOGRADER_ROOT/submission into
 # $AUTOGRADER_ROOT/results/results.json (AUTOGRADER_ROOT defaults to /autograder).
 # TORCHGRADE_PYTHON: the interpreter (default: the one setup.sh installed); TORCHGRADE_ISOLATION: auto (the
-# default: a sandbox where the container allows one, else none), bwrap (a sandbox or no grade) or none.
+# default: the bubblewrap sandbox where the container allows user namespaces, else the kernel as an
+# unprivileged user of its own when running as root, else none), bwrap, user, or none.
 set -u
 
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
