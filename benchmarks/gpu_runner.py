@@ -1,6 +1,6 @@
 """The GPU runner, proven: every assignment built and graded on the device, thresholds measured, many sandboxes per GPU.
 
-Runs `torchgrade` as users run it (`python -m autograder.cli.parser`, one process per command, each
+Runs `torchgrade` as users run it (`python -m autograder.cli`, one process per command, each
 command's output in `<out>/logs/`) and prints as it goes. Phases (`--phases`, run in this order):
 
 - assign: every assignment built at once (`torchgrade assign --device D`), cores shared out;
@@ -116,7 +116,7 @@ class Command:
 
 
 def torchgrade(*args) -> list[str]:
-    return [sys.executable, "-m", "autograder.cli.parser", *map(str, args)]
+    return [sys.executable, "-m", "autograder.cli", *map(str, args)]
 
 
 PROGRESS = re.compile(r"^\s{2}\S+\s+[\d.]+ / [\d.]+\s")  # `grade` prints a line per submission as it finishes

@@ -267,7 +267,7 @@ def test_a_question_missing_from_the_notebook_is_named(tmp_path):
 
 
 def test_ops_prints_the_aten_operators_of_a_call():
-    proc = subprocess.run([sys.executable, "-m", "autograder.cli.parser", "ops", "F.cross_entropy(x[:, :, 0, 0], y)"],
+    proc = subprocess.run([sys.executable, "-m", "autograder.cli", "ops", "F.cross_entropy(x[:, :, 0, 0], y)"],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert {"_log_softmax", "nll_loss_forward"} <= set(proc.stdout.split())

@@ -28,7 +28,7 @@ EXAMPLES = ASSIGNMENTS / "convolution" / "examples"
 
 
 def torchgrade(*args, cwd=None, check=False):
-    proc = subprocess.run([sys.executable, "-m", "autograder.cli.parser", *map(str, args)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "autograder.cli", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(proc.stdout + proc.stderr)
@@ -89,7 +89,7 @@ def test_a_killed_batch_keeps_its_grades_and_resumes(built, tmp_path, executor):
         pytest.importorskip("distributed")
     subs = sorted(EXAMPLES.glob("*.ipynb"))
     out = tmp_path / "grades"
-    proc = subprocess.Popen([sys.executable, "-m", "autograder.cli.parser", "grade", str(built / "autograder"),
+    proc = subprocess.Popen([sys.executable, "-m", "autograder.cli", "grade", str(built / "autograder"),
                              *map(str, subs), "--out", str(out), *executor], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
@@ -184,12 +184,13 @@ def test_bad_command_lines_get_clear_errors(built, tmp_path):
 def test_grading_refuses_where_submissions_cannot_be_isolated(built, tmp_path):
     env = {**os.environ, "TORCHGRADE_BWRAP": str(tmp_path / "no-bwrap")}
     sub = built / "autograder" / "solution.ipynb"
-    refused = subprocess.run([sys.executable, "-m", "autograder.cli.parser", "grade", str(built / "autograder"), str(sub),
-                              "--out", str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=600)
+    refused = subprocess.run([sys.executable, "-m", "autograder.cli", "grade", str(built / "autograder"), str(sub),
+                              "--out", str(tmp_path / "o"), "--isolation", "bwrap"], capture_output=True, text=True,
+                             env=env, timeout=600)
     assert refused.returncode == 2
     assert "cannot isolate submissions here" in refused.stdout and "--no-isolation" in refused.stdout
     assert not (tmp_path / "o" / "gradebook.csv").exists()
-    trusted = subprocess.run([sys.executable, "-m", "autograder.cli.parser", "grade", str(built / "autograder"), str(sub),
+    trusted = subprocess.run([sys.executable, "-m", "autograder.cli", "grade", str(built / "autograder"), str(sub),
                               "--out", str(tmp_path / "o"), "--no-isolation"], capture_output=True, text=True, env=env,
                              timeout=600)
     assert trusted.returncode == 0, trusted.stdout + trusted.stderr

@@ -336,7 +336,7 @@ CANVAS_EXPORT = """Student,ID,SIS User ID,SIS Login ID,Section,Convolution from 
 
 
 def torchgrade(*args):
-    proc = subprocess.run([sys.executable, "-m", "autograder.cli.parser", *map(str, args)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "autograder.cli", *map(str, args)], capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return " ".join(proc.stdout.split())

@@ -67,7 +67,7 @@ def assert_results_schema(data: dict) -> None:
 
 
 def test_zip_layout_and_scripts(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "autograder.cli.parser", "export", "gradescope", ASSIGNMENTS / "convolution",
+    proc = subprocess.run([sys.executable, "-m", "autograder.cli", "export", "gradescope", ASSIGNMENTS / "convolution",
                            "--out", tmp_path / "autograder.zip"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     text = " ".join(proc.stdout.split())

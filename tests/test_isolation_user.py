@@ -263,7 +263,7 @@ def test_grade_isolation_user_from_the_command_line(user_sandbox, closed_checkou
     subs = tmp_path / "subs"
     subs.mkdir()
     shutil.copy(bundle / "solution.ipynb", subs / "alice.ipynb")
-    command = [sys.executable, "-m", "autograder.cli.parser", "grade", str(bundle), str(subs), "--isolation", "user"]
+    command = [sys.executable, "-m", "autograder.cli", "grade", str(bundle), str(subs), "--isolation", "user"]
     done = subprocess.run([*command, "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     data = json.loads((tmp_path / "out" / "results" / "alice.json").read_text())

@@ -75,7 +75,7 @@ def test_grading_as_an_unprivileged_user(convolution_build):
             path.chmod(0o777 if path.is_dir() else 0o666)
         visible = [Path(sys.prefix), Path(sys.base_prefix), Path(os.path.realpath(sys.executable)).parent, REPO]
         command = (f"{exposing(visible)}\nexec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups "
-                   f"env HOME={root} {sys.executable} -m autograder.cli.parser grade {bundle} {subs} --out {out} --jobs 2")
+                   f"env HOME={root} {sys.executable} -m autograder.cli grade {bundle} {subs} --out {out} --jobs 2")
         proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", command],
                               capture_output=True, text=True, timeout=900, cwd=root)
         assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -315,7 +315,7 @@ def test_grading_the_convolution_examples_writes_the_report(builds, capsys):
     """The examples graded for real (shared with other tests); `run_batch` again finds every one graded,
     so it only writes the gradebook and the report, and says so in its summary."""
     from autograder.build.assignment import load_assignment
-    from autograder.cli.commands import run_batch
+    from autograder.cli.run_batch import run_batch
     from autograder.config import GradeSettings
     from autograder.cli.demo import example_submissions
 

@@ -9,7 +9,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import sys
 from pathlib import Path
 
 from .. import __version__
@@ -173,6 +172,3 @@ def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=DEVICES, default="cpu", help="where student models run (default cpu)")
     p.add_argument("--threads", type=int, help="torch/OpenMP threads per kernel (default: cores / jobs)")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

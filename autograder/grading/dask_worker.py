@@ -152,13 +152,13 @@ class WorkerBundle:
             import torch
 
             from ..build.assignment import load_assignment
-            from .executors import grade_safely  # the grader (nbclient and all), loaded before the first task
+            from .worker import grade_safely  # the grader (nbclient and all), loaded before the first task
 
             torch.set_num_threads(1)  # a worker's checks are small; the cores are the kernels'
             self.assignment = load_assignment(root)
             self.settings, self.grade = settings, grade_safely
         except Exception as exc:
-            from .executors import describe
+            from .worker import describe
 
             self.assignment, self.error = None, describe(exc)
         finally:

@@ -1,0 +1,7 @@
+"""`python -m autograder.cli ...`: the `torchgrade` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
