@@ -16,8 +16,8 @@ from autograder.config import GradeSettings
 from autograder.kernel.isolation import bwrap_unavailable
 from conftest import cell_index_defining
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(bwrap_unavailable() is not None, reason=f"no sandbox here: {bwrap_unavailable()}")]
+pytestmark = pytest.mark.slow
+needs_bwrap = pytest.mark.skipif(bwrap_unavailable() is not None, reason=f"no sandbox here: {bwrap_unavailable()}")
 
 LIBRARY = """
 import torch
@@ -64,14 +64,19 @@ def attacker(solution, tmp_path, name):
     return path
 
 
-@pytest.fixture(scope="module")
-def graded(convolution_build, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("bypass")
+@pytest.fixture(scope="module", params=[pytest.param("bwrap", marks=needs_bwrap), "user"])
+def graded(convolution_build, tmp_path_factory, request):
+    """Under both isolations: the guard works inside the kernel, whatever keeps the kernel from the grader."""
+    from test_isolation_user import opened_environment
+
+    if request.param == "user" and (reason := opened_environment()):
+        pytest.skip(f"no user sandbox here: {reason}")
+    tmp = tmp_path_factory.mktemp(f"bypass-{request.param}")
     solution = convolution_build.autograder_dir / "solution.ipynb"
     paths = [attacker(solution, tmp, name) for name in ATTACKS]
     (tmp / "in" / "honest.ipynb").write_bytes(solution.read_bytes())
     report = grade_into(load_assignment(convolution_build.autograder_dir), [*paths, tmp / "in" / "honest.ipynb"],
-                        tmp / "out", GradeSettings(jobs=1, figures=False, force=True))
+                        tmp / "out", GradeSettings(jobs=1, figures=False, force=True, isolation=request.param))
     return {r.submission: r for r in report.graded}
 
 
