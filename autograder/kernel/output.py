@@ -5,7 +5,8 @@ grader's memory. A notebook that publishes without end would grow the grader wit
 of a cell (whatever its type: `error`, `update_display_data` and `comm_*` included) is counted against the
 cell's cap; past it, messages are dropped, an error is kept as its name and a short value (the grader needs to
 know the cell raised), and the cell says where it was cut. A single message over `MAX_MESSAGE_BYTES` is
-refused by ZeroMQ (`ReadyClient` in provisioner.py) before it is read into Python at all.
+refused by ZeroMQ (`ReadyClient` in provisioner.py) before it is read into Python at all, and ZeroMQ holds
+at most `MAX_QUEUED_MESSAGES` unread.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import nbformat
 from nbclient import NotebookClient
 
-MAX_MESSAGE_BYTES = 16 << 20  # one kernel message, any channel: larger ones never reach the grader's Python
+MAX_MESSAGE_BYTES = 8 << 20  # one kernel message, any channel: larger ones never reach the grader's Python
+MAX_QUEUED_MESSAGES = 64  # messages ZeroMQ holds unread for the grader (beyond them a flood is dropped at the
+# kernel's end): with the size limit, a flood can hold at most 512 MiB in flight, however long it lasts
 KEPT = ("status", "execute_input")  # never dropped: they say when a cell is done, and cost nothing
 MAX_ERROR_TEXT = 2000
 

@@ -25,7 +25,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import Any as AnyTrait
 
-from .output import MAX_MESSAGE_BYTES
+from .output import MAX_MESSAGE_BYTES, MAX_QUEUED_MESSAGES
 
 # launcher(connection_info) -> pid: fork a kernel that will listen as `connection_info` says
 Launcher = Callable[[dict[str, Any]], int]
@@ -126,6 +126,7 @@ class ReadyClient(AsyncKernelClient):
         # a message over the limit is refused by ZeroMQ itself (the connection is dropped and made again), so that
         # no single message a kernel sends, however large, is read into the grader's memory
         self.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self.context.setsockopt(zmq.RCVHWM, MAX_QUEUED_MESSAGES)  # what waits unread: at most this many messages
         super().start_channels(*args, **kwargs)
 
     async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
