@@ -5,8 +5,9 @@ records) reads its numbers and words here, so that they agree by construction (p
 once and every reporter renders it):
 
 - what a check's outcome is worth: `passed` 1, `partial` its fraction, `failed` 0, and `error` (the grader
-  could not run the check) **nothing either way**: it is left out of its question's mean until an instructor
-  has looked, so a grader fault never costs the student points (`counted`);
+  could not run the check) **nothing either way** when the grader's own check failed: it is left out of its
+  question's mean until an instructor has looked; an error of the probe in the kernel (which a notebook can
+  cause) counts as zero until then (`counted`);
 - a question none of whose checks could run is `pending`: it has no points yet, and its cell is empty;
 - a total is `final` (the grade an LMS gets) only when every check ran: otherwise it is provisional, shown
   as such everywhere, and an instructor looks before it is exported;
@@ -61,8 +62,11 @@ class Outcome:
 
     @property
     def counted(self) -> bool:
-        """Whether this outcome counts towards its question's points (a grader fault does not, either way)."""
-        return self.status != "error"
+        """Whether this outcome counts towards its question's points. A fault of the grader's own code (phase
+        `check`) does not, either way. A probe that failed in the kernel (phase `probe`) counts as zero until an
+        instructor has looked: a kernel can make its probe fail on purpose, and Gradescope takes the score as it
+        is, so leaving such a check out would let a notebook drop the checks it fails."""
+        return self.status != "error" or self.phase == "probe"
 
 
 def status_of(score: float) -> str:

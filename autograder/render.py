@@ -24,8 +24,9 @@ def outcome_lines(o: Outcome, audience: str = "student", symbols: bool = False, 
     mark = SYMBOLS[o.status] if symbols else f"[{MARKS[o.status]}]"
     hidden = not o.public
     if o.status == "error" and audience == "student":
-        return [f"{mark} {o.check}{' (hidden)' if hidden else ''}: the grader could not run this check; "
-                "it is left out of your score until your instructor has looked at it"]
+        counts = ("it counts as zero until your instructor has looked at it" if o.counted
+                  else "it is left out of your score until your instructor has looked at it")
+        return [f"{mark} {o.check}{' (hidden)' if hidden else ''}: the grader could not run this check; {counts}"]
     if hidden and audience == "student":
         text = o.doc or "hidden check"
         head = f"{mark} {o.check} (hidden): {text}"

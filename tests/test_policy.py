@@ -154,3 +154,14 @@ def test_the_budget_clock_starts_when_the_kernel_is_attached():
     started = budget.started
     budget.start()  # a restart does not reset it
     assert budget.started == started and budget.left() <= 10.0
+
+
+def test_a_probe_failure_in_the_kernel_counts_as_zero_until_looked_at(tmp_path):
+    """A kernel can make its own probe fail: such a check must not drop out of the score Gradescope takes."""
+    probe_error = Outcome("hidden_big", "conv2d", False, 1.0, 0.0, "asking the kernel failed", status="error",
+                          phase="probe")
+    r = result("eve", [outcome("small", "conv2d", "passed", 1.0), probe_error, outcome("edges", "sobel", "passed", 1.0)])
+    assert r.questions[0].points == 4.0 and r.total == 8.0 and not r.final
+    seen = grade_everywhere(tmp_path, [r])["eve"]
+    assert seen["json"]["score"] == 8.0 and seen["canvas"] == ""
+    assert "counts as zero until your instructor has looked" in seen["feedback"]
