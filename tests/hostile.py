@@ -62,11 +62,16 @@ OUTLIVE = """import glob, os, sys, time
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
+        # it never dies of an error of its own (a file another uid owns, a folder gone mid-walk): it must be
+        # ended, and flagged, by the grader
         hunt = ("import glob, time\\n"
                 "while True:\\n"
-                "    for f in glob.glob('/run/torchgrade*/kernel.json') + glob.glob('/tmp/torchgrade-*/**/kernel.json', "
+                "    try:\\n"
+                "        for f in glob.glob('/run/torchgrade*/kernel.json') + glob.glob('/tmp/torchgrade-*/**/kernel.json', "
                 "recursive=True):\\n"
-                "        open('/tmp/found', 'a').write(f + '\\\\n')\\n"
+                "            open('/tmp/found', 'a').write(f + '\\\\n')\\n"
+                "    except Exception:\\n"
+                "        pass\\n"
                 "    time.sleep(0.2)\\n")
         os.execv(sys.executable, [sys.executable, '-c', hunt, MARKER])
     os._exit(0)
