@@ -558,3 +558,26 @@ def test_tensor_tuple_shape_list_and_int_or_pair():
     drawn = [int_or_pair(rng, 2, 3) for _ in range(20)]
     assert {type(d) for d in drawn} == {int, tuple}
     assert all(v in (2, 3) for d in drawn for v in (d if isinstance(d, tuple) else (d,)))
+
+
+def test_a_self_check_of_an_honest_function_never_starts_the_process_wide_observer(tmp_path, monkeypatch):
+    """In a student's own Jupyter kernel no thread is registered as the kernel's: the call's own thread (running the
+    cell) is not "another thread running the notebook's code", and the grader's own code is library code. The
+    observer costs about a hundred times the dispatch mode and logs two lines per call on the kernel's stderr."""
+    from autograder.kernel.kernel_side import guard
+    from autograder.kernel.kernel_side.origin import default_origin
+
+    started = []
+    monkeypatch.setattr(guard.Observer, "start", lambda self: started.append(self) or True)
+    student = tmp_path / "student_cell.py"  # a cell's code: outside every library root
+    student.write_text("import torch\n\ndef conv(x, w):\n    return (x[:2, :2] * w).sum()\n")
+    namespace: dict = {}
+    exec(compile(student.read_text(), str(student), "exec"), namespace)
+    call = LocalStudent(namespace).call("conv", torch.ones(3, 3), torch.ones(2, 2), forbid=Forbid(ops=("conv",)))
+    assert call.ok and call.value.item() == 4 and not call.forbidden
+    assert started == []
+
+    import autograder.checks.core as checks_core
+
+    frame = type("Frame", (), {"f_code": checks_core.run_check.__code__})()
+    assert not default_origin().is_student(frame)  # the grader's checks, in a self-check's .torchgrade/lib too

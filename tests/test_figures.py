@@ -243,3 +243,26 @@ def test_no_figures_draws_none_and_grades_the_same(convolution_build):
     want = {k: v for k, v in expected_points("convolution")["off_by_one"].items() if k != "diagnoses"}
     assert result.status == "ok" and result.figures == []
     assert {q.id: q.points for q in result.questions} == pytest.approx(want, abs=0.01)
+
+
+def test_a_row_of_images_is_one_raster_scaled_by_whole_pixels_with_its_scales():
+    """`image_row`: every panel (a map with NaN and inf, a constant map, an RGB image) drawn side by side without
+    axes, each scaled up by a whole factor; a panel's colour scale to its right with its two ends written."""
+    import io
+
+    import torch
+    from PIL import Image
+
+    from autograder.checks.figures import Panel, image_row, png_bytes
+
+    values = torch.arange(12.0).reshape(3, 4)
+    values[0, 0], values[0, 1] = float("nan"), float("inf")
+    fig = image_row([Panel(values, "map", cmap="magma", scale=True), Panel(torch.zeros(28, 28), "flat"),
+                     Panel(torch.rand(10, 10, 3), "rgb")], height=60)
+    assert not fig.axes and fig.get_layout_engine() is None
+    texts = [t.get_text() for t in fig.texts]
+    assert texts[:2] == ["map", "11"] and "2" in texts and texts[-2:] == ["flat", "rgb"]  # finite range: 2 .. 11
+    png = png_bytes(fig)
+    assert png.startswith(PNG) and len(png) < MAX_PNG_BYTES
+    width, height = Image.open(io.BytesIO(png)).size
+    assert height >= 60 and width >= 4 * 20 + 28 * 2 + 10 * 6  # 3×4 → ×20, 28×28 → ×2, 10×10 → ×6

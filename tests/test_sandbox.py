@@ -403,4 +403,11 @@ def test_the_zygote_is_single_threaded_and_never_touches_cuda(tmp_path):
         assert KernelStudent(session, 10).value("a").value is False
     info = zygote_for(spec).info
     assert info["ready"] and info["threads"] == 1  # a fork copies one thread: there must be no other
-    assert {"torch", "torchvision", "numpy", "IPython", "ipykernel.kernelapp"} <= set(info["preloaded"])
+    assert {"torch", "numpy", "IPython", "ipykernel.kernelapp"} <= set(info["preloaded"])
+    assert "torchvision" in info["later"]  # imported while no worker waits: the first kernels do not wait for it
+    zygote = psutil.Process(info["pid"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "torchvision" not in " ".join(m.path for m in zygote.memory_maps()):
+        time.sleep(0.2)
+    assert "torchvision" in " ".join(m.path for m in zygote.memory_maps())
+    assert zygote.num_threads() == 1  # and still one thread after the later imports

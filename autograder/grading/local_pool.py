@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..build.assignment import Assignment, load_assignment
+from ..checks.figures import warm_up_in_background
 from ..config import GradeSettings
 from ..kernel.isolation import get_isolation
 from ..kernel.prefetch import Prefetch
@@ -60,6 +61,8 @@ class LocalPool:
             tasks = [(each, replace(shared, gpu=i % gpus) if gpus > 1 else shared)
                      for i, each in enumerate(submissions)]
             if self.settings.jobs <= 1:
+                if self.settings.figures:
+                    warm_up_in_background()
                 self.grade_here(assignment, tasks, finish)
             else:
                 self.grade_in_workers(assignment, tasks, finish)
@@ -185,6 +188,8 @@ def serve(conn: Connection, root: Path) -> None:
                 import torch
 
                 torch.set_num_threads(1)  # a worker's checks are small; the cores are the kernels'
+                if task[1].figures:
+                    warm_up_in_background()  # while this worker waits for its first kernel
                 assignment = load_assignment(root)
             reply: tuple[str, Any] = ("result", grade_safely(assignment, *task))
         except Exception as exc:  # the assignment would not load here: an `error` row, the worker goes on

@@ -10,7 +10,7 @@ import zlib
 
 import torch
 
-from autograder.checks.figures import FigureSet, new_figure
+from autograder.checks.figures import FigureSet, Panel, image_row
 
 figures = FigureSet()
 
@@ -38,22 +38,13 @@ def edge_maps(st, ref):
     got = got.detach().cpu().float()
     if got.shape != expected.shape:  # never drawn: a value of another shape is not an edge map of this digit
         return None
-    fig = new_figure(8.4, 2.4)
-    axes = fig.subplots(1, 4)
     top = float(expected.max())
-    axes[0].imshow(image.numpy(), cmap="gray", vmin=0, vmax=1)
-    axes[0].set_title("the digit (28×28)", fontsize=9)
-    shown = axes[1].imshow(got.numpy(), cmap="magma", vmin=0, vmax=top)
-    axes[1].set_title(f"yours {tuple(got.shape)}", fontsize=9)
-    axes[2].imshow(expected.numpy(), cmap="magma", vmin=0, vmax=top)
-    axes[2].set_title(f"reference {tuple(expected.shape)}", fontsize=9)
-    fig.colorbar(shown, ax=axes[1:3], shrink=0.8)
     gap = (got - expected).abs()
     worst = float(gap.nan_to_num(nan=float("inf")).max())
-    diff = axes[3].imshow(gap.numpy(), cmap="Reds", vmin=0, vmax=max(worst if worst != float("inf") else top, 1e-6))
-    axes[3].set_title(f"|yours − reference|, max {worst:.3g}", fontsize=9)
-    fig.colorbar(diff, ax=axes[3], shrink=0.8)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    return fig
+    return image_row([
+        Panel(image, "the digit (28×28)", vmin=0, vmax=1),
+        Panel(got, f"yours {tuple(got.shape)}", cmap="magma", vmin=0, vmax=top),
+        Panel(expected, f"reference {tuple(expected.shape)}", cmap="magma", vmin=0, vmax=top, scale=True),
+        Panel(gap, f"|yours − reference|, max {worst:.3g}", cmap="Reds", vmin=0,
+              vmax=max(worst if worst != float("inf") else top, 1e-6), scale=True),
+    ])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from autograder.checks import mnist_split
-from autograder.checks.figures import FigureSet, new_figure
+from autograder.checks.figures import FigureSet, Panel, image_row
 
 figures = FigureSet()
 
@@ -38,16 +38,9 @@ def sample_grid(st, rng, ctx):
     if not call.ok or not isinstance(samples, torch.Tensor) or tuple(samples.shape) != (n, 1, 28, 28):
         return None
     samples = samples.detach().cpu().float().clamp(-1, 1)
-    fig = new_figure(5, 2.6)
-    axes = fig.subplots(1, 2 if ctx.data is not None else 1, squeeze=False)[0]
-    axes[0].imshow(grid(samples).numpy(), cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
-    axes[0].set_title("your G", fontsize=9)
+    panels = [Panel(grid(samples), "your G", vmin=-1, vmax=1)]
     if ctx.data is not None:
         real, _ = mnist_split(ctx.data, "train", scale="symmetric")
         pick = torch.randperm(len(real), generator=rng)[:n]
-        axes[1].imshow(grid(real[pick]).numpy(), cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
-        axes[1].set_title("training digits", fontsize=9)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    return fig
+        panels.append(Panel(grid(real[pick]), "training digits", vmin=-1, vmax=1))
+    return image_row(panels, height=220)

@@ -8,7 +8,7 @@ import sys
 import traceback
 
 from torch.utils._python_dispatch import TorchDispatchMode
-from .refs import _enumerate_threads, _getframe, _getprofile, _perf_counter, _setprofile, _stack_at, _stack_len, _stack_pop, _write
+from .refs import _enumerate_threads, _get_ident, _getframe, _getprofile, _perf_counter, _setprofile, _stack_at, _stack_len, _stack_pop, _write
 from .plain import type_name
 from .refs import Flags, _current_frames, _json_load, _observer_add, _observer_disable, _observer_enable, _observer_remove, _unlink
 
@@ -43,6 +43,10 @@ class ForbiddenOps(TorchDispatchMode):
     Works at the dispatcher, below every alias a student might hold (`F.conv2d`, `nn.Conv2d`,
     `torch.conv2d`, a saved reference to any of them), since all of them end up here.
     """
+
+    @classmethod
+    def _should_skip_dynamo(cls):  # no torch._disable_dynamo wrapper around every operator: a seventh of its cost
+        return False
 
     def __init__(self, fragments, report):
         super().__init__()
@@ -195,10 +199,12 @@ class Guard:
         return self
 
     def student_threads(self):
-        """Whether a thread other than the kernel's own is running the notebook's code as the call starts (one
-        started where no tripwire saw it); the kernel's own threads sit in library code and cost nothing."""
+        """Whether a thread other than the kernel's own (and the call's) is running the notebook's code as the call
+        starts (one started where no tripwire saw it); the kernel's own threads sit in library code and cost
+        nothing. In a self-check no thread was registered as the kernel's: the call's own thread is the cell's."""
+        caller = _get_ident()  # the call's own thread: its operators reach the dispatch mode
         for ident, frame in _current_frames().items():
-            if ident in Flags.threads:
+            if ident in Flags.threads or ident == caller:
                 continue
             for _ in range(256):
                 if frame is None:

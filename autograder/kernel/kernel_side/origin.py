@@ -48,5 +48,5 @@ def default_origin():
         roots.update(site.getsitepackages())
     except AttributeError:
         pass
-    roots.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # torchgrade itself
+    roots.add(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the autograder package
     return CodeOrigin(sorted({os.path.realpath(r) for r in roots} | roots))

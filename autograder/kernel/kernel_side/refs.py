@@ -33,6 +33,7 @@ _perf_counter = time.perf_counter
 _sha256 = hashlib.sha256
 _enumerate_threads = threading.enumerate
 _main_thread = threading.main_thread
+_get_ident = threading.get_ident
 
 
 class Flags:
