@@ -581,3 +581,24 @@ def test_a_self_check_of_an_honest_function_never_starts_the_process_wide_observ
 
     frame = type("Frame", (), {"f_code": checks_core.run_check.__code__})()
     assert not default_origin().is_student(frame)  # the grader's checks, in a self-check's .torchgrade/lib too
+
+
+def test_a_later_mistake_is_computed_only_for_a_wrong_answer_and_then_once():
+    from autograder.checks.core import every_mistake_computed
+
+    computed = []
+
+    def flipped():
+        computed.append(1)
+        return torch.tensor([3.0, 2.0, 1.0])
+
+    mistake = Misconception.later("flipped", "Do not flip it.", flipped)
+    expected = torch.tensor([1.0, 2.0, 3.0])
+    assert close(Call("f", value=expected.clone()), expected, misconceptions=[mistake]).passed and computed == []
+    for _ in range(2):
+        verdict = close(Call("f", value=torch.tensor([3.0, 2.0, 1.0])), expected, misconceptions=[mistake])
+        assert not verdict.passed and "flipped" in verdict.message and verdict.hint == "Do not flip it."
+    assert computed == [1]
+    with every_mistake_computed():  # the build records every value a public check may ask the reference for
+        Misconception.later("flipped", "", flipped)
+    assert computed == [1, 1]

@@ -19,7 +19,7 @@ def exact(call: Call, expected: Any, *, misconceptions: Sequence[Misconception] 
     if same(call.value, expected):
         return passed(f"{call.what} is {show(expected)}.")
     for m in misconceptions:
-        if same(call.value, m.expected):
+        if same(call.value, m.value()):
             return failed(f"{call.what} is {show(call.value)}, expected {show(expected)}: {m.label}.", m.hint)
     return failed(f"{call.what} is {show(call.value)}, expected {show(expected)}.", hint)
 

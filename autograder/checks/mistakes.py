@@ -21,7 +21,7 @@ def diagnose(actual: torch.Tensor, misconceptions: Sequence[Misconception], rtol
     """The first known mistake whose tensor `actual` equals within tolerance, whatever its dtype (the dtype is
     judged on its own, after the values)."""
     for m in misconceptions:
-        exp = m.expected
+        exp = m.value()
         if (isinstance(exp, torch.Tensor) and exp.shape == actual.shape
                 and torch.allclose(actual.double(), exp.double(), rtol=rtol, atol=atol)):
             return m

@@ -98,7 +98,7 @@ def scalar(call: Call, expected: float, *, rtol: float = 0.0, atol: float = 1e-6
     if near(value, expected):
         return passed(f"{call.what} is {value:.6g}.")
     for m in misconceptions:
-        if near(value, m.expected):
+        if near(value, m.value()):
             return failed(f"{call.what} is {value:.6g}, expected {expected:.6g}: {m.label}.", m.hint)
     return failed(f"{call.what} is {value:.6g}, expected {expected:.6g}.", hint)
 
@@ -128,6 +128,6 @@ def int_answer(call, expected: int, misconceptions=(), verb: str = "returned") -
     if value == expected:
         return passed(f"{call.what} is {expected}.")
     for m in misconceptions:
-        if m.expected != expected and value == m.expected:
+        if m.value() != expected and value == m.value():
             return failed(f"{call.what} is {value}, expected {expected}: {m.label}.", m.hint)
     return failed(f"{call.what} is {value}, expected {expected}.")

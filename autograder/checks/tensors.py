@@ -65,8 +65,9 @@ def equal_tensor(call: Call, expected: torch.Tensor, *, misconceptions: Sequence
         return failed(f"{call.what} returned shape {tuple(got.shape)}, expected {tuple(expected.shape)}.", shape_hint)
     if not torch.equal(got.double(), expected.double()):
         for m in misconceptions:
-            if isinstance(m.expected, torch.Tensor) and m.expected.shape == got.shape and torch.equal(
-                    got.double(), m.expected.double()):
+            wrong = m.value()
+            if isinstance(wrong, torch.Tensor) and wrong.shape == got.shape and torch.equal(got.double(),
+                                                                                          wrong.double()):
                 return failed(f"{call.what} is wrong: {m.label}.", m.hint)
         return failed(f"{call.what} differs from the reference: {difference(got, expected)}.", hint)
     if got.dtype != expected.dtype:
@@ -100,7 +101,7 @@ def tensor_tuple(call: Call, expected: Sequence[torch.Tensor], names: Sequence[s
     if all(ok):
         return passed(f"{call.what} matches the reference ({', '.join(names)}).")
     for m in misconceptions:
-        if all(agree(p, w) for p, w in zip(parts, m.expected)):
+        if all(agree(p, w) for p, w in zip(parts, m.value())):
             return failed(f"{call.what} is wrong: {m.label}.", m.hint)
     bad = ok.index(False)
     return close(replace(call, value=parts[bad], description=f"{call.what}, the {names[bad]},"), expected[bad],

@@ -27,6 +27,7 @@ from ..build.assignment import BUNDLE_SOLUTION, BUNDLE_STUDENT_FILES, EXPECTED_N
 from ..build.bundles import AUTOGRADER_DIR, BLANK_NAME, STUDENT_DIR, build_bundles, embed_self_check
 from ..build.recorded import NotRecorded, Recording, Replay
 from ..checks import Context, run_checks
+from ..checks.core import every_mistake_computed
 from ..config import GradeSettings
 from ..errors import BuildError
 from ..kernel.isolation import trusted_isolation
@@ -93,7 +94,8 @@ def prove_solution(autograder: Path, student: Path, settings: GradeSettings) -> 
 
     def record_grade_replay(st: Student, ctx: Context) -> list[Outcome]:
         recording = Recording(bundle.reference)
-        run_checks(public, st, recording, ctx)
+        with every_mistake_computed():
+            run_checks(public, st, recording, ctx)
         for meta in (student / STUDENT_META, autograder / BUNDLE_STUDENT_FILES / STUDENT_META):
             recording.save(meta / EXPECTED_NAME)
         outcomes = run_checks(bundle.checks.checks, st, bundle.reference, ctx)

@@ -1,24 +1,22 @@
 """The one codec for values crossing the kernel boundary.
 
-Requests (grader → kernel) are grader-made and written with `torch.save`. Responses (kernel →
-grader) are student-made bytes and are treated as hostile: a size limit, a zip container with
-stored (never compressed) entries, `torch.load(weights_only=True)` which refuses arbitrary
-objects, then a strict decoder that accepts exactly the tagged plain data
-`kernel_side.to_plain` produces, bounded in depth and size. Anything else is a `ProbeError`,
+Both directions are written by `kernel_side.wire`: a pickle with the tensors' raw bytes after it.
+Requests (grader → kernel) are grader-made. Responses (kernel → grader) are student-made bytes and
+are treated as hostile: a size limit, a reader that builds no object of any class (no global is
+resolved; tensors only from references that fit the bytes sent with them), then a strict decoder
+that accepts exactly the tagged plain data `kernel_side.to_plain` produces, bounded in depth and size. Anything else is a `ProbeError`,
 which fails the one check that asked, and is reported as an integrity finding.
 """
 
 from __future__ import annotations
 
-import io
-import pickle
-import zipfile
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
 from ..errors import ProbeError
+from .kernel_side.wire import WireError, wire_decode, wire_encode
 
 TAG = "__tg__"
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
@@ -53,9 +51,7 @@ def ref(name: str) -> dict[str, str]:
 
 
 def encode_request(request: dict[str, Any]) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(request, buffer)
-    return buffer.getvalue()
+    return wire_encode(request)
 
 
 def decode_response(data: bytes) -> dict[str, Any]:
@@ -82,16 +78,9 @@ def load_untrusted(data: bytes) -> Any:
         raise ProbeError(f"the kernel's answer is too large ({len(data) // 2**20} MiB; "
                          f"at most {MAX_RESPONSE_BYTES // 2**20} MiB)")
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            for info in archive.infolist():
-                if info.compress_type != zipfile.ZIP_STORED or info.file_size > MAX_RESPONSE_BYTES:
-                    raise ProbeError("the kernel's answer holds a compressed or oversized entry")
-        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-    except ProbeError:
-        raise
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
-            KeyError, TypeError, AttributeError, IndexError, RecursionError, MemoryError) as exc:
-        raise ProbeError(f"unreadable answer from the kernel ({type(exc).__name__}: {str(exc)[:200]})") from exc
+        return wire_decode(data, trusted=False)
+    except (WireError, RecursionError, MemoryError) as exc:
+        raise ProbeError(f"unreadable answer from the kernel ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 class Budget:

@@ -28,49 +28,55 @@ def same_as_reference(st, name, expected, *args, mistakes=(), **kwargs):
 
 def conv2d_single_case(st, ref, image, kernel):
     expected = ref.conv2d_single(image, kernel)
-    mistakes = [Misconception("flipped kernel", FLIPPED, ref.conv2d_single(image, kernel.flip(0, 1)))]
+    mistakes = [Misconception.later("flipped kernel", FLIPPED, lambda: ref.conv2d_single(image, kernel.flip(0, 1)))]
     kh, kw = kernel.shape
     if kh % 2 and kw % 2 and kh * kw > 1:  # "same" size, as image-filtering tutorials write it for odd kernels
         pads = (kw // 2, kw // 2, kh // 2, kh // 2)
-        mistakes += [Misconception("the output kept the image's size, with a border of zeros", VALID,
-                                   F.pad(expected, pads)),
-                     Misconception("the image was zero-padded, so the output kept its size", VALID,
-                                   ref.conv2d_single(F.pad(image, pads), kernel))]
+        mistakes += [Misconception.later("the output kept the image's size, with a border of zeros", VALID,
+                                         lambda: F.pad(expected, pads)),
+                     Misconception.later("the image was zero-padded, so the output kept its size", VALID,
+                                         lambda: ref.conv2d_single(F.pad(image, pads), kernel))]
     return same_as_reference(st, "conv2d_single", expected, image, kernel, mistakes=mistakes)
 
 
 def conv2d_case(st, ref, x, weight, kwargs):
     bias, stride, padding = kwargs.get("bias"), kwargs.get("stride", 1), kwargs.get("padding", 0)
     expected = ref.conv2d(x, weight, bias, stride, padding)
-    mistakes = [Misconception("flipped kernel", FLIPPED, ref.true_convolution(x, weight, bias, stride, padding))]
+    mistakes = [Misconception.later("flipped kernel", FLIPPED,
+                                    lambda: ref.true_convolution(x, weight, bias, stride, padding))]
     if padding not in (0, (0, 0)):
-        mistakes += [Misconception("padding applied on one side only", ONE_SIDED,
-                                   ref.one_sided_padding(x, weight, bias, stride, padding, side=side, total=total))
+        mistakes += [Misconception.later("padding applied on one side only", ONE_SIDED,
+                                         lambda side=side, total=total: ref.one_sided_padding(
+                                             x, weight, bias, stride, padding, side=side, total=total))
                      for side in ("after", "before") for total in (False, True)]
     if bias is not None:
-        mistakes.append(Misconception("the bias is not added", "Add bias[c] to every position of output channel c.",
-                                      ref.conv2d(x, weight, None, stride, padding)))
+        mistakes.append(Misconception.later("the bias is not added", "Add bias[c] to every position of output channel "
+                                            "c.", lambda: ref.conv2d(x, weight, None, stride, padding)))
     return same_as_reference(st, "conv2d", expected, x, weight, mistakes=mistakes, **kwargs)
 
 
 def max_pool2d_case(st, ref, x, kernel_size, kwargs):
     stride = kwargs.get("stride")
     expected = ref.max_pool2d(x, kernel_size, stride)
-    mistakes = [] if stride is not None else [Misconception(
+    mistakes = [] if stride is not None else [Misconception.later(
         "the stride defaulted to 1", "When stride is None it defaults to kernel_size: windows do not overlap.",
-        ref.max_pool2d_stride_one(x, kernel_size, stride))]
-    mistakes.append(Misconception("a partial window at the border was kept (ceil mode)",
-                                  "Use floor mode: a window that would run past the input is dropped, "
-                                  "so the output has floor((size - kernel) / stride) + 1 positions.",
-                                  ref.max_pool2d_ceil(x, kernel_size, stride)))
+        lambda: ref.max_pool2d_stride_one(x, kernel_size, stride))]
+    mistakes.append(Misconception.later("a partial window at the border was kept (ceil mode)",
+                                        "Use floor mode: a window that would run past the input is dropped, "
+                                        "so the output has floor((size - kernel) / stride) + 1 positions.",
+                                        lambda: ref.max_pool2d_ceil(x, kernel_size, stride)))
     return same_as_reference(st, "max_pool2d", expected, x, kernel_size, mistakes=mistakes, **kwargs)
 
 
 def edge_magnitude_case(st, ref, image):
     expected = ref.edge_magnitude(image)
-    gx, gy = ref.conv2d_single(image, ref.SOBEL_X.to(image)), ref.conv2d_single(image, ref.SOBEL_Y.to(image))
-    mistakes = [Misconception("the square root is missing", MAGNITUDE, gx**2 + gy**2),
-                Misconception("|gx| + |gy| is not the magnitude", MAGNITUDE, gx.abs() + gy.abs())]
+    def gradients():
+        return ref.conv2d_single(image, ref.SOBEL_X.to(image)), ref.conv2d_single(image, ref.SOBEL_Y.to(image))
+
+    mistakes = [Misconception.later("the square root is missing", MAGNITUDE,
+                                    lambda: sum(g**2 for g in gradients())),
+                Misconception.later("|gx| + |gy| is not the magnitude", MAGNITUDE,
+                                    lambda: sum(g.abs() for g in gradients()))]
     return same_as_reference(st, "edge_magnitude", expected, image, mistakes=mistakes)
 
 
