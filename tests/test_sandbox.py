@@ -403,11 +403,28 @@ def test_the_zygote_is_single_threaded_and_never_touches_cuda(tmp_path):
         assert KernelStudent(session, 10).value("a").value is False
     info = zygote_for(spec).info
     assert info["ready"] and info["threads"] == 1  # a fork copies one thread: there must be no other
-    assert {"torch", "numpy", "IPython", "ipykernel.kernelapp"} <= set(info["preloaded"])
-    assert "torchvision" in info["later"]  # imported while no worker waits: the first kernels do not wait for it
-    zygote = psutil.Process(info["pid"])
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "torchvision" not in " ".join(m.path for m in zygote.memory_maps()):
-        time.sleep(0.2)
-    assert "torchvision" in " ".join(m.path for m in zygote.memory_maps())
-    assert zygote.num_threads() == 1  # and still one thread after the later imports
+    assert {"torch", "torchvision", "numpy", "IPython", "ipykernel.kernelapp"} <= set(info["preloaded"])
+
+
+def test_a_batch_zygote_imports_what_the_solution_imports_and_no_more(tmp_path):
+    """torchvision alone costs a second to import: a zygote for convolution (torch only) is ready without it, one
+    for training imports it once instead of in every kernel's first cell."""
+    from autograder.kernel.zygote import PRELOAD, notebook_modules, start_zygote
+
+    notebooks = {}
+    for name, source in {"conv": "import torch\nimport torch.nn.functional as F",
+                         "train": "import torch\nfrom torchvision import transforms\nimport pandas as pd\n%matplotlib inline"
+                                  "\nimport matplotlib.pyplot as plt"}.items():
+        (tmp_path / name).mkdir()
+        notebooks[name], _ = notebook(tmp_path / name, source)
+    assert notebook_modules(notebooks["conv"]) == ()
+    assert notebook_modules(notebooks["train"]) == ("torchvision", "pandas", "matplotlib", "matplotlib.pyplot")
+    assert notebook_modules(tmp_path / "missing.ipynb") is None  # all of them, as a zygote for no batch
+    spec = KernelSpec(limits=LIMITS, threads=1, device="cpu", seed=0)
+    for name, extra in (("conv", set()), ("train", {"torchvision", "pandas", "matplotlib.pyplot"})):
+        zygote = start_zygote(spec, notebook_modules(notebooks[name]))
+        try:
+            zygote.connect()
+            assert set(zygote.info["preloaded"]) - set(PRELOAD) == extra | ({"matplotlib"} if extra else set())
+        finally:
+            zygote.close()

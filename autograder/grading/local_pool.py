@@ -19,12 +19,12 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from ..build.assignment import Assignment, load_assignment
+from ..build.assignment import BUNDLE_SOLUTION, Assignment, load_assignment
 from ..checks.figures import warm_up_in_background
 from ..config import GradeSettings
 from ..kernel.isolation import get_isolation
 from ..kernel.prefetch import Prefetch
-from ..kernel.zygote import start_zygote
+from ..kernel.zygote import notebook_modules, start_zygote
 from ..kernel.machine import resolved_device
 from .pipeline import kernel_spec
 from .submissions import Submission
@@ -54,7 +54,8 @@ class LocalPool:
     def run(self, assignment: Assignment, submissions: list[Submission], finish: Finish) -> None:
         if not submissions:
             return
-        zygote = start_zygote(kernel_spec(assignment, self.settings))  # imports while the workers start
+        zygote = start_zygote(kernel_spec(assignment, self.settings),  # imports while the workers start
+                              notebook_modules(assignment.root / BUNDLE_SOLUTION))
         try:
             shared = replace(self.settings, zygote=zygote.address)
             gpus = gpu_count(self.settings)
@@ -72,6 +73,8 @@ class LocalPool:
     def grade_here(self, assignment: Assignment, tasks: list[Task], finish: Finish) -> None:
         with Prefetch() as prefetch:  # the next sandbox and kernel start while this submission is graded
             for i, (submission, settings) in enumerate(tasks):
+                if i == 0:  # asked for first, so the first kernel the zygote forks is the first submission's
+                    prefetch.prepare(submission.path, assignment.student_files, kernel_spec(assignment, settings))
                 if i + 1 < len(tasks):
                     following, its_settings = tasks[i + 1]
                     prefetch.prepare(following.path, assignment.student_files, kernel_spec(assignment, its_settings))

@@ -1,8 +1,8 @@
 """Warm kernels: a fork server that imports torch once per worker, and forks a fresh kernel per start.
 
-The zygote is started by a grading worker with the kernels' environment. It imports torch,
-torchvision, numpy, pandas, matplotlib, IPython and ipykernel, and a private copy of the probe
-code, then waits. It never runs student code and never initialises CUDA, so every kernel it
+The zygote is started by a grading worker with the kernels' environment. It imports torch, numpy,
+IPython and ipykernel, of torchvision, pandas and matplotlib those the assignment's solution imports
+(all of them where it knows no assignment), and a private copy of the probe code, then waits. It never runs student code and never initialises CUDA, so every kernel it
 forks starts from the same pristine interpreter: no modules, globals, files, processes or
 random state of an earlier submission survive into the next. `boot` does the rest in the child.
 
@@ -33,13 +33,13 @@ from typing import Any
 from ..errors import TorchgradeError
 from .spec import KernelSpec, base_env
 
-# What every kernel needs, imported before the zygote says it is ready (about 1.5 s: torch is most of it)...
+# What every kernel needs (about 1.5 s to import: torch is most of it)...
 PRELOAD = ("numpy", "torch", "IPython", "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell",
            "autograder.selfcheck", "autograder.kernel.kernel_side")
-# ...and what many notebooks import, one module at a time while no worker is waiting for a kernel (about 1.7 s,
-# torchvision most of it): the first kernels start without waiting for them, later ones find them imported
-PRELOAD_LATER = ("torchvision", "pandas", "matplotlib", "matplotlib.pyplot", "scipy", "ipykernel.debugger",
-                 "matplotlib_inline.backend_inline")
+# ...and what many notebooks import (about 1.7 s more, torchvision most of it): a batch's zygote imports those its
+# assignment's solution imports (`notebook_modules`), a zygote that knows no assignment all of them
+PRELOAD_OPTIONAL = ("torchvision", "pandas", "matplotlib", "matplotlib.pyplot", "scipy", "ipykernel.debugger",
+                    "matplotlib_inline.backend_inline")
 PR_SET_CHILD_SUBREAPER = 36
 MAX_MESSAGE = 1 << 20
 
@@ -61,14 +61,15 @@ def preload(names: tuple[str, ...] = PRELOAD) -> list[str]:
     return loaded
 
 
-def serve(listener: socket.socket) -> None:
-    """Import once, then fork kernels for every worker that connects, one request at a time."""
+def serve(listener: socket.socket, wanted: tuple[str, ...] | None = None) -> None:
+    """Import once (`PRELOAD`, and of `PRELOAD_OPTIONAL` those `wanted`, all if None), then fork kernels for every
+    worker that connects, one request at a time."""
     import selectors
 
     from . import boot, kernel_side
 
     start = time.perf_counter()
-    loaded = preload()
+    loaded = preload((*PRELOAD, *(m for m in PRELOAD_OPTIONAL if wanted is None or m in wanted)))
     probe = kernel_side.load_private()
     probe["origin"] = probe["default_origin"]()
     import torch
@@ -86,20 +87,12 @@ def serve(listener: socket.socket) -> None:
     ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphaned kernels are reaped here...
     signal.signal(signal.SIGCHLD, lambda *_: reap())  # ...at once: a sandbox ends only when all its pids are free
     greeting = json.dumps({"ready": True, "pid": os.getpid(), "seconds": time.perf_counter() - start,
-                           "preloaded": loaded, "later": PRELOAD_LATER,
+                           "preloaded": loaded,
                            "threads": len(os.listdir("/proc/self/task"))}).encode()
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
-    later = list(PRELOAD_LATER)
     while True:
-        ready = selector.select(timeout=0 if later else None)
-        if not ready and later:  # nobody is waiting: one more module, then look again
-            preload((later.pop(0),))
-            if not later:
-                gc.collect()
-                gc.freeze()
-            continue
-        for key, _ in ready:
+        for key, _ in selector.select():
             if key.fileobj is listener:
                 client, _ = listener.accept()
                 client.send(greeting)
@@ -153,8 +146,10 @@ class Zygote:
     started for the whole batch, reached by its socket's path. A zygote that died is replaced by one of
     this process's own."""
 
-    def __init__(self, env: dict[str, str], address: str | None = None, start_timeout: float = 300.0):
+    def __init__(self, env: dict[str, str], address: str | None = None, start_timeout: float = 300.0,
+                 wanted: tuple[str, ...] | None = None):
         self.env = env
+        self.wanted = wanted  # which of PRELOAD_OPTIONAL it imports (None: all)
         self.address = address
         self.start_timeout = start_timeout
         self.process: subprocess.Popen | None = None
@@ -169,7 +164,8 @@ class Zygote:
         self.address = os.path.join(self.folder, "zygote.sock")
         self.stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            [sys.executable, "-c", BOOTSTRAP, str(PACKAGE_PARENT), self.address, str(os.getpid())],
+            [sys.executable, "-c", BOOTSTRAP, str(PACKAGE_PARENT), self.address, str(os.getpid()),
+             "*" if self.wanted is None else ",".join(self.wanted)],
             env={**self.env, "MPLCONFIGDIR": self.folder}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=self.stderr, cwd="/", start_new_session=True,
         )
@@ -258,11 +254,11 @@ class Zygote:
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent.parent
 BOOTSTRAP = ("import sys, importlib.util; sys.path.remove('') if '' in sys.path else None; "
              "sys.path.append(sys.argv[1]) if importlib.util.find_spec('autograder') is None else None; "
-             "from autograder.kernel.zygote import main; main(sys.argv[2], int(sys.argv[3]))")
+             "from autograder.kernel.zygote import main; main(sys.argv[2], int(sys.argv[3]), sys.argv[4])")
 PR_SET_PDEATHSIG = 1
 
 
-def main(address: str, owner: int) -> None:
+def main(address: str, owner: int, wanted: str = "*") -> None:
     import ctypes
 
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # it ends with the process that owns it
@@ -272,12 +268,13 @@ def main(address: str, owner: int) -> None:
     listener.bind(address)  # first of all, so that workers can connect while the imports run
     listener.listen(64)
     try:
-        serve(listener)
+        serve(listener, None if wanted == "*" else tuple(m for m in wanted.split(",") if m))
     except KeyboardInterrupt:
         pass
 
 
 _ZYGOTES: dict[tuple, Zygote] = {}
+_EARLY: dict[tuple, Zygote] = {}  # started by `prestart_zygote`, not yet taken by a batch
 
 
 def zygote_for(spec: KernelSpec) -> Zygote:
@@ -290,15 +287,62 @@ def zygote_for(spec: KernelSpec) -> Zygote:
     return _ZYGOTES[key]
 
 
-def start_zygote(spec: KernelSpec) -> Zygote:
-    """A zygote for a whole batch, importing in the background from now on; pass its address to workers."""
-    zygote = Zygote(base_env(spec))
+def notebook_modules(notebook: Path) -> tuple[str, ...] | None:
+    """The modules of `PRELOAD_OPTIONAL` that `notebook` (an assignment's solution) imports, which its batch's zygote
+    imports once (the others would cost the first kernel a second, and its notebooks likely never use them); None
+    where there is no notebook to read."""
+    import ast
+
+    import nbformat
+
+    from .integrity import python_source
+
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except Exception:  # no solution to read: all of them
+        return None
+    names: set[str] = set()
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        try:
+            tree = ast.parse(python_source(cell.get("source", "")))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module)
+    roots = {name.split(".")[0] for name in names}
+    return tuple(m for m in PRELOAD_OPTIONAL if m in names or m.split(".")[0] in roots and "." not in m)
+
+
+def prestart_zygote(spec: KernelSpec, wanted: tuple[str, ...] | None = None) -> None:
+    """Start the zygote a batch like `spec` will ask `start_zygote` for, now: `torchgrade grade` calls it before its
+    own imports (a second or two), so that both import at once."""
+    key = (tuple(sorted(base_env(spec).items())), wanted)
+    if key not in _EARLY:
+        _EARLY[key] = Zygote(base_env(spec), wanted=wanted)
+        _EARLY[key].launch()
+
+
+def start_zygote(spec: KernelSpec, wanted: tuple[str, ...] | None = None) -> Zygote:
+    """A zygote for a whole batch, importing in the background from now on (`wanted`: which of `PRELOAD_OPTIONAL`
+    its kernels need, all if None), or the one `prestart_zygote` started for it; pass its address to workers."""
+    early = _EARLY.pop((tuple(sorted(base_env(spec).items())), wanted), None)
+    if early is not None and early.process is not None and early.process.poll() is None:
+        return early
+    if early is not None:
+        early.close()
+    zygote = Zygote(base_env(spec), wanted=wanted)
     zygote.launch()
     return zygote
 
 
 @atexit.register
 def close_zygotes() -> None:
-    for zygote in _ZYGOTES.values():
+    for zygote in [*_ZYGOTES.values(), *_EARLY.values()]:
         zygote.close()
     _ZYGOTES.clear()
+    _EARLY.clear()
