@@ -75,7 +75,12 @@ def graded(convolution_build, tmp_path_factory, request):
     solution = convolution_build.autograder_dir / "solution.ipynb"
     paths = [attacker(solution, tmp, name) for name in ATTACKS]
     (tmp / "in" / "honest.ipynb").write_bytes(solution.read_bytes())
-    report = grade_into(load_assignment(convolution_build.autograder_dir), [*paths, tmp / "in" / "honest.ipynb"],
+    child = nbformat.read(solution, as_version=4)  # honest, with a process of its own alive through the checks
+    child.cells.append(nbformat.v4.new_code_cell(
+        "import subprocess, sys\nHELPER = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])"))
+    nbformat.write(child, tmp / "in" / "child_process.ipynb")
+    report = grade_into(load_assignment(convolution_build.autograder_dir),
+                        [*paths, tmp / "in" / "honest.ipynb", tmp / "in" / "child_process.ipynb"],
                         tmp / "out", GradeSettings(jobs=1, figures=False, force=True, isolation=request.param))
     return {r.submission: r for r in report.graded}
 
@@ -91,3 +96,12 @@ def test_a_library_call_the_dispatch_mode_cannot_see_is_still_caught(graded, nam
 def test_the_honest_solution_is_neither_slowed_into_failure_nor_flagged(graded):
     honest = graded["honest"]
     assert honest.total == honest.max_total and honest.flags == []
+
+
+def test_a_process_the_notebook_started_is_reported_not_held_against_it(graded):
+    """A child process could compute outside the guard: the instructor is told it ran during the checks (found by a
+    read of /proc per guarded call once the audit hook saw a process start); the answers are still the student's."""
+    child = graded["child_process"]
+    assert child.total == child.max_total
+    assert any("process(es) started by the notebook ran during a guarded call" in f["detail"] for f in child.flags), \
+        child.flags

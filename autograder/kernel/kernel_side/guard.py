@@ -242,13 +242,16 @@ class Guard:
 
     def concurrent_work(self):
         """Threads the notebook started, or live child processes, could compute outside the guard: reported
-        for the instructor (a DataLoader's workers are innocent), not held against the call."""
+        for the instructor (a DataLoader's workers are innocent), not held against the call. Children are looked
+        for (a read of /proc per thread) once the audit hook saw a process start, or native code loaded."""
         for thread in _enumerate_threads():
             target = getattr(thread, "_target", None) or getattr(type(thread), "run", None)
             code = getattr(target, "__code__", None)
             if code is not None and self.origin.is_student(_FakeFrame(code)) and thread.is_alive():
                 self.report("A", f"concurrency: a thread started by the notebook ({thread.name}) ran during a "
                                  "guarded call")
+        if not (Flags.children or Flags.suspicious or Flags.bypass):
+            return
         try:
             children = [c for t in os.listdir("/proc/self/task")
                         for c in open(f"/proc/self/task/{t}/children").read().split()]

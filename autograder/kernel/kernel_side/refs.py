@@ -42,6 +42,7 @@ class Flags:
     suspicious = False  # the notebook ran code it built at run time: guarded calls are watched closely
     bypass = False  # the notebook touched a way around the dispatch mode: guarded calls are observed process-wide
     threads = frozenset()  # the kernel's own Python threads, before its first cell: any other one is the notebook's
+    children = False  # a process was started (fork, spawn, subprocess): guarded calls look for live children
 
 
 try:  # the process-wide operator observer: a global RecordFunction callback, on every thread, whatever the keys

@@ -32,7 +32,11 @@ class AuditWatch:
         self.report, self.origin = report, origin
         self.busy = False
 
+    SPAWNS = frozenset({"os.fork", "os.forkpty", "subprocess.Popen", "os.system", "os.posix_spawn", "os.spawn"})
+
     def __call__(self, event, args):
+        if event in self.SPAWNS:  # whoever started it (a DataLoader too): from now on guarded calls look for children
+            Flags.children = True
         if event == "object.__getattr__":  # the most frequent event by far: decide on the spot
             if not Guard.active or len(args) < 2 or args[1] not in self.FRAME_ATTRS:
                 return
