@@ -20,9 +20,6 @@ from pathlib import Path
 
 import nbformat
 import yaml
-from otter.assign.blocks import BlockType, is_block_boundary_cell
-from otter.assign.solutions import replace_solutions
-
 from ..errors import ConfigError, InvalidSubmission
 
 SOLUTION_MARKERS = ("# BEGIN SOLUTION", "# END SOLUTION")
@@ -63,6 +60,15 @@ def read_submission(path: Path) -> nbformat.NotebookNode:
     return nb
 
 
+def otter_blocks():
+    """otter-grader's block markers and solution stripping, imported when a master notebook is read: importing otter
+    takes about a second, which grading (reading submissions) never needs."""
+    from otter.assign.blocks import BlockType, is_block_boundary_cell
+    from otter.assign.solutions import replace_solutions
+
+    return BlockType, is_block_boundary_cell, replace_solutions
+
+
 @dataclass(frozen=True)
 class Master:
     """A parsed master notebook: its cells, and the question each cell belongs to (or None)."""
@@ -77,6 +83,7 @@ class Master:
             nb = nbformat.read(path, as_version=4)
         except Exception as exc:
             raise ConfigError(f"cannot read master notebook: {exc}", path) from exc
+        BlockType, is_block_boundary_cell, _ = otter_blocks()
         questions: list[str] = []
         current: str | None = None
         for i, cell in enumerate(nb.cells):
@@ -102,6 +109,7 @@ class Master:
         return self._build(keep_solutions=True)
 
     def _build(self, keep_solutions: bool) -> nbformat.NotebookNode:
+        BlockType, is_block_boundary_cell, replace_solutions = otter_blocks()
         nb = copy.deepcopy(self.nb)
         cells = []
         current: str | None = None

@@ -95,8 +95,9 @@ def start_kernels_early(args: argparse.Namespace) -> None:
         import os
 
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        multiprocessing.get_context("forkserver").set_forkserver_preload(
-            ["autograder.grading.worker", "autograder.grading.local_pool"])
+        multiprocessing.get_context("forkserver").set_forkserver_preload(  # as `warm_context` asks
+            ["autograder.grading.worker", "IPython.core.inputtransformer2", "matplotlib.figure",
+             "matplotlib.backends.backend_agg", "autograder.grading.local_pool"])
         forkserver.ensure_running()
 
 

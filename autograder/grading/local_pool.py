@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from ..build.assignment import BUNDLE_SOLUTION, Assignment, load_assignment
-from ..checks.figures import warm_up_in_background
 from ..config import GradeSettings
 from ..kernel.isolation import get_isolation
 from ..kernel.prefetch import Prefetch
 from ..kernel.zygote import notebook_modules, start_zygote
 from ..kernel.machine import resolved_device
-from .pipeline import kernel_spec
+from .pipeline import kernel_spec, warm_up_in_background
 from .submissions import Submission
 from .worker import RETRIES, Finish, describe, grade_safely, grader_failed, warm_context, worker_died
 
@@ -62,8 +61,7 @@ class LocalPool:
             tasks = [(each, replace(shared, gpu=i % gpus) if gpus > 1 else shared)
                      for i, each in enumerate(submissions)]
             if self.settings.jobs <= 1:
-                if self.settings.figures:
-                    warm_up_in_background()
+                warm_up_in_background(self.settings)
                 self.grade_here(assignment, tasks, finish)
             else:
                 self.grade_in_workers(assignment, tasks, finish)
@@ -191,8 +189,7 @@ def serve(conn: Connection, root: Path) -> None:
                 import torch
 
                 torch.set_num_threads(1)  # a worker's checks are small; the cores are the kernels'
-                if task[1].figures:
-                    warm_up_in_background()  # while this worker waits for its first kernel
+                warm_up_in_background(task[1])  # while this worker waits for its first kernel
                 assignment = load_assignment(root)
             reply: tuple[str, Any] = ("result", grade_safely(assignment, *task))
         except Exception as exc:  # the assignment would not load here: an `error` row, the worker goes on

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Callable
 
+import nbformat
+
 from ..build.assignment import Assignment
 from ..checks import Context, Outcome, run_checks
 from ..checks.figures import run_figures
+from ..checks.figures import warm_up_in_background as warm_figures
 from ..checks.student import ExplainedStudent
 from ..config import GradeSettings
 from ..errors import InvalidSubmission
@@ -73,6 +77,25 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
         phase=stop_phase(report, session),
         isolation=session.isolation_text,
     )
+
+
+def warm_up_in_background(settings: GradeSettings) -> threading.Thread:
+    """What a worker's first submission would pay for on its own, done on a thread while the worker waits for its
+    first kernel: IPython's cell transformer (the source scan) and nbformat's validator imported and used once, and
+    with figures on, matplotlib with its font."""
+
+    def warm() -> None:
+        try:
+            scan_source(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%time x = 1")]))
+            nbformat.reads(nbformat.writes(nbformat.v4.new_notebook()), as_version=4)
+        except Exception:  # each is tried again, for real, by the submission that needs it
+            pass
+
+    thread = threading.Thread(target=warm, name="torchgrade-warm-up", daemon=True)
+    thread.start()
+    if settings.figures:
+        warm_figures()
+    return thread
 
 
 def all_checks(assignment: Assignment) -> Prober:

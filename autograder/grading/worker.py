@@ -22,13 +22,18 @@ from .submissions import Submission
 RETRIES = 1  # a submission whose worker died under it is graded again this many times, then gets an `error` row
 
 Finish = Callable[[SubmissionResult], None]
+# imported by the workers' server too: what each worker's first submission would import on its own (the source
+# scan's cell transformer, the figures' drawing)
+WARM_MODULES = ("IPython.core.inputtransformer2", "matplotlib.figure", "matplotlib.backends.backend_agg")
+
+
 def warm_context(*modules: str) -> Any:
     """The "forkserver" multiprocessing context whose server, when it starts, imports the grader (torch and nbclient
-    included) and `modules` once, before any torch computation: worker processes forked from it start warm, with no
-    forked OpenMP pool. (One server per process: whoever starts it first sets what it imported.)"""
+    included), `WARM_MODULES` and `modules` once, before any torch computation: worker processes forked from it start
+    warm, with no forked OpenMP pool. (One server per process: whoever starts it first sets what it imported.)"""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # inherited by the server when it starts
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__, *modules])
+    context.set_forkserver_preload([__name__, *WARM_MODULES, *modules])
     return context
 
 

@@ -293,20 +293,19 @@ def notebook_modules(notebook: Path) -> tuple[str, ...] | None:
     where there is no notebook to read."""
     import ast
 
-    import nbformat
-
-    from .integrity import python_source
-
-    try:
-        nb = nbformat.read(notebook, as_version=4)
+    try:  # plain JSON: nbformat and IPython would cost this process a third of a second before the zygote starts
+        cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
     except Exception:  # no solution to read: all of them
         return None
     names: set[str] = set()
-    for cell in nb.cells:
-        if cell.get("cell_type") != "code":
+    for cell in cells:
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]  # magics
         try:
-            tree = ast.parse(python_source(cell.get("source", "")))
+            tree = ast.parse("\n".join(lines))
         except SyntaxError:
             continue
         for node in ast.walk(tree):

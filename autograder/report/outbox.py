@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from ..config import AssignmentConfig
 from ..outcomes import SubmissionResult
 from .gradebook import Gradebook
@@ -20,6 +18,8 @@ from .records import Records, notebook_digest
 from .writers import write_result
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ..grading.submissions import Submission
 
 
@@ -49,6 +49,8 @@ class Outbox:
     def close(self) -> pd.DataFrame:
         """One pass over the records: the final gradebook."""
         if self.records is None or self.gradebook is None:
+            import pandas as pd
+
             return pd.DataFrame()
         try:
             return self.gradebook.close(self.records.results())
