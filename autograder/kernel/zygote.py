@@ -35,11 +35,12 @@ from .spec import KernelSpec, base_env
 
 # What every kernel needs (about 1.5 s to import: torch is most of it)...
 PRELOAD = ("numpy", "torch", "IPython", "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell",
+           "ipykernel.debugger", "matplotlib_inline.backend_inline", "IPython.core.completerlib", "psutil",
+           "faulthandler", "tornado.platform.asyncio",  # what IPKernelApp.initialize imports: 0.1 s per kernel
            "autograder.selfcheck", "autograder.kernel.kernel_side")
 # ...and what many notebooks import (about 1.7 s more, torchvision most of it): a batch's zygote imports those its
 # assignment's solution imports (`notebook_modules`), a zygote that knows no assignment all of them
-PRELOAD_OPTIONAL = ("torchvision", "pandas", "matplotlib", "matplotlib.pyplot", "scipy", "ipykernel.debugger",
-                    "matplotlib_inline.backend_inline")
+PRELOAD_OPTIONAL = ("torchvision", "pandas", "matplotlib", "matplotlib.pyplot", "scipy")
 PR_SET_CHILD_SUBREAPER = 36
 MAX_MESSAGE = 1 << 20
 
