@@ -91,10 +91,12 @@ class LocalPool:
             self.workers = [Worker(context, assignment.root) for _ in range(min(self.settings.jobs, len(pending)))]
             while True:
                 for worker in list(self.workers):
-                    while worker.task is None and pending:
-                        if worker.give(pending[0]):
-                            pending.popleft()
-                        else:  # it had died idle: nothing to charge
+                    while worker.task is None and (worker.ahead or pending):
+                        task = worker.ahead or pending.popleft()
+                        worker.ahead = None
+                        following = pending.popleft() if pending else None
+                        if not worker.give(task, following):  # it had died idle: nothing to charge
+                            pending.extendleft(t for t in (following, task) if t is not None)
                             worker = self.replace(worker, context, assignment.root)
                 busy = [w for w in self.workers if w.task is not None]
                 if not busy:
@@ -109,6 +111,9 @@ class LocalPool:
                         finish(value if kind == "result" else grader_failed(assignment, submission, value))
                     elif not worker.process.is_alive():
                         task, worker.task = worker.task, None
+                        if worker.ahead is not None:  # only prepared for: back to the queue, charged nothing
+                            pending.appendleft(worker.ahead)
+                            worker.ahead = None
                         deaths[task[0]].append(f"worker {worker.process.pid}: {exit_reason(worker.process)}")
                         if len(deaths[task[0]]) > RETRIES:
                             finish(worker_died(assignment, task[0], deaths[task[0]]))
@@ -131,7 +136,8 @@ class LocalPool:
 
 
 class Worker:
-    """One worker process, the pipe to it, and the task it holds (None: idle)."""
+    """One worker process, the pipe to it, the task it holds (None: idle), and the one it will be given next
+    (`ahead`: its sandbox and kernel are prepared while `task` is graded; charged nothing if the worker dies)."""
 
     def __init__(self, context: Any, root: Path):
         self.conn, child = context.Pipe()
@@ -139,16 +145,17 @@ class Worker:
         self.process.start()
         child.close()
         self.task: Task | None = None
+        self.ahead: Task | None = None
 
-    def give(self, task: Task) -> bool:
-        """Hand the worker a task; False if it is gone (then it holds nothing)."""
+    def give(self, task: Task, following: Task | None = None) -> bool:
+        """Hand the worker a task, and say which one comes after it; False if it is gone (then it holds nothing)."""
         if not self.process.is_alive():
             return False
         try:
-            self.conn.send(task)
+            self.conn.send((task, following))
         except OSError:
             return False
-        self.task = task
+        self.task, self.ahead = task, following
         return True
 
     def reply(self) -> tuple[str, Any] | None:
@@ -174,30 +181,36 @@ class Worker:
 
 
 def serve(conn: Connection, root: Path) -> None:
-    """A worker: grade the tasks that come over `conn` one at a time, until told to stop or the grader is gone."""
+    """A worker: grade the tasks that come over `conn` one at a time, until told to stop or the grader is gone;
+    each comes with the one that will follow it, whose sandbox and kernel are prepared meanwhile."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the grader, which stops its workers
     assignment: Assignment | None = None
-    while True:
-        try:
-            task = conn.recv()
-        except (EOFError, OSError):
-            return
-        if task is None:
-            return
-        try:
-            if assignment is None:
-                import torch
+    with Prefetch() as prefetch:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                return
+            if message is None:
+                return
+            task, following = message
+            try:
+                if assignment is None:
+                    import torch
 
-                torch.set_num_threads(1)  # a worker's checks are small; the cores are the kernels'
-                warm_up_in_background(task[1])  # while this worker waits for its first kernel
-                assignment = load_assignment(root)
-            reply: tuple[str, Any] = ("result", grade_safely(assignment, *task))
-        except Exception as exc:  # the assignment would not load here: an `error` row, the worker goes on
-            reply = ("error", describe(exc))
-        try:
-            conn.send(reply)
-        except OSError:
-            return
+                    torch.set_num_threads(1)  # a worker's checks are small; the cores are the kernels'
+                    warm_up_in_background(task[1])  # while this worker waits for its first kernel
+                    assignment = load_assignment(root)
+                    prefetch.prepare(task[0].path, assignment.student_files, kernel_spec(assignment, task[1]))
+                if following is not None:
+                    prefetch.prepare(following[0].path, assignment.student_files, kernel_spec(assignment, following[1]))
+                reply: tuple[str, Any] = ("result", grade_safely(assignment, *task, prefetch))
+            except Exception as exc:  # the assignment would not load here: an `error` row, the worker goes on
+                reply = ("error", describe(exc))
+            try:
+                conn.send(reply)
+            except OSError:
+                return
 
 
 def exit_reason(process: Any) -> str:

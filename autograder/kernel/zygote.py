@@ -165,8 +165,8 @@ class Zygote:
         self.address = os.path.join(self.folder, "zygote.sock")
         self.stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            [sys.executable, "-c", BOOTSTRAP, str(PACKAGE_PARENT), self.address, str(os.getpid()),
-             "*" if self.wanted is None else ",".join(self.wanted)],
+            [sys.executable, "-c", BOOTSTRAP, str(PACKAGE_PARENT), self.address,
+             "*" if self.wanted is None else ",".join(self.wanted), str(os.getpid())],  # the owner last
             env={**self.env, "MPLCONFIGDIR": self.folder}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=self.stderr, cwd="/", start_new_session=True,
         )
@@ -255,7 +255,7 @@ class Zygote:
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent.parent
 BOOTSTRAP = ("import sys, importlib.util; sys.path.remove('') if '' in sys.path else None; "
              "sys.path.append(sys.argv[1]) if importlib.util.find_spec('autograder') is None else None; "
-             "from autograder.kernel.zygote import main; main(sys.argv[2], int(sys.argv[3]), sys.argv[4])")
+             "from autograder.kernel.zygote import main; main(sys.argv[2], int(sys.argv[4]), sys.argv[3])")
 PR_SET_PDEATHSIG = 1
 
 
