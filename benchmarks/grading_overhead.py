@@ -198,7 +198,7 @@ def main() -> None:
         command = first_result_of_the_command(report.autograder_dir, notebooks, tmp / "command", max(args.jobs))
         table.append((f"`torchgrade grade --jobs {max(args.jobs)}`: first result after the command started",
                       f"{command:.2f} s", "2 s", command <= 2))
-        print(f"\n| figure (figures on) | measured | target | met |\n|---|---|---|---|")
+        print("\n| figure (figures on) | measured | target | met |\n|---|---|---|---|")
         for what, measured, target, met in table:
             print(f"| {what} | {measured} | {target} | {'yes' if met else 'no'} |")
 

@@ -19,6 +19,7 @@ import torch
 import autograder
 from autograder.build.assignment import load_assignment
 from autograder.checks import CheckSet, run_check
+from autograder.checks.core import every_mistake_computed
 from autograder.kernel.probe import LocalStudent
 from autograder.build.recorded import Recording
 from conftest import ASSIGNMENTS
@@ -162,8 +163,9 @@ def record(source, checks, seed) -> set[str]:
     recording = Recording(source.reference)
     solution_namespace = {n: getattr(source.reference, n) for n in
                           ("conv2d_single", "conv2d", "max_pool2d", "edge_magnitude", "SOBEL_X", "SOBEL_Y")}
-    for c in CheckSet(checks).checks:
-        run_check(c, LocalStudent(solution_namespace), recording, seed)
+    with every_mistake_computed():  # as the build records them: a wrong answer's self-check needs the mistakes too
+        for c in CheckSet(checks).checks:
+            run_check(c, LocalStudent(solution_namespace), recording, seed)
     return set(recording.records)
 
 
