@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import struct
 
@@ -20,34 +21,27 @@ class Evil:
 
 
 def encoded(plain) -> bytes:
-    return kernel_side.wire_encode(plain)
+    return kernel_side.answer_encode(plain)
 
 
-def framed(pickled: bytes, tensor_bytes: bytes = b"") -> bytes:
-    """A hand-made probe message: any pickle, with any tensor bytes after it."""
-    return b"TGW1" + struct.pack("!I", len(pickled)) + pickled + tensor_bytes
+def framed(structure, tensor_bytes: bytes = b"") -> bytes:
+    """A hand-made answer: any JSON (text or an object), with any tensor bytes after it."""
+    text = structure if isinstance(structure, (str, bytes)) else json.dumps(structure)
+    head = text.encode() if isinstance(text, str) else text
+    return b"TGA1" + struct.pack("!I", len(head)) + head + tensor_bytes
 
 
-class TensorRef:
-    """Pickles as a persistent id of the caller's choosing: a forged tensor reference."""
-
-    def __init__(self, pid):
-        self.pid = pid
+def record(**fields) -> dict:
+    return {"__wire__": "dict", "items": [[k, v] for k, v in fields.items()]}
 
 
-class Forger(pickle.Pickler):
-    def persistent_id(self, obj):
-        return obj.pid if isinstance(obj, TensorRef) else None
+def tensor_record(dtype="torch.float32", shape=(4,), offset=0, size=16) -> dict:
+    return {"__wire__": "tensor", "dtype": dtype, "shape": list(shape), "offset": offset, "size": size}
 
 
-def forged(value) -> bytes:
-    buffer = io.BytesIO()
-    Forger(buffer, protocol=5).dump(value)
-    return buffer.getvalue()
-
-
-def response_of(value) -> dict:
-    return {"__tg__": "response", "missing": False, "error": None, "type": None, "seconds": 0.0, "value": value}
+def response_of(value, **fields) -> dict:
+    return record(**{"__tg__": "response", "missing": False, "error": None, "type": None, "seconds": 0.0,
+                     "value": value, **fields})
 
 
 def answer_with(value) -> bytes:
@@ -55,11 +49,12 @@ def answer_with(value) -> bytes:
 
 
 def test_a_response_carrying_code_is_refused(tmp_path, monkeypatch):
+    """No pickle is read from a kernel: not a plain one, not one framed as an answer, not a torch.save'd one."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ProbeError):
         codec.decode_response(pickle.dumps({"value": Evil()}))
-    with pytest.raises(ProbeError, match="global"):  # framed as a probe message: no global is ever resolved
-        codec.decode_response(framed(pickle.dumps(response_of(Evil()))))
+    with pytest.raises(ProbeError):
+        codec.decode_response(framed(pickle.dumps({"value": Evil()})))
     buffer = io.BytesIO()
     torch.save({"value": Evil()}, buffer)  # a torch.save'd file whose pickle holds code
     with pytest.raises(ProbeError):
@@ -119,38 +114,95 @@ def test_deep_and_huge_answers_are_refused():
         deep = [deep]
     with pytest.raises(ProbeError, match="deeply"):
         codec.decode_response(encoded(kernel_side.response(value=deep)))
-    shared = [1] * 10
-    for _ in range(12):  # 10 ** 12 leaves through shared sub-lists: small to send, endless to walk
-        shared = [shared] * 10
-    with pytest.raises(ProbeError):
-        codec.decode_response(encoded(kernel_side.response(value=shared)))
+    # JSON has no references, so nothing small to send is endless to walk; what is large is counted before it is
+    # read (a list of 8 MiB of empty lists would hold 340 MB), and bounded by the decoder's node budget after
+    def answer_of(values: str) -> bytes:
+        return framed('{"__wire__": "dict", "items": [["__tg__", "response"], ["missing", false], ["error", null], '
+                      '["type", null], ["seconds", 0.0], ["value", [' + values + ']]]}')
+
+    with pytest.raises(ProbeError, match="over 1000000 values"):
+        codec.decode_response(answer_of("[]," * 2_000_000 + "[]"))
+    assert len(codec.decode_response(answer_of("0," * 900_000 + "0"))["value"]) == 900_001
 
 
-@pytest.mark.parametrize("pid, tensor_bytes, why", [
-    (("torch.float32", (4,), 0, 16, False), bytes(8), "does not match"),  # bytes past the end
-    (("torch.float32", (4,), 64, 16, False), bytes(64), "does not match"),  # an offset past the end
-    (("torch.float32", (4,), -8, 16, False), bytes(64), "does not match"),
-    (("torch.float32", (2, 2), 0, 8, False), bytes(64), "does not match"),  # a size that is not its shape's
-    (("torch.float32", (2 ** 40, 2 ** 40), 0, 16, False), bytes(64), "does not match"),
-    (("torch.float32", (-4,), 0, 16, False), bytes(64), "malformed"),
-    (("torch.float32", [4], 0, 16, False), bytes(64), "malformed"),  # a list for a shape
-    (("torch.qint8", (4,), 0, 4, False), bytes(64), "malformed"),  # no such wire dtype
-    (("torch.float32", (4,), 0, 16), bytes(64), "malformed"),
-    ("a string", bytes(64), "malformed"),
+@pytest.mark.parametrize("ref, tensor_bytes, why", [
+    (tensor_record(size=16), bytes(8), "larger than the bytes|does not match"),  # bytes past the end
+    (tensor_record(offset=64), bytes(64), "does not match"),  # an offset past the end
+    (tensor_record(offset=-64), bytes(128), "does not match"),
+    (tensor_record(offset=8), bytes(128), "does not match"),  # not aligned
+    (tensor_record(shape=(2, 2), size=8), bytes(64), "does not match"),  # a size that is not its shape's
+    (tensor_record(shape=(2 ** 30, 2 ** 30)), bytes(64), "larger than the bytes"),
+    (tensor_record(shape=(10 ** 30,)), bytes(64), "malformed"),
+    (tensor_record(shape=(-4,)), bytes(64), "malformed"),
+    (tensor_record(shape=[4.0]), bytes(64), "malformed"),
+    (tensor_record(dtype="torch.qint8"), bytes(64), "malformed"),  # no such wire dtype
+    ({**tensor_record(), "requires_grad": True}, bytes(64), "no wire record"),  # a key no tensor record has
+    ({"__wire__": "tensor"}, bytes(64), "no wire record"),
+    ({"dtype": "torch.float32"}, bytes(64), "no wire record"),  # an object that is no record at all
 ])
-def test_forged_tensor_references_are_refused(pid, tensor_bytes, why):
+def test_forged_tensor_records_are_refused(ref, tensor_bytes, why):
+    answer = framed(response_of(record(**{"__tg__": "tensor", "data": ref, "device": "cpu", "requires_grad": False})),
+                    tensor_bytes)
     with pytest.raises(ProbeError, match=why):
-        codec.decode_response(framed(forged(response_of({"__tg__": "tensor", "data": TensorRef(pid),
-                                                          "device": "cpu", "requires_grad": False})), tensor_bytes))
+        codec.decode_response(answer)
+
+
+def test_two_records_over_the_same_bytes_are_refused_and_each_tensor_owns_its_bytes():
+    data = response_of([tensor_record(), tensor_record()])  # the second reuses the first one's bytes
+    with pytest.raises(ProbeError, match="does not match"):
+        codec.decode_response(framed(data, bytes(64)))
+    first, second = codec.decode_response(answer_with([torch.zeros(4), torch.zeros(4)]))["value"]
+    first.fill_(1)
+    assert second.sum() == 0
 
 
 def test_cut_and_foreign_messages_are_refused():
     data = answer_with(torch.arange(6.0))
-    for bad in (data[:6], data[:12], b"PK\x03\x04" + data[4:], b""):
+    for bad in (data[:6], data[:12], b"PK\x03\x04" + data[4:], b"", kernel_side.wire_encode({"value": 1})):
         with pytest.raises(ProbeError):
             codec.decode_response(bad)
-    with pytest.raises(ProbeError, match="bare bytearray"):  # built without a global, refused by the decoder
-        codec.decode_response(framed(pickle.dumps(response_of(bytearray(b"x")), protocol=5)))
+    with pytest.raises(ProbeError, match="bare NaN"):
+        codec.decode_response(framed('{"__wire__": "dict", "items": [["x", NaN]]}'))
+
+
+@pytest.mark.parametrize("payload, why", [
+    # a structure over its cap, whatever the tensor bytes allow
+    (lambda: b"TGA1" + struct.pack("!I", 9 * 2**20) + bytes(9 * 2**20), "structure"),
+    (lambda: framed("[" * 100_000 + "]" * 100_000), "RecursionError"),  # nesting
+    (lambda: framed(json.dumps(response_of(0)).replace('["value", 0]', '["value", ' + "9" * 5000 + "]")),
+     "ValueError"),  # an int over Python's digit limit
+    (lambda: framed(response_of(1, seconds=1e400)), "Infinity|seconds"),
+    (lambda: framed(response_of(1, seconds=-1.0)), "seconds"),
+    (lambda: framed(response_of(1, type="x" * 2000)), "over 1000 characters"),
+    (lambda: framed(response_of("x" * 200_000)), "string over"),
+    (lambda: framed(response_of(record(**{"__tg__": "size", "dims": [2 ** 64]}))), "size"),
+    (lambda: framed(response_of(record(**{"__tg__": "size", "dims": [-5]}))), "size"),
+    (lambda: framed(response_of(record(**{"__tg__": "opaque", "type": "x", "repr": "y" * 10_000}))), "opaque"),
+    (lambda: framed(response_of(record(**{"__tg__": "ndarray", "data": tensor_record("torch.bfloat16", (2,), 0, 4)})),
+                    bytes(64)), "array's dtype"),
+    (lambda: framed(response_of(record(**{"__tg__": "tensor", "data": tensor_record(), "device": "cuda:7; rm",
+                                          "requires_grad": False})), bytes(64)), "device"),
+])
+def test_answers_out_of_proportion_or_out_of_range_are_refused(payload, why):
+    """What a review found the first wire reader let through: each is a `ProbeError` naming the problem, in
+    bounded time and memory."""
+    with pytest.raises(ProbeError, match=why):
+        codec.decode_response(payload())
+
+
+def test_a_dtype_is_looked_up_by_name_and_imports_nothing():
+    import sys
+
+    sys.modules.pop("torch._dynamo.config", None)  # what `getattr(torch, "_dynamo")` would import, had it not been
+    got = codec.decode_response(framed(response_of(record(**{"__tg__": "dtype", "name": "_dynamo"}))))["value"]
+    assert isinstance(got, codec.Opaque)
+    assert codec.decode_response(answer_with(torch.float64))["value"] is torch.float64
+
+
+def test_colliding_integer_keys_cannot_reach_a_dict():
+    """Every JSON object of an answer is a wire record; a dict's keys are strings, hashed with a random seed."""
+    with pytest.raises(ProbeError, match="malformed dict|no wire record"):
+        codec.decode_response(framed(response_of({"__wire__": "dict", "items": [[k * (2**61 - 1), 0] for k in range(50)]})))
 
 
 @pytest.mark.parametrize("tensor", [
@@ -168,7 +220,7 @@ def test_a_request_keeps_parameters_gradients_and_the_identity_of_repeated_tenso
     x = torch.randn(2, 3)
     weight = torch.nn.Parameter(torch.randn(3, 3))
     request = {"args": (x, x, weight, weight), "kwargs": {"grad": torch.ones(2, requires_grad=True)}, "n": 3}
-    got = kernel_side.wire_decode(kernel_side.wire_encode(request), trusted=True)
+    got = kernel_side.wire_decode(kernel_side.wire_encode(request))
     a, b, w1, w2 = got["args"]
     assert a is b and torch.equal(a, x) and w1 is w2 and isinstance(w1, torch.nn.Parameter)
     assert torch.equal(w1, weight) and w1.requires_grad and got["kwargs"]["grad"].requires_grad and got["n"] == 3

@@ -1,22 +1,24 @@
 """The one codec for values crossing the kernel boundary.
 
-Both directions are written by `kernel_side.wire`: a pickle with the tensors' raw bytes after it.
-Requests (grader → kernel) are grader-made. Responses (kernel → grader) are student-made bytes and
-are treated as hostile: a size limit, a reader that builds no object of any class (no global is
-resolved; tensors only from references that fit the bytes sent with them), then a strict decoder
-that accepts exactly the tagged plain data `kernel_side.to_plain` produces, bounded in depth and size. Anything else is a `ProbeError`,
+Both directions are written by `kernel_side.wire`. Requests (grader → kernel) are grader-made: a pickle
+with the tensors' raw bytes after it. Responses (kernel → grader) are student-made bytes and are treated as
+hostile: a size limit, JSON records that can build nothing but plain values and plain tensors copied from
+bytes that fit their dtype and shape, then a strict decoder that accepts exactly the tagged plain data
+`kernel_side.to_plain` produces, bounded in depth, size and string length. Anything else is a `ProbeError`,
 which fails the one check that asked, and is reported as an integrity finding.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
 from ..errors import ProbeError
-from .kernel_side.wire import WireError, wire_decode, wire_encode
+from .kernel_side.wire import WireError, answer_decode, wire_encode
 
 TAG = "__tg__"
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
@@ -54,8 +56,26 @@ def encode_request(request: dict[str, Any]) -> bytes:
     return wire_encode(request)
 
 
+MAX_STRING = 100_000  # characters of a string in an answer (a type name or an opaque repr: far fewer)
+MAX_NAME = 1_000
+DEVICE = re.compile(r"(cpu|cuda|mps|xpu|meta|hip|privateuseone)(:\d{1,4})?")
+DTYPES = {name: getattr(torch, name) for name in (
+    "float16", "float32", "float64", "bfloat16", "complex32", "complex64", "complex128", "uint8", "uint16", "uint32",
+    "uint64", "int8", "int16", "int32", "int64", "bool", "float8_e4m3fn", "float8_e5m2", "qint8", "quint8", "qint32")
+    if isinstance(getattr(torch, name, None), torch.dtype)}  # looked up by name only here: no lazy torch import
+
+
 def decode_response(data: bytes) -> dict[str, Any]:
     """A probe response from the kernel, or `ProbeError` saying why it cannot be one."""
+    try:
+        return _decode_response(data)
+    except ProbeError:
+        raise
+    except Exception as exc:  # whatever a hostile answer makes the decoders raise: never the grader's failure
+        raise ProbeError(f"malformed answer from the kernel ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _decode_response(data: bytes) -> dict[str, Any]:
     raw = load_untrusted(data)
     if not (type(raw) is dict and raw.get(TAG) == "response"):
         raise ProbeError("the kernel's answer is not a probe response")
@@ -63,10 +83,16 @@ def decode_response(data: bytes) -> dict[str, Any]:
     expect(raw, "missing", bool)
     expect(raw, "error", (str, type(None)))
     expect(raw, "type", (str, type(None)))
-    expect(raw, "seconds", (float, int))
+    seconds = expect(raw, "seconds", (float, int))
+    if not (type(seconds) is float and math.isfinite(seconds) and 0 <= seconds < 1e9) and not (
+            type(seconds) is int and 0 <= seconds < 10**9):
+        raise ProbeError("malformed answer from the kernel: field 'seconds'")
+    for key, most in (("error", MAX_STRING), ("type", MAX_NAME)):
+        if raw[key] is not None and len(raw[key]) > most:
+            raise ProbeError(f"malformed answer from the kernel: field {key!r} over {most} characters")
     devices: list[str] = []
     budget = Budget()
-    out.update(missing=raw["missing"], error=raw["error"], type=raw["type"], seconds=float(raw["seconds"]),
+    out.update(missing=raw["missing"], error=raw["error"], type=raw["type"], seconds=float(seconds),
                value=from_plain(raw.get("value"), devices, budget), devices=devices)
     if "args" in raw:
         out["args"] = from_plain(raw["args"], None, budget)
@@ -78,7 +104,7 @@ def load_untrusted(data: bytes) -> Any:
         raise ProbeError(f"the kernel's answer is too large ({len(data) // 2**20} MiB; "
                          f"at most {MAX_RESPONSE_BYTES // 2**20} MiB)")
     try:
-        return wire_decode(data, trusted=False)
+        return answer_decode(data)
     except (WireError, RecursionError, MemoryError) as exc:
         raise ProbeError(f"unreadable answer from the kernel ({type(exc).__name__}: {str(exc)[:200]})") from None
 
@@ -109,6 +135,8 @@ def from_plain(obj: Any, devices: list[str] | None = None, budget: Budget | None
     budget.spend()
     if depth > MAX_DEPTH:
         raise ProbeError("the kernel's answer is nested too deeply")
+    if type(obj) is str and len(obj) > MAX_STRING:
+        raise ProbeError(f"the kernel's answer holds a string over {MAX_STRING} characters")
     if obj is None or type(obj) in (bool, int, float, str):
         return obj
     if type(obj) is list:
@@ -123,12 +151,21 @@ def from_plain(obj: Any, devices: list[str] | None = None, budget: Budget | None
     raise ProbeError(f"malformed answer from the kernel: a bare {type(obj).__name__}")
 
 
+def plain_tensor(obj: dict, key: str) -> torch.Tensor:
+    """A record's tensor: plain, dense, on the CPU, without gradient or hooks (as the wire builds them)."""
+    data = expect(obj, key, torch.Tensor)
+    if (type(data) is not torch.Tensor or data.layout != torch.strided or data.device.type != "cpu"
+            or data.requires_grad or data._backward_hooks or not data.is_contiguous()):
+        raise ProbeError("malformed answer from the kernel: a tensor not as the wire builds it")
+    return data
+
+
 def _tensor(obj, devices, budget, depth):
-    data = expect(obj, "data", torch.Tensor)
+    data = plain_tensor(obj, "data")
     device = expect(obj, "device", str)
     expect(obj, "requires_grad", bool)
-    if type(data) is not torch.Tensor:
-        raise ProbeError("malformed answer from the kernel: a tensor subclass")
+    if not DEVICE.fullmatch(device):
+        raise ProbeError("malformed answer from the kernel: a tensor's device")
     if devices is not None:
         devices.append(device)
     return data
@@ -136,15 +173,14 @@ def _tensor(obj, devices, budget, depth):
 
 def _size(obj, devices, budget, depth):
     dims = expect(obj, "dims", list)
-    if not all(type(d) is int for d in dims):
-        raise ProbeError("malformed answer from the kernel: a size with non-integer dimensions")
+    if len(dims) > 64 or not all(type(d) is int and 0 <= d < 2**63 for d in dims):
+        raise ProbeError("malformed answer from the kernel: a size's dimensions")
     return torch.Size(dims)
 
 
 def _dtype(obj, devices, budget, depth):
-    name = expect(obj, "name", str).removeprefix("torch.")
-    dtype = getattr(torch, name, None)
-    return dtype if isinstance(dtype, torch.dtype) else Opaque("torch.dtype", name)
+    name = expect(obj, "name", str).removeprefix("torch.")[:MAX_NAME]
+    return DTYPES.get(name) or Opaque("torch.dtype", name)
 
 
 def _dict(obj, devices, budget, depth):
@@ -158,7 +194,10 @@ def _dict(obj, devices, budget, depth):
 
 
 def _ndarray(obj, devices, budget, depth):
-    data = expect(obj, "data", torch.Tensor)
+    data = plain_tensor(obj, "data")
+    if data.dtype not in (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16,
+                          torch.float32, torch.float64):  # what to_plain sends of an ndarray (kinds b, i, u, f)
+        raise ProbeError("malformed answer from the kernel: an array's dtype")
     return data.numpy()
 
 
@@ -168,11 +207,18 @@ def _module(obj, devices, budget, depth):
     modules = expect(obj, "modules", dict)
     if not all(type(k) is str and type(v) is torch.Tensor for k, v in state.items()):
         raise ProbeError("malformed answer from the kernel: a module's state")
+    for key in state:
+        plain_tensor(state, key)
+    counts = (expect(obj, "n_params", int), expect(obj, "n_trainable", int), *hooks.values())
     if not all(type(k) is str and type(v) is int for k, v in hooks.items()):
         raise ProbeError("malformed answer from the kernel: a module's hooks")
     if not all(type(k) is str and type(v) is str for k, v in modules.items()):
         raise ProbeError("malformed answer from the kernel: a module's submodules")
-    budget.left -= len(state) + len(modules)
+    if not all(type(c) is int and 0 <= c < 2**63 for c in counts):
+        raise ProbeError("malformed answer from the kernel: a module's counts")
+    if len(expect(obj, "type", str)) > MAX_NAME or any(len(k) > MAX_NAME or len(v) > MAX_NAME for k, v in modules.items()):
+        raise ProbeError("malformed answer from the kernel: a module's names")
+    budget.left -= len(state) + len(modules) + len(hooks)
     return ModuleSnapshot(expect(obj, "type", str), expect(obj, "training", bool), state, hooks, modules,
                           expect(obj, "n_params", int), expect(obj, "n_trainable", int))
 
@@ -193,7 +239,10 @@ def _dataframe(obj, devices, budget, depth):
 
 
 def _opaque(obj, devices, budget, depth):
-    return Opaque(expect(obj, "type", str), expect(obj, "repr", str))
+    kind, text = expect(obj, "type", str), expect(obj, "repr", str)
+    if len(kind) > MAX_NAME or len(text) > 4 * MAX_NAME:
+        raise ProbeError("malformed answer from the kernel: an opaque value's type or repr")
+    return Opaque(kind, text)
 
 
 DECODERS: dict[str, Callable[..., Any]] = {

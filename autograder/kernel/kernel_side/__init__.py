@@ -36,7 +36,7 @@ from .plain import opaque, plain_module, to_plain, type_name
 from .refs import MAX_DEPTH, MAX_REPR, TAG
 from .server import ProbeServer, read_frame, serve, warm_up, write_frame
 from .watch import AuditWatch, StateWatch
-from .wire import WireError, wire_decode, wire_encode
+from .wire import WireError, answer_decode, answer_encode, wire_decode, wire_encode
 
 MODULES = ("refs", "wire", "plain", "origin", "guard", "watch", "answer", "server")
 SIBLING_IMPORT = "from ."
@@ -73,5 +73,6 @@ __all__ = [
     "answer", "AuditWatch", "call_and_answer", "CodeOrigin", "default_origin", "ForbiddenOps", "format_error", "Guard",
     "guarded_call", "ListSink", "load_private", "materialise", "MAX_DEPTH", "MAX_REPR", "opaque", "PipeSink",
     "plain_module", "ProbeFault", "ProbeServer", "read_frame", "resolve", "response", "serve", "StateWatch", "TAG",
-    "to_plain", "type_name", "warm_up", "wire_decode", "wire_encode", "WireError", "write_frame",
+    "to_plain", "type_name", "warm_up", "answer_decode", "answer_encode", "wire_decode", "wire_encode", "WireError",
+    "write_frame",
 ]

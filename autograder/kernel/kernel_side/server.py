@@ -7,7 +7,7 @@ import sys
 
 import torch
 from .refs import Flags, _IOLOOP_READ, _SIGINT, _default_int_handler, _json_dumps, _json_loads, _pack, _read, _sha256, _signal, _unpack, _write
-from .wire import wire_decode, wire_encode
+from .wire import answer_decode, answer_encode, wire_decode
 from .plain import to_plain
 from .watch import AuditWatch, StateWatch
 from .guard import Guard, ListSink, PipeSink, ProbeFault, Tripwires, format_error
@@ -78,7 +78,7 @@ class ProbeServer:
             if guarded:
                 self.report("B", call_id)
             try:
-                request = wire_decode(payload, trusted=True)
+                request = wire_decode(payload)
             except BaseException as exc:
                 raise ProbeFault(f"the grader's request could not be read ({format_error(exc)})") from None
             data = self.encode(answer(request, self.user_ns, self.report, self.origin))
@@ -102,7 +102,7 @@ class ProbeServer:
 
     @staticmethod
     def encode(plain):
-        return wire_encode(plain)
+        return answer_encode(plain)
 
 
 def serve(kernel, integrity_fd, probe_fd, origin):
@@ -138,4 +138,4 @@ def warm_up(origin):
         torch.tensor([1.0, 2.0]).to(torch.float64).sum().item(), torch.arange(4).view(2, 2).t().contiguous(), z.tolist()
         torch.nn.functional.cross_entropy(torch.randn(3, 4), torch.tensor([0, 1, 2]))
         torch.linspace(0, 1, 5).exp().log1p().mul_(2).add_(1).div(3).floor().eq(0).any()
-    wire_decode(wire_encode(to_plain([x, {"a": w}, torch.Size([1]), torch.float32])), trusted=False)
+    answer_decode(answer_encode(to_plain([x, {"a": w}, torch.Size([1]), torch.float32, (1.5, float("nan"))])))
