@@ -235,3 +235,13 @@ def test_tensor_subclasses_cross_as_plain_tensors():
     value = torch.ones(3).as_subclass(Sneaky)
     got = codec.decode_response(answer_with(value))["value"]
     assert type(got) is torch.Tensor and torch.equal(got, torch.ones(3))
+
+
+def test_tensors_of_the_newer_dtypes_cross_and_quantized_ones_cross_as_what_they_are():
+    for dtype in (torch.uint16, torch.uint32, torch.uint64, torch.float8_e4m3fn):
+        tensor = torch.arange(4, dtype=torch.float32).to(dtype)
+        got = codec.decode_response(answer_with(tensor))["value"]
+        assert got.dtype == dtype and torch.equal(got.float(), tensor.float())
+    quantized = torch.quantize_per_tensor(torch.ones(3), 0.1, 0, torch.qint8)
+    got = codec.decode_response(answer_with(quantized))["value"]
+    assert isinstance(got, codec.Opaque) and got.type == "torch.Tensor" and "qint8" in got.repr

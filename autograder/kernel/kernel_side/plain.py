@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 from .refs import MAX_DEPTH, MAX_REPR, TAG
+from .wire import WIRE_DTYPES
 
 def type_name(obj):
     cls = type(obj)
@@ -22,6 +23,8 @@ def opaque(obj):
 
 
 def plain_tensor(t):
+    if str(t.dtype) not in WIRE_DTYPES:  # a quantized tensor: it crosses as what it is, not its values
+        raise TypeError(f"no wire format for {t.dtype}")
     t = t.detach().as_subclass(torch.Tensor)
     return {TAG: "tensor", "data": t.to("cpu").clone().contiguous(), "device": t.device.type,
             "requires_grad": bool(t.requires_grad)}

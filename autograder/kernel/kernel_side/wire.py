@@ -35,7 +35,10 @@ _u32 = struct.Struct("!I")
 WIRE_DTYPES = {str(d): d for d in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64,
                                    torch.complex128, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
                                    torch.bool)}
-ITEM_BYTES = {name: torch.empty((), dtype=d).element_size() for name, d in WIRE_DTYPES.items()}
+WIRE_DTYPES.update({str(d): d for d in (getattr(torch, name, None) for name in (  # where this torch has them
+    "uint16", "uint32", "uint64", "complex32", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz"))
+    if isinstance(d, torch.dtype)})
+ITEM_BYTES = {name: d.itemsize for name, d in WIRE_DTYPES.items()}
 MAX_DIMS = 32
 MAX_DIM = 2 ** 40  # a dimension of a tensor with no elements may be large, not endless
 MAX_STRUCTURE_BYTES = 8 * 2**20  # an answer's JSON; its tensors' bytes come after it
