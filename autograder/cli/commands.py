@@ -88,17 +88,10 @@ def start_kernels_early(args: argparse.Namespace) -> None:
     threads = kernel_threads(GradeSettings(jobs=args.jobs, threads=args.threads))
     prestart_zygote(KernelSpec(limits=config.limits, threads=threads, device="cpu", seed=config.seed),
                     notebook_modules(solution) if solution else None)
-    if args.jobs > 1:  # and the server the workers fork from (`grading.worker.warm_context`), importing the grader
-        import multiprocessing
-        from multiprocessing import forkserver
+    if args.jobs > 1:  # and the server the workers fork from, importing the grader meanwhile
+        from ..grading.warm import start_warm_server
 
-        import os
-
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        multiprocessing.get_context("forkserver").set_forkserver_preload(  # as `warm_context` asks
-            ["autograder.grading.worker", "IPython.core.inputtransformer2", "matplotlib.figure",
-             "matplotlib.backends.backend_agg", "autograder.grading.local_pool"])
-        forkserver.ensure_running()
+        start_warm_server("autograder.grading.local_pool")
 
 
 def grading_isolation(args: argparse.Namespace) -> str:

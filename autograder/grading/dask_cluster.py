@@ -53,7 +53,8 @@ from ..kernel.machine import kernel_threads
 from .submissions import Submission
 from . import dask_worker
 from .dask_worker import BundlePlugin, ClusterError, bundle_problem, grade_task
-from .worker import RETRIES, Finish, describe, grader_failed, warm_context, worker_died
+from .worker import RETRIES, Finish, describe, grader_failed, worker_died
+from .warm import warm_context
 
 SCHEDULER_CONFIG = {"distributed.scheduler.allowed-failures": 0, "distributed.scheduler.worker-saturation": 1.0}
 CONNECT_TIMEOUT = "30s"

@@ -27,7 +27,8 @@ from ..kernel.zygote import notebook_modules, start_zygote
 from ..kernel.machine import resolved_device
 from .pipeline import kernel_spec, warm_up_in_background
 from .submissions import Submission
-from .worker import RETRIES, Finish, describe, grade_safely, grader_failed, warm_context, worker_died
+from .worker import RETRIES, Finish, describe, grade_safely, grader_failed, worker_died
+from .warm import warm_context
 
 Task = tuple[Submission, GradeSettings]
 STOP_GRACE = 5.0  # seconds an idle worker has to exit when told to, before it is terminated

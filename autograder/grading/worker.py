@@ -1,16 +1,14 @@
 """What every executor's workers share: grading one submission safely, and the rows for a grader's failures.
 
-A worker process loads the assignment once and keeps a warm zygote (`warm_context`); each submission is graded
+A worker process loads the assignment once and keeps a warm zygote (forked from `warm.warm_context`'s server); each submission is graded
 by `grade_safely`, which turns a failure of the grader itself into an `error` row (`grader_failed`). A worker's
 death is charged to the one submission it was running (`worker_died`, after `RETRIES` more tries).
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import traceback
-from typing import Any, Callable
+from typing import Callable
 
 from ..build.assignment import Assignment
 from ..config import GradeSettings
@@ -22,19 +20,6 @@ from .submissions import Submission
 RETRIES = 1  # a submission whose worker died under it is graded again this many times, then gets an `error` row
 
 Finish = Callable[[SubmissionResult], None]
-# imported by the workers' server too: what each worker's first submission would import on its own (the source
-# scan's cell transformer, the figures' drawing)
-WARM_MODULES = ("IPython.core.inputtransformer2", "matplotlib.figure", "matplotlib.backends.backend_agg")
-
-
-def warm_context(*modules: str) -> Any:
-    """The "forkserver" multiprocessing context whose server, when it starts, imports the grader (torch and nbclient
-    included), `WARM_MODULES` and `modules` once, before any torch computation: worker processes forked from it start
-    warm, with no forked OpenMP pool. (One server per process: whoever starts it first sets what it imported.)"""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # inherited by the server when it starts
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__, *WARM_MODULES, *modules])
-    return context
 
 
 def grade_safely(assignment: Assignment, submission: Submission, settings: GradeSettings,

@@ -1,0 +1,33 @@
+"""The server the grading workers fork from: one per process, importing the grader once.
+
+Light on purpose (the standard library only): `torchgrade grade` starts it before it imports torch itself.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from typing import Any
+
+# the grader, and what each worker's first submission would import on its own (the source scan's cell
+# transformer, the figures' drawing)
+WARM_MODULES = ("autograder.grading.worker", "IPython.core.inputtransformer2", "matplotlib.figure",
+                "matplotlib.backends.backend_agg")
+
+
+def warm_context(*modules: str) -> Any:
+    """The "forkserver" multiprocessing context whose server, when it starts, imports the grader (torch and nbclient
+    included), `WARM_MODULES` and `modules` once, before any torch computation: worker processes forked from it start
+    warm, with no forked OpenMP pool. (One server per process: whoever starts it first sets what it imported.)"""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # inherited by the server when it starts
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([*WARM_MODULES, *modules])
+    return context
+
+
+def start_warm_server(*modules: str) -> None:
+    """Start that server now, importing in the background (the local pool's workers are forked from it later)."""
+    from multiprocessing import forkserver
+
+    warm_context(*modules)
+    forkserver.ensure_running()
