@@ -25,7 +25,7 @@ from autograder.cli.demo import example_submissions
 from autograder.errors import ConfigError
 from autograder.extensions import REGISTRIES
 from autograder.grading.executors import get_executor
-from autograder.report.gradebook import GRADEBOOK, Gradebook, write_gradebook
+from autograder.report.gradebook import GRADEBOOK, Gradebook, write_gradebook, write_gradebook_rows
 from autograder.report.records import Records
 from autograder.outcomes import QuestionScore, SubmissionResult
 from conftest import ASSIGNMENTS, expected_points, notebook_with
@@ -94,6 +94,21 @@ def test_a_batch_reads_its_records_twice_whatever_its_size(tmp_path, monkeypatch
     again = grade_into(assignment, reversed(notebooks), out, settings)
     assert made[-1].seen == ["s005"] and len(again.skipped) == 59
     assert list(pd.read_csv(out / GRADEBOOK)["submission"]) == sorted(p.stem for p in notebooks)
+
+
+def test_the_gradebook_a_batch_starts_with_is_written_as_pandas_writes_it(tmp_path):
+    """Written with the csv module (no pandas before the first result), byte for byte what pandas writes: names
+    with commas, quotes and line breaks, fractional, huge and tiny points, a pending question, flags, lateness."""
+    results = [synthetic(name, i, status) for i, (name, status) in enumerate(
+        [("plain", "ok"), ('comma, "quoted"', "ok"), ("line\nbreak", "timeout"), ("ünïcode", "error")])]
+    results[0].questions[0] = QuestionScore(CONFIG.questions[0].id, 1 / 3, CONFIG.questions[0].points)
+    results[1].questions[0] = QuestionScore(CONFIG.questions[0].id, 1e-7, CONFIG.questions[0].points)
+    results[2].questions[0] = QuestionScore(CONFIG.questions[0].id, 1e17, CONFIG.questions[0].points)
+    results[3].questions[0] = QuestionScore(CONFIG.questions[0].id, 0.0, CONFIG.questions[0].points, manual=True)
+    results[3].lateness = {"periods": 2, "hours_late": 25.5, "penalty": -1.5}
+    write_gradebook(tmp_path / "pandas", CONFIG, results)
+    write_gradebook_rows(tmp_path / "csv", CONFIG, reversed(results))
+    assert (tmp_path / "csv" / GRADEBOOK).read_bytes() == (tmp_path / "pandas" / GRADEBOOK).read_bytes()
 
 
 def test_an_interrupted_batch_writes_its_gradebook_and_a_killed_one_keeps_its_rows(tmp_path, monkeypatch):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -37,6 +39,10 @@ def kinds(*sources: str) -> set[str]:
     ("open('/proc/1/cmdline').read()", "processes"),
     ("import os\nos.listdir('/proc/self/fd')", "processes"),
     ("!cat /proc/1/environ", "processes"),
+    ("x = 1\n%system cat /proc/1/environ", "processes"),  # a magic after Python: the cell is IPython's, not Python
+    ("files = !ls /proc/self/fd", "processes"),
+    ("%%bash\ncat /proc/1/environ", "processes"),
+    ("    import ctypes\n    x = 1", "native"),  # an indented cell: IPython dedents it, and so must the scan
     ("import glob\nglob.glob('/tmp/*/kernel-*.json')", "processes"),
     ("import subprocess\nsubprocess.run(['unshare', '-U'])", "escape"),
     ("exec(payload)", "dynamic-code"),
@@ -57,6 +63,16 @@ def test_honest_notebooks_are_not_flagged():
         "def broken(:\n    pass",  # a syntax error is the student's problem, not an integrity finding
     ]
     assert kinds(*honest) == set()
+
+
+def test_a_cell_that_is_python_is_scanned_as_it_is_without_importing_ipython():
+    """IPython's transforms act only where plain Python does not parse; every other cell is scanned as written, so
+    that grading a notebook without magics never imports IPython (a sixth of a second before the first result)."""
+    code = ("import sys, nbformat; from autograder.kernel.integrity import scan_source, python_source; "
+            "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('import ctypes\\ny = (1\\n%len(\\'ab\\'))')]); "
+            "assert [f.kind for f in scan_source(nb)] == ['native']; assert 'IPython' not in sys.modules, 'imported'; "
+            "assert 'get_ipython' in python_source('!ls'); assert 'IPython' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_the_closer_watch_is_for_source_that_reaches_into_the_interpreter():

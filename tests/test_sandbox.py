@@ -418,13 +418,16 @@ def test_a_batch_zygote_imports_what_the_solution_imports_and_no_more(tmp_path):
         (tmp_path / name).mkdir()
         notebooks[name], _ = notebook(tmp_path / name, source)
     assert notebook_modules(notebooks["conv"]) == ()
-    assert notebook_modules(notebooks["train"]) == ("torchvision", "pandas", "matplotlib", "matplotlib.pyplot")
+    assert notebook_modules(notebooks["train"]) == ("torchvision", "pandas", "matplotlib", "matplotlib.pyplot",
+                                                     "matplotlib_inline.backend_inline")
     assert notebook_modules(tmp_path / "missing.ipynb") is None  # all of them, as a zygote for no batch
     spec = KernelSpec(limits=LIMITS, threads=1, device="cpu", seed=0)
-    for name, extra in (("conv", set()), ("train", {"torchvision", "pandas", "matplotlib.pyplot"})):
+    for name, extra in (("conv", set()), ("train", {"torchvision", "pandas", "matplotlib.pyplot",
+                                                    "matplotlib_inline.backend_inline"})):
         zygote = start_zygote(spec, notebook_modules(notebooks[name]))
         try:
             zygote.connect()
             assert set(zygote.info["preloaded"]) - set(PRELOAD) == extra | ({"matplotlib"} if extra else set())
+            assert not any(m.startswith("matplotlib") for m in PRELOAD)  # a kernel without it never imports it
         finally:
             zygote.close()

@@ -81,12 +81,11 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
 
 def warm_up_in_background(settings: GradeSettings) -> threading.Thread:
     """What a worker's first submission would pay for on its own, done on a thread while the worker waits for its
-    first kernel: IPython's cell transformer (the source scan) and nbformat's validator imported and used once, and
-    with figures on, matplotlib with its font."""
+    first kernel: nbformat's validator used once, and with figures on, matplotlib with its font. (Not IPython's
+    cell transformer: only a cell with a magic needs it, see `integrity.python_source`.)"""
 
     def warm() -> None:
         try:
-            scan_source(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%time x = 1")]))
             nbformat.reads(nbformat.writes(nbformat.v4.new_notebook()), as_version=4)
         except Exception:  # each is tried again, for real, by the submission that needs it
             pass

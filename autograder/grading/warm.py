@@ -9,10 +9,9 @@ import multiprocessing
 import os
 from typing import Any
 
-# the grader, and what each worker's first submission would import on its own (the source scan's cell
-# transformer, the figures' drawing)
-WARM_MODULES = ("autograder.grading.worker", "IPython.core.inputtransformer2", "matplotlib.figure",
-                "matplotlib.backends.backend_agg")
+# the grader, and what each worker's first submission would import on its own (the figures' drawing; IPython's
+# cell transformer is imported by the first cell with a magic, if any: the source scan reads Python as it is)
+WARM_MODULES = ("autograder.grading.worker", "matplotlib.figure", "matplotlib.backends.backend_agg")
 
 
 def warm_context(*modules: str) -> Any:

@@ -91,7 +91,14 @@ DYNAMIC = {"exec": "runs code built at run time (exec)", "eval": "runs code buil
 
 
 def python_source(cell_source: str) -> str:
-    """A cell's code as Python: IPython magics and `!` shell escapes become the calls they stand for."""
+    """A cell's code as Python: IPython magics and `!` shell escapes become the calls they stand for. A cell that is
+    Python already is left as it is (IPython's transforms act only where plain Python does not parse: escapes at
+    the start of a logical line, `?` help, prompts, an indented cell), and IPython is not imported for it."""
+    try:
+        ast.parse(cell_source)
+        return cell_source
+    except (SyntaxError, ValueError):
+        pass
     try:
         from IPython.core.inputtransformer2 import TransformerManager
 

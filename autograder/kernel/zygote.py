@@ -35,12 +35,13 @@ from .spec import KernelSpec, base_env
 
 # What every kernel needs (about 1.5 s to import: torch is most of it)...
 PRELOAD = ("numpy", "torch", "IPython", "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell",
-           "ipykernel.debugger", "matplotlib_inline.backend_inline", "IPython.core.completerlib", "psutil",
+           "ipykernel.debugger", "IPython.core.completerlib", "psutil",
            "faulthandler", "tornado.platform.asyncio",  # what IPKernelApp.initialize imports: 0.1 s per kernel
            "autograder.selfcheck", "autograder.kernel.kernel_side")
 # ...and what many notebooks import (about 1.7 s more, torchvision most of it): a batch's zygote imports those its
 # assignment's solution imports (`notebook_modules`), a zygote that knows no assignment all of them
-PRELOAD_OPTIONAL = ("torchvision", "pandas", "matplotlib", "matplotlib.pyplot", "scipy")
+PRELOAD_OPTIONAL = ("torchvision", "pandas", "matplotlib", "matplotlib.pyplot", "scipy",
+                    "matplotlib_inline.backend_inline")  # with matplotlib: `%matplotlib inline` imports it
 PR_SET_CHILD_SUBREAPER = 36
 MAX_MESSAGE = 1 << 20
 
@@ -83,8 +84,8 @@ def serve(listener: socket.socket, wanted: tuple[str, ...] | None = None) -> Non
     import ctypes
     import gc
 
-    gc.collect()
     gc.freeze()  # what was imported is never collected: a kernel's collections stay small, and its pages shared
+    # (no collection first: after the imports it finds a handful of objects, for a tenth of a second)
     ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphaned kernels are reaped here...
     signal.signal(signal.SIGCHLD, lambda *_: reap())  # ...at once: a sandbox ends only when all its pids are free
     greeting = json.dumps({"ready": True, "pid": os.getpid(), "seconds": time.perf_counter() - start,
@@ -315,7 +316,10 @@ def notebook_modules(notebook: Path) -> tuple[str, ...] | None:
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 names.add(node.module)
     roots = {name.split(".")[0] for name in names}
-    return tuple(m for m in PRELOAD_OPTIONAL if m in names or m.split(".")[0] in roots and "." not in m)
+    if "matplotlib" in roots:
+        roots.add("matplotlib_inline")
+    return tuple(m for m in PRELOAD_OPTIONAL if m in names or m.split(".")[0] in roots and "." not in m
+                 or m == "matplotlib_inline.backend_inline" and "matplotlib_inline" in roots)
 
 
 def prestart_zygote(spec: KernelSpec, wanted: tuple[str, ...] | None = None) -> None:

@@ -11,6 +11,7 @@ total every export uses (`adjustments.py`: overrides, bonuses, the late penalty)
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -85,6 +86,16 @@ def write_gradebook(out: Path, config: AssignmentConfig, results: Iterable[Submi
     return frame
 
 
+def write_gradebook_rows(out: Path, config: AssignmentConfig, results: Iterable[SubmissionResult]) -> None:
+    """What `write_gradebook` writes, through the csv module: when a batch starts, before its first result, pandas
+    is not imported for it."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, gradebook_columns(config), lineterminator="\n")  # as pandas writes it
+    writer.writeheader()
+    writer.writerows(gradebook_row(r, config) for r in sorted(results, key=lambda r: r.submission))
+    atomic_write(out / GRADEBOOK, text.getvalue())
+
+
 class Gradebook:
     """`gradebook.csv` while a batch runs: written in full from the records at the start, one row appended per
     result (O(1) each), and rewritten sorted, in full, from the records by `close`. A kill at any moment leaves
@@ -92,7 +103,7 @@ class Gradebook:
 
     def __init__(self, out: Path, config: AssignmentConfig, results: Iterable[SubmissionResult]):
         self.out, self.config = out, config
-        write_gradebook(out, config, results)
+        write_gradebook_rows(out, config, results)
         self.file = open(out / GRADEBOOK, "a", newline="", encoding="utf-8")
         self.writer = csv.DictWriter(self.file, gradebook_columns(config), lineterminator="\n")  # as pandas
 
