@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from autograder.build.notebook import Master
 from autograder.build.scaffold import scaffold
 from autograder.cli.parser import main
 from autograder.config import AssignmentConfig
@@ -126,6 +127,26 @@ def test_new_writes_every_file_with_comments_saying_what_to_change(tmp_path):
     master = json.loads((folder / "activations.ipynb").read_text())
     sources = ["".join(c["source"]) for c in master["cells"]]
     assert "# BEGIN QUESTION\nname: relu" in sources and "Instructors:" in sources[0]
+
+
+def test_instructors_notes_in_html_comments_never_reach_the_student_notebook(tmp_path):
+    """The scaffold's intro is an HTML comment for instructors: hidden when rendered, but in the student notebook's
+    source it would still be there to read. The student notebook leaves every such comment out, except as code."""
+    folder = scaffold("notes", tmp_path / "notes")
+    master = nbformat.read(folder / "notes.ipynb", as_version=4)
+    master.cells.insert(1, nbformat.v4.new_markdown_cell(
+        "<!-- the hidden test uses a 7×7 kernel -->\nWrite HTML comments as `<!-- ... -->`:\n\n"
+        "```html\n<!-- a comment -->\n```\n<!-- grader: half marks\nfor a loop -->"))
+    master.cells.insert(2, nbformat.v4.new_markdown_cell("<!-- only a note -->"))
+    nbformat.write(master, folder / "notes.ipynb")
+    student = Master.read(folder / "notes.ipynb").student()
+    text = "\n".join(c.source for c in student.cells if c.cell_type == "markdown")
+    assert "Instructors:" not in text and "7×7" not in text and "half marks" not in text and "only a note" not in text
+    assert "Write HTML comments as `<!-- ... -->`:" in text and "```html\n<!-- a comment -->\n```" in text
+    assert student.cells[0].source.startswith("# Notes") and len(student.cells) == len(
+        Master.read(folder / "notes.ipynb").solution().cells) - 1  # the cell of nothing but a note is gone
+    solution = "\n".join(c.source for c in Master.read(folder / "notes.ipynb").solution().cells)
+    assert "Instructors:" in solution and "half marks" in solution  # the instructors' own copy keeps them
 
 
 @pytest.mark.slow

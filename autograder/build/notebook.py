@@ -8,13 +8,15 @@ blocks and lines ending in `# SOLUTION` are model answers. Stripping them is ott
 cells `# BEGIN SOLUTION` and `# END SOLUTION` are the model answer, replaced in the student notebook by one
 answer cell (tagged `answer:<question>`, where the grading sheet finds the student's answer); a raw cell whose
 first line is `# RUBRIC` holds the question's rubric, for graders only (kept in the solution notebook, tagged
-`rubric:<question>`).
+`rubric:<question>`). HTML comments in markdown cells (`<!-- ... -->`, outside code) are notes for instructors: the
+student notebook leaves them out (a cell left with nothing but them, entirely).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +143,10 @@ class Master:
                     cells.append(new_code_cell(f'grader.check("{current}")'))
                 current, manual = None, False
                 continue
+            if cell.cell_type == "markdown" and not keep_solutions:
+                cell.source = without_html_comments(cell.source)
+                if not cell.source.strip():
+                    continue
             if cell.cell_type == "code":
                 if not setup_done:
                     cells.append(new_code_cell(SETUP_SOURCE))
@@ -157,6 +163,17 @@ class Master:
         nb.cells = cells
         nb.metadata.pop("otter", None)
         return nb
+
+
+# leftmost first: a comment that holds backticks is a comment, a code span or fence that holds `<!--` is code
+COMMENT_OR_CODE = re.compile(r"(<!--.*?-->)|```.*?```|~~~.*?~~~|`[^`\n]*`", re.DOTALL)
+
+
+def without_html_comments(markdown: str) -> str:
+    """`markdown` without its HTML comments, except where they are code (fenced blocks, inline code), and without
+    the blank lines a removed comment would leave at its ends."""
+    kept = COMMENT_OR_CODE.sub(lambda m: "" if m.group(1) else m.group(0), markdown)
+    return re.sub(r"\n{3,}", "\n\n", kept).strip("\n") if kept != markdown else markdown
 
 
 def question_name(cell: nbformat.NotebookNode, path: Path, index: int) -> str:
