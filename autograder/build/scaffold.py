@@ -139,7 +139,8 @@ INTRO = '''\
 `# BEGIN SOLUTION` and `# END SOLUTION`, and lines ending in `# SOLUTION`, become `...`), with a
 `grader.check("<question>")` cell after each question. A question is the cells between a raw cell
 `# BEGIN QUESTION` (with `name: <id>` below it, an id of assignment.toml) and a raw cell `# END QUESTION`.
-Replace this text with your introduction (HTML comments like this one are notes for you: the student notebook leaves them out). -->
+Replace this text with your introduction. (HTML comments like this one are notes for you: the student notebook
+leaves them out.) -->
 
 Run the cells in order. After each question, `grader.check(...)` runs its public checks on your answer; the
 last cell runs them all. Hidden checks run when your notebook is graded.'''
