@@ -146,6 +146,27 @@ def test_an_oversized_answer_fails_its_own_call_without_a_restart(tmp_path):
 
 @pytest.mark.slow
 @needs_sandbox
+def test_a_value_shared_a_billion_times_over_is_refused_at_once_as_the_students_answer(tmp_path):
+    """A list of a thousand references to a list of a thousand references to a list of a thousand zeros is a few
+    kilobytes in the kernel and a billion values as an answer: refused as soon as it is over the million an
+    answer may hold (not walked until the probe's time runs out), as the answer to its own question; not a
+    malformed answer, not the grader's fault, and the kernel goes on answering."""
+    path, nb = kernel_notebook(tmp_path, "rows = [[[0] * 1000] * 1000] * 1000\ndef history():\n    return rows\n"
+                                         "wide = {str(i): [i, i] for i in range(400_000)}\nsmall = [1, 2]")
+    spec = KernelSpec(limits=Limits(cell_timeout=30, notebook_timeout=60), threads=1, device="cpu", seed=1)
+    with Session(path, None, spec) as session:
+        assert execute_notebook(session, nb).status == "ok"
+        st = KernelStudent(session, 20)
+        start = time.monotonic()
+        for ask in (lambda: st.value("rows"), lambda: st.call("history"), lambda: st.value("wide")):
+            answer = ask()
+            assert answer.error and "over what one answer may carry" in answer.error, answer.error
+        assert time.monotonic() - start < 10 and session.restarts == 0 and not st.malformed
+        assert st.value("small").value == [1, 2]
+
+
+@pytest.mark.slow
+@needs_sandbox
 def test_a_request_the_kernel_cannot_read_is_a_probe_error(tmp_path):
     path, nb = kernel_notebook(tmp_path, "def f(x):\n    return 1")
     spec = KernelSpec(limits=Limits(cell_timeout=30, notebook_timeout=60), threads=1, device="cpu", seed=1)

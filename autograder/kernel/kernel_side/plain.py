@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 from .refs import MAX_DEPTH, MAX_REPR, TAG
-from .wire import WIRE_DTYPES
+from .wire import MAX_VALUES, WIRE_DTYPES, TooLarge
 
 def type_name(obj):
     cls = type(obj)
@@ -30,9 +30,27 @@ def plain_tensor(t):
             "requires_grad": bool(t.requires_grad)}
 
 
-def to_plain(obj, depth=0):
+class _Values:
+    """How many more values one answer may hold: counted as they are reduced, so that a value shared many times
+    over (a list of a thousand references to a list of a thousand lists...) is refused at once, not walked."""
+
+    def __init__(self, left=MAX_VALUES):
+        self.left = left
+
+    def take(self):
+        self.left -= 1
+        if self.left < 0:
+            raise TooLarge(f"a value of over {MAX_VALUES} items (list and dict entries, numbers, strings), over "
+                           "what one answer may carry")
+
+
+def to_plain(obj, depth=0, values=None):
     """Reduce a value to tagged plain data: every container the codec decodes carries its tag, so a
-    student's dict can never pass for a tensor, a module or anything else."""
+    student's dict can never pass for a tensor, a module or anything else. At most `MAX_VALUES` items
+    (`TooLarge` beyond)."""
+    if values is None:
+        values = _Values()
+    values.take()
     if obj is None or type(obj) in (bool, int, float, str):
         return obj
     if depth > MAX_DEPTH:
@@ -51,11 +69,11 @@ def to_plain(obj, depth=0):
     if isinstance(obj, (bool, int, float, str)):  # subclasses (IntEnum, numpy.float64's float base...)
         return _builtin_value(obj)
     if isinstance(obj, list):
-        return [to_plain(x, depth + 1) for x in obj]
+        return [to_plain(x, depth + 1, values) for x in obj]
     if isinstance(obj, tuple):
-        return tuple(to_plain(x, depth + 1) for x in obj)
+        return tuple(to_plain(x, depth + 1, values) for x in obj)
     if isinstance(obj, dict):
-        return {TAG: "dict", "items": [[str(k), to_plain(v, depth + 1)] for k, v in obj.items()]}
+        return {TAG: "dict", "items": [[str(k), to_plain(v, depth + 1, values)] for k, v in obj.items()]}
     module = type(obj).__module__
     if module == "numpy" or module.startswith("numpy."):
         import numpy
@@ -65,7 +83,10 @@ def to_plain(obj, depth=0):
         if isinstance(obj, numpy.generic) and obj.dtype.kind in "biuf":
             return _builtin_value(obj.item())
     if (module == "pandas" or module.startswith("pandas.")) and type(obj).__name__ == "DataFrame":
-        return {TAG: "dataframe", "columns": [[str(c), to_plain(list(obj[c]), depth + 1)] for c in obj.columns]}
+        if obj.size > values.left:  # refused before its columns are made lists
+            values.left = -1
+            values.take()
+        return {TAG: "dataframe", "columns": [[str(c), to_plain(list(obj[c]), depth + 1, values)] for c in obj.columns]}
     return opaque(obj)
 
 

@@ -7,7 +7,7 @@ import sys
 
 import torch
 from .refs import Flags, _IOLOOP_READ, _SIGINT, _default_int_handler, _json_dumps, _json_loads, _pack, _read, _sha256, _signal, _unpack, _write
-from .wire import answer_decode, answer_encode, wire_decode
+from .wire import TooLarge, answer_decode, answer_encode, wire_decode
 from .plain import to_plain
 from .watch import AuditWatch, StateWatch
 from .guard import Guard, ListSink, PipeSink, ProbeFault, Tripwires, format_error
@@ -81,7 +81,10 @@ class ProbeServer:
                 request = wire_decode(payload)
             except BaseException as exc:
                 raise ProbeFault(f"the grader's request could not be read ({format_error(exc)})") from None
-            data = self.encode(answer(request, self.user_ns, self.report, self.origin))
+            try:
+                data = self.encode(answer(request, self.user_ns, self.report, self.origin))
+            except TooLarge as exc:  # the student's value: the answer to its call, as an oversized one is below
+                data = self.encode(response(error=f"returned {exc}"))
             if isinstance(limit, int) and len(data) > limit:  # refused here: the answer never crosses
                 data = self.encode(response(error=f"returned a value of {len(data) / 2**20:.0f} MiB, over the "
                                                   f"{limit / 2**20:g} MiB limit on what one answer may carry"))

@@ -50,6 +50,11 @@ class WireError(ValueError):
     """Bytes that are not a probe message."""
 
 
+class TooLarge(ValueError):
+    """An answer over what one answer may carry (values, or structure bytes): refused in the kernel, as the
+    answer to the call that made it, never sent."""
+
+
 def _tensor_bytes(obj):
     """The bytes of a dense tensor of a wire dtype, in row-major order."""
     flat = obj.detach().to("cpu").contiguous().reshape(-1)
@@ -147,7 +152,14 @@ def answer_encode(plain):
             return record
         raise TypeError(f"a {kind.__name__} in an answer")  # to_plain makes none: the probe's own failure
 
-    head = _dumps(walk(plain), separators=(",", ":"), allow_nan=False).encode("utf-8")
+    text = _dumps(walk(plain), separators=(",", ":"), allow_nan=False)
+    if _values_in(text) > MAX_VALUES:  # what `answer_decode` would refuse
+        raise TooLarge(f"a value of over {MAX_VALUES} items (list and dict entries, numbers, strings), over what "
+                       "one answer may carry")
+    head = text.encode("utf-8")
+    if len(head) > MAX_STRUCTURE_BYTES:
+        raise TooLarge(f"a value of {len(head) / 2**20:.0f} MiB of lists, dicts, numbers and strings, over the "
+                       f"{MAX_STRUCTURE_BYTES // 2**20} MiB of them one answer may carry")
     return b"".join([ANSWER_MAGIC, _u32.pack(len(head)), head, *chunks])
 
 
@@ -211,13 +223,18 @@ def answer_decode(data):
     view = memoryview(data)
     try:
         text = bytes(view[8:8 + length]).decode("utf-8")
-        if text.count(",") + text.count("[") + text.count("{") > MAX_VALUES:  # an over-estimate: commas in strings
+        if _values_in(text) > MAX_VALUES:
             raise WireError(f"an answer of over {MAX_VALUES} values")
         return _loads(text, object_hook=_AnswerRecords(view[8 + length:]), parse_constant=_no_constant)
     except WireError:
         raise
     except Exception as exc:  # malformed JSON, text, numbers over Python's digit limit, nesting too deep
         raise WireError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _values_in(text):
+    """The values of an answer's JSON, over-estimated (commas in strings count): the same count on both sides."""
+    return text.count(",") + text.count("[") + text.count("{")
 
 
 def _no_constant(name):
