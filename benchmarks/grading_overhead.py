@@ -148,7 +148,7 @@ def main() -> None:
         plain = plain_nbclient(sample, report.autograder_dir / "student_files", tmp / "plain") / len(sample)
         print(f"plain nbclient (fresh kernel each, no checks), on {len(sample)} of them: {plain:.2f} s per notebook")
 
-        table: list[tuple[str, str, str, bool]] = []
+        table: list[tuple[str, str, str, bool | None]] = []
         for jobs, figures in [(j, f) for f in ((True, False) if args.figures == "both" else (True,))
                               for j in args.jobs]:
             watcher = PeakMemory()
@@ -187,20 +187,22 @@ def main() -> None:
                     print(f"   !! {r.submission} got {r.total:g}, its original {totals[r.submission.split('_copy')[0]]:g}")
             print(f"   totals: {', '.join(f'{k} {v:g}' for k, v in sorted(totals.items()))}")
             if figures:
-                table.append((f"{label}, {n} notebooks: speed-up over plain nbclient per notebook",
-                              f"{plain / (wall / n):.1f}x", "10x (120 notebooks), 5x (12)",
-                              plain / (wall / n) >= (10 if n >= 120 else 5)))
+                speed_up = plain / (wall / n)
+                table.append((f"{label}, {n} notebooks: speed-up over plain nbclient per notebook", f"{speed_up:.1f}x",
+                              *(("10x (120 notebooks), 5x (12)", speed_up >= (10 if n >= 120 else 5)) if jobs == 2
+                                else ("none (the speed-up targets are for --jobs 2)", None))))
                 table.append((f"{label}: first result after the batch started", f"{firsts[0]:.2f} s", "2 s",
                               firsts[0] <= 2))
                 table.append((f"{label}: overhead per submission, without the first", f"{statistics.mean(steady):.2f} s",
                               "0.3 s", statistics.mean(steady) <= 0.3))
 
-        command = first_result_of_the_command(report.autograder_dir, notebooks, tmp / "command", max(args.jobs))
-        table.append((f"`torchgrade grade --jobs {max(args.jobs)}`: first result after the command started",
-                      f"{command:.2f} s", "2 s", command <= 2))
+        for jobs in args.jobs:
+            command = first_result_of_the_command(report.autograder_dir, notebooks, tmp / f"command{jobs}", jobs)
+            table.append((f"`torchgrade grade --jobs {jobs}`: first result after the command started",
+                          f"{command:.2f} s", "2 s", command <= 2))
         print("\n| figure (figures on) | measured | target | met |\n|---|---|---|---|")
         for what, measured, target, met in table:
-            print(f"| {what} | {measured} | {target} | {'yes' if met else 'no'} |")
+            print(f"| {what} | {measured} | {target} | {'-' if met is None else 'yes' if met else 'no'} |")
 
 
 if __name__ == "__main__":
