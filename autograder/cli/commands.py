@@ -33,7 +33,6 @@ def cmd_assign(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    start_kernels_early(args)
     from ..build.assignment import load_assignment
     from ..build.bundles import build_bundles
     from ..grading.submissions import find_submissions
@@ -65,33 +64,6 @@ def cmd_grade(args: argparse.Namespace) -> int:
         record_grading(args, assignment, submissions)
         run_batch(assignment, submissions, args.out, settings)
     return 0
-
-
-def start_kernels_early(args: argparse.Namespace) -> None:
-    """The batch's kernel fork server, started before this process imports torch and loads the checks (each about a
-    second): a local CPU batch's kernels need only the assignment's seed and the thread count to be known. If what
-    the batch resolves differs, it starts the zygote it needs then, as it would have anyway."""
-    from ..config import AssignmentConfig
-    from ..kernel.machine import kernel_threads
-    from ..kernel.spec import KernelSpec
-    from ..kernel.zygote import notebook_modules, prestart_zygote
-
-    root = Path(args.assignment)
-    if args.device != "cpu" or args.executor != "local" or not (root / "assignment.toml").is_file():
-        return
-    try:
-        config = AssignmentConfig.load(root / "assignment.toml")
-    except Exception:  # said properly once the assignment loads
-        return
-    solution = root / "solution.ipynb" if (root / "solution.ipynb").is_file() else next(iter(sorted(
-        root.glob("*.ipynb"))), None)
-    threads = kernel_threads(GradeSettings(jobs=args.jobs, threads=args.threads))
-    prestart_zygote(KernelSpec(limits=config.limits, threads=threads, device="cpu", seed=config.seed),
-                    notebook_modules(solution) if solution else None)
-    if args.jobs > 1:  # and the server the workers fork from, importing the grader meanwhile
-        from ..grading.warm import start_warm_server
-
-        start_warm_server("autograder.grading.local_pool")
 
 
 def grading_isolation(args: argparse.Namespace) -> str:

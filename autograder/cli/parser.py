@@ -20,6 +20,10 @@ from ..extensions import choices
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.run == "cmd_grade":  # the kernels' fork server imports torch while this process imports the rest
+        from .early import start_kernels_early
+
+        start_kernels_early(args)
     from . import commands  # torch and the kernel machinery load only now: `--help` stays fast
     from rich.markup import escape
 
