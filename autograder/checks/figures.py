@@ -12,7 +12,7 @@ checks, never into the student bundle):
             return None                  # nothing to draw
         fig = new_figure(7, 2.8)
         ...
-        return fig                       # a matplotlib Figure
+        return fig                       # a matplotlib Figure (or a Raster: `image_row`)
 
 A figure function takes some of `st`, `ref`, `rng` and `ctx` by name, as a check does (`rng` is seeded from
 the figure's name and the public seed). Figures run after every check, on the same kernel, within the
