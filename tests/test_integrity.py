@@ -66,13 +66,35 @@ def test_honest_notebooks_are_not_flagged():
 
 
 def test_a_cell_that_is_python_is_scanned_as_it_is_without_importing_ipython():
-    """IPython's transforms act only where plain Python does not parse; every other cell is scanned as written, so
-    that grading a notebook without magics never imports IPython (a sixth of a second before the first result)."""
+    """A cell that holds nothing IPython's transforms act on is scanned as written, so that grading a notebook
+    without magics or prompts never imports IPython (a sixth of a second before the first result)."""
     code = ("import sys, nbformat; from autograder.kernel.integrity import scan_source, python_source; "
-            "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('import ctypes\\ny = (1\\n%len(\\'ab\\'))')]); "
+            "cell = 'import ctypes\\ndef f(x):\\n    ...\\n    return x % 2 != 0  # why?'; "
+            "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)]); "
             "assert [f.kind for f in scan_source(nb)] == ['native']; assert 'IPython' not in sys.modules, 'imported'; "
             "assert 'get_ipython' in python_source('!ls'); assert 'IPython' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.parametrize("source, kind", [
+    # `... X` parses as Python (an Ellipsis); IPython strips the prompt, and the escape after it runs
+    ("0\n... /__import__ ['ctypes'][0]\n", "dynamic-code"),
+    ("0\n... /exec ['import\\x20ctypes'][0]\n", "dynamic-code"),
+    ("0\n... ;exec +\"if print('x', __import__('ctypes').CDLL(None)) else\".strip()\n", "dynamic-code"),
+    ("0\n... %cat /proc/self/environ\n", "processes"),
+    ("0\n... %sx .connection_file\n", "processes"),
+    ("In [1]: x\nIn [2]: !cat /proc/1/environ", "processes"),
+    # one string to Python, several lines to IPython (str.splitlines breaks at \x0c, \x1c, \u2028...): the magic
+    # assignment it then sees closes the string and opens it again around real code
+    ("'\x0cz = %and ; import ctypes; ctypes.CDLL(None) #\"'\n", "native"),
+    ("'\x0bz = %and ; import sys; sys._getframe(0) #\"'", "frames"),
+    ("'\u2028z = %and ; exec(\"1\") #\"'", "dynamic-code"),
+    ("'\x1cz = %and ; import ctypes; ctypes.CDLL(None) #\"'\n", "native"),
+])
+def test_a_cell_is_scanned_as_ipython_runs_it_when_it_parses_as_python_too(source, kind):
+    """Found by a review: cells that parse as Python, where IPython's prompt stripping or line splitting makes the
+    kernel run code the untransformed source only holds as names, an Ellipsis or a string."""
+    assert kind in kinds(source)
 
 
 def test_the_closer_watch_is_for_source_that_reaches_into_the_interpreter():

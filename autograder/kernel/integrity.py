@@ -19,6 +19,7 @@ import os
 import re
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -90,21 +91,40 @@ DYNAMIC = {"exec": "runs code built at run time (exec)", "eval": "runs code buil
            "compile": "compiles code at run time (compile)", "__import__": "imports by a computed name (__import__)"}
 
 
+# What IPython's cell transforms act on (IPython.core.inputtransformer2): a line break that only str.splitlines sees
+# (it splits a cell into lines, Python's tokenizer does not), an indented first line, a prompt (`>>> `, `... `,
+# `In [1]: `, `   ...: `, each stripped from every line where the first two lines hold one) and an escape at the start
+# of a line (% ! ? / , ;). A cell with none of them is left unchanged by IPython, so it is scanned as written.
+IPYTHON_LINE_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+IPYTHON_LINE_START = re.compile(r"(?:>>>|\.\.\.)(?: |$)|In \[\d+\]: |\s*\.\.\.+: |[ \t]*[%!?/,;]")
+
+
 def python_source(cell_source: str) -> str:
-    """A cell's code as Python: IPython magics and `!` shell escapes become the calls they stand for. A cell that is
-    Python already is left as it is (IPython's transforms act only where plain Python does not parse: escapes at
-    the start of a logical line, `?` help, prompts, an indented cell), and IPython is not imported for it."""
-    try:
-        ast.parse(cell_source)
-        return cell_source
-    except (SyntaxError, ValueError):
-        pass
+    """A cell's code as Python: IPython magics and `!` shell escapes become the calls they stand for, prompts and
+    indentation go, as IPython itself runs the cell. A cell that holds nothing IPython's transforms act on, and
+    parses as Python, is that already: it is returned as it is, and IPython is not imported for it."""
+    if not needs_ipython(cell_source):
+        try:
+            ast.parse(cell_source)
+            return cell_source
+        except (SyntaxError, ValueError):
+            pass
     try:
         from IPython.core.inputtransformer2 import TransformerManager
 
-        return TransformerManager().transform_cell(cell_source)
+        with warnings.catch_warnings():  # IPython warns of the line breaks only str.splitlines knows
+            warnings.simplefilter("ignore")
+            return TransformerManager().transform_cell(cell_source)
     except Exception:
         return cell_source
+
+
+def needs_ipython(cell_source: str) -> bool:
+    if IPYTHON_LINE_BREAKS.search(cell_source):
+        return True
+    lines = cell_source.split("\n")
+    first = next((line for line in lines if line.strip()), "")
+    return first[:1] in (" ", "\t") or any(IPYTHON_LINE_START.match(line) for line in lines)
 
 
 def scan_source(nb: nbformat.NotebookNode, trusted: Iterable[str] = ()) -> list[Finding]:
