@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 from .refs import MAX_DEPTH, MAX_REPR, TAG
-from .wire import MAX_VALUES, WIRE_DTYPES, TooLarge
+from .wire import MAX_VALUES, WIRE_DTYPES, too_many_values
 
 def type_name(obj):
     cls = type(obj)
@@ -40,8 +40,7 @@ class _Values:
     def take(self):
         self.left -= 1
         if self.left < 0:
-            raise TooLarge(f"a value of over {MAX_VALUES} items (list and dict entries, numbers, strings), over "
-                           "what one answer may carry")
+            raise too_many_values()
 
 
 def to_plain(obj, depth=0, values=None):

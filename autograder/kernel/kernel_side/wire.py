@@ -55,6 +55,11 @@ class TooLarge(ValueError):
     answer to the call that made it, never sent."""
 
 
+def too_many_values():
+    return TooLarge(f"a value of over {MAX_VALUES} items (list and dict entries, numbers, strings), over what one "
+                    "answer may carry")
+
+
 def _tensor_bytes(obj):
     """The bytes of a dense tensor of a wire dtype, in row-major order."""
     flat = obj.detach().to("cpu").contiguous().reshape(-1)
@@ -154,8 +159,7 @@ def answer_encode(plain):
 
     text = _dumps(walk(plain), separators=(",", ":"), allow_nan=False)
     if _values_in(text) > MAX_VALUES:  # what `answer_decode` would refuse
-        raise TooLarge(f"a value of over {MAX_VALUES} items (list and dict entries, numbers, strings), over what "
-                       "one answer may carry")
+        raise too_many_values()
     head = text.encode("utf-8")
     if len(head) > MAX_STRUCTURE_BYTES:
         raise TooLarge(f"a value of {len(head) / 2**20:.0f} MiB of lists, dicts, numbers and strings, over the "
