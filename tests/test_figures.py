@@ -250,6 +250,7 @@ def test_a_row_of_images_is_one_raster_scaled_by_whole_pixels_with_its_scales():
     axes, each scaled up by a whole factor; a panel's colour scale to its right with its two ends written."""
     import io
 
+    import numpy
     import torch
     from PIL import Image
 
@@ -261,7 +262,7 @@ def test_a_row_of_images_is_one_raster_scaled_by_whole_pixels_with_its_scales():
                      Panel(torch.rand(10, 10, 3), "rgb")], height=60)
     texts = fig.texts
     assert texts[:2] == ["map", "11"] and "2" in texts and texts[-2:] == ["flat", "rgb"]  # finite range: 2 .. 11
-    pixels = torch.tensor(list(fig.image.getdata()), dtype=torch.float32).reshape(fig.image.height, fig.image.width, 3)
+    pixels = torch.from_numpy(numpy.asarray(fig.image).astype("float32"))  # (height, width, 3)
     assert (pixels[:20] < 128).any()  # the titles are written above the images
     block = pixels[22 + 1:22 + 1 + 20, 7 + 1 + 20 * 3:7 + 1 + 20 * 4]  # the map's value 3 (row 0, column 3), ×20
     assert (block == block[0, 0]).all() and not (block[0, 0] == 255).all()  # one colour, no smoothing
