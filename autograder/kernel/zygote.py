@@ -317,9 +317,8 @@ def notebook_modules(notebook: Path) -> tuple[str, ...] | None:
                 names.add(node.module)
     roots = {name.split(".")[0] for name in names}
     if "matplotlib" in roots:
-        roots.add("matplotlib_inline")
-    return tuple(m for m in PRELOAD_OPTIONAL if m in names or m.split(".")[0] in roots and "." not in m
-                 or m == "matplotlib_inline.backend_inline" and "matplotlib_inline" in roots)
+        names.add("matplotlib_inline.backend_inline")
+    return tuple(m for m in PRELOAD_OPTIONAL if m in names or m.split(".")[0] in roots and "." not in m)
 
 
 def prestart_zygote(spec: KernelSpec, wanted: tuple[str, ...] | None = None) -> None:

@@ -83,8 +83,7 @@ def to_plain(obj, depth=0, values=None):
             return _builtin_value(obj.item())
     if (module == "pandas" or module.startswith("pandas.")) and type(obj).__name__ == "DataFrame":
         if obj.size > values.left:  # refused before its columns are made lists
-            values.left = -1
-            values.take()
+            raise too_many_values()
         return {TAG: "dataframe", "columns": [[str(c), to_plain(list(obj[c]), depth + 1, values)] for c in obj.columns]}
     return opaque(obj)
 
