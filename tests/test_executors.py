@@ -106,9 +106,10 @@ def test_the_gradebook_a_batch_starts_with_is_written_as_pandas_writes_it(tmp_pa
     results[2].questions[0] = QuestionScore(CONFIG.questions[0].id, 1e17, CONFIG.questions[0].points)
     results[3].questions[0] = QuestionScore(CONFIG.questions[0].id, 0.0, CONFIG.questions[0].points, manual=True)
     results[3].lateness = {"periods": 2, "hours_late": 25.5, "penalty": -1.5}
-    write_gradebook(tmp_path / "pandas", CONFIG, results)
+    frame = write_gradebook(tmp_path / "final", CONFIG, results)
     write_gradebook_rows(tmp_path / "csv", CONFIG, reversed(results))
-    assert (tmp_path / "csv" / GRADEBOOK).read_bytes() == (tmp_path / "pandas" / GRADEBOOK).read_bytes()
+    assert (tmp_path / "csv" / GRADEBOOK).read_bytes() == frame.to_csv(index=False).encode("utf-8")
+    assert (tmp_path / "final" / GRADEBOOK).read_bytes() == frame.to_csv(index=False).encode("utf-8")
 
 
 def test_an_interrupted_batch_writes_its_gradebook_and_a_killed_one_keeps_its_rows(tmp_path, monkeypatch):

@@ -81,14 +81,15 @@ def gradebook_frame(results: Iterable[SubmissionResult], config: AssignmentConfi
 
 
 def write_gradebook(out: Path, config: AssignmentConfig, results: Iterable[SubmissionResult]) -> pd.DataFrame:
-    frame = gradebook_frame(results, config)
-    atomic_write(out / GRADEBOOK, frame.to_csv(index=False))
-    return frame
+    """The gradebook file, and its table."""
+    results = list(results)
+    write_gradebook_rows(out, config, results)
+    return gradebook_frame(results, config)
 
 
 def write_gradebook_rows(out: Path, config: AssignmentConfig, results: Iterable[SubmissionResult]) -> None:
-    """What `write_gradebook` writes, through the csv module: when a batch starts, before its first result, pandas
-    is not imported for it."""
+    """The gradebook file, sorted, through the csv module (byte for byte what pandas' `to_csv` writes of the same
+    table): when a batch starts, before its first result, pandas is not imported for it."""
     text = io.StringIO()
     writer = csv.DictWriter(text, gradebook_columns(config), lineterminator="\n")  # as pandas writes it
     writer.writeheader()
