@@ -13,7 +13,7 @@ import pytest
 
 from autograder.config import Limits
 from autograder.kernel import isolation
-from autograder.kernel.integrity import Finding, IntegrityChannel, needs_watch, scan_source
+from autograder.kernel.integrity import Finding, IntegrityChannel, needs_ipython, needs_watch, scan_source
 from autograder.kernel.spec import KernelSpec, kernel_env
 from autograder.build.notebook import SETUP_SOURCE
 
@@ -68,13 +68,23 @@ def test_honest_notebooks_are_not_flagged():
 
 def test_a_cell_that_is_python_is_scanned_as_it_is_without_importing_ipython():
     """A cell that holds nothing IPython's transforms act on is scanned as written, so that grading a notebook
-    without magics or prompts never imports IPython (a sixth of a second before the first result)."""
+    without magics or prompts never imports IPython (a sixth of a second before the first result, a quarter where
+    the batch starts with an unanswered notebook: an indented `...` body is an Ellipsis to IPython too)."""
     code = ("import sys, nbformat; from autograder.kernel.integrity import scan_source, python_source; "
             "cell = 'import ctypes\\ndef f(x):\\n    y = x[..., 0]\\n    return y % 2 != 0  # why?'; "
-            "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)]); "
+            "blank = 'def conv2d_single(x, w):\\n    ...\\n\\nclass Net:\\n    def forward(self, x):\\n        ...  # yours'; "
+            "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in (cell, blank)]); "
             "assert [f.kind for f in scan_source(nb)] == ['native']; assert 'IPython' not in sys.modules, 'imported'; "
             "assert 'get_ipython' in python_source('!ls'); assert 'IPython' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_which_cells_go_through_ipython():
+    python = ["def f(x):\n    ...", "class A:\n    def g(self):\n        ...  # yours\n\tx = ...", "y = x[..., 0]"]
+    ipython = ["0\n...", "0\n... x", "x = {\n    ...: 1}", "d = {\n  ....: 2}", "x\n    >>> y", " x = 1",
+               "x = 1\n%time f()", "a\rb"]
+    assert not any(needs_ipython(c) for c in python)
+    assert all(needs_ipython(c) for c in ipython)
 
 
 @pytest.mark.parametrize("source, kind", [

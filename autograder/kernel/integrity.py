@@ -93,12 +93,14 @@ DYNAMIC = {"exec": "runs code built at run time (exec)", "eval": "runs code buil
 
 # What IPython's cell transforms act on (IPython.core.inputtransformer2, versions 8 and 9), or might: a line break that
 # only str.splitlines sees (it splits a cell into lines, Python's tokenizer does not), an indented first line, a
-# prompt anywhere (`>>>`, `...`, `In [1]:`, `[nav] In [1]:`, `...:`; IPython 8 strips them where the first two lines
-# hold one, IPython 9 wherever a `>>>` line is outside what it takes for a triple-quoted string, dedenting too) and an
-# escape at the start of a line (% ! ? / , ;). A cell with none of them is left unchanged by IPython, so it is
-# scanned as written; any other goes through IPython, as the kernel runs it.
+# prompt anywhere (`>>>`, `In [1]:`, `[nav] In [1]:`, `...:` indented or not, `...` in the first column; IPython 8
+# strips them where the first two lines hold one, IPython 9 wherever a `>>>` line is outside what it takes for a
+# triple-quoted string, dedenting too) and an escape at the start of a line (% ! ? / , ;). An indented `...` with no
+# colon after it (an unanswered body, `    ...`) is an Ellipsis to both: a prompt only beside a `>>>` line, or in the
+# first column. A cell with none of them is left unchanged by IPython, so it is scanned as written; any other goes
+# through IPython, as the kernel runs it.
 IPYTHON_LINE_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-IPYTHON_LINE_START = re.compile(r"\s*(?:>>>|\.\.\.|In \[|\[nav\]|\[ins\]|[%!?/,;])")
+IPYTHON_LINE_START = re.compile(r"\s*(?:>>>|\.{3,}:|In \[|\[nav\]|\[ins\]|[%!?/,;])|\.\.\.")
 
 
 def python_source(cell_source: str) -> str:

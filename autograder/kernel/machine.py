@@ -78,6 +78,8 @@ def resolved_device(settings: GradeSettings) -> str:
     """`cpu` or `cuda`: `auto` picks CUDA where torch sees it; `cuda` where it does not is an error."""
     if settings.device not in DEVICES:
         raise ConfigError(f"unknown device {settings.device!r}; choose one of {', '.join(DEVICES)}")
+    if settings.device == "cpu":  # said without importing torch: a batch's orchestrator may never need it
+        return "cpu"
     import torch
 
     if settings.device == "cuda" and not torch.cuda.is_available():
