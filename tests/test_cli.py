@@ -183,6 +183,24 @@ def test_bad_command_lines_get_clear_errors(built, tmp_path):
     assert student.returncode == 2 and "student bundle" in student.stdout
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_bundle_whose_checks_do_not_load_fails_the_batch_before_it_starts(built, tmp_path, jobs):
+    """With more than one job the checks load only in the workers (the process that hands out work never imports
+    torch): a bundle whose checks raise as they load still fails the command before any grading, naming the file and
+    line, and writes nothing; as with one job, where they load in the grading process."""
+    bundle = tmp_path / "autograder"
+    shutil.copytree(built / "autograder", bundle)
+    public = bundle / "checks" / "public.py"
+    lines = public.read_text().count("\n")
+    public.write_text(public.read_text() + "raise RuntimeError('a typo in the checks')\n")
+    proc = torchgrade("grade", bundle, EXAMPLES / "partial.ipynb", "--out", tmp_path / "o", "--jobs", jobs)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    said = " ".join(proc.stdout.split())
+    assert f"public.py: line {lines + 1}: raised RuntimeError: a typo in the checks" in said, said
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
 def test_grading_refuses_where_submissions_cannot_be_isolated(built, tmp_path):
     env = {**os.environ, "TORCHGRADE_BWRAP": str(tmp_path / "no-bwrap")}
     sub = built / "autograder" / "solution.ipynb"

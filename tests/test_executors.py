@@ -3,6 +3,7 @@ cost is linear in the batch (the records are read once at the start and once at 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -45,7 +46,10 @@ class Instant:
     def __init__(self, settings):
         self.seen: list[str] = []
 
-    def check(self):
+    def check(self, assignment):
+        pass
+
+    def close(self):
         pass
 
     def running(self):
@@ -245,7 +249,7 @@ def test_a_killed_worker_costs_only_its_own_submission(convolution_build, tmp_pa
     submissions = [tmp_path / "victim.ipynb", tmp_path / "survivor.ipynb", *others]
     assignment = load_assignment(convolution_build.autograder_dir)
     pool = get_executor(GradeSettings(jobs=2, executor=executor))
-    pool.check()
+    pool.check(assignment)
     results: dict[str, list[SubmissionResult]] = defaultdict(list)
     killed: dict[str, list[int]] = defaultdict(list)
     stop = threading.Event()
@@ -258,6 +262,7 @@ def test_a_killed_worker_costs_only_its_own_submission(convolution_build, tmp_pa
     finally:
         stop.set()
         killer.join()
+        pool.close()
     assert {name: len(rs) for name, rs in results.items()} == {p.stem: 1 for p in submissions}  # one row each
     assert len(killed["victim"]) == 2 and len(killed["survivor"]) == 1
     victim = results["victim"][0]
@@ -270,3 +275,44 @@ def test_a_killed_worker_costs_only_its_own_submission(convolution_build, tmp_pa
         assert result.status == "ok", result.message
         assert {q.id: q.points for q in result.questions} == {
             k: v for k, v in expected[path.stem].items() if k != "diagnoses"}
+
+
+@pytest.mark.slow
+def test_with_more_than_one_job_the_process_that_hands_out_work_never_imports_torch(convolution_build, tmp_path):
+    """Before the first result, the machine's cores import torch twice (the zygote, the workers' server), not three
+    times: the process that hands out work and keeps results loads the assignment's configuration only, and each
+    worker loads its checks. The grades are those of the golden examples."""
+    names = ["solution", "partial", "no_sqrt"]
+    subs = [convolution_build.autograder_dir / "solution.ipynb", *(ASSIGNMENTS / "convolution" / "examples" /
+                                                                   f"{n}.ipynb" for n in names[1:])]
+    code = (f"import sys, json; from pathlib import Path; from autograder.build.assignment import load_assignment; "
+            f"from autograder.cli.run_batch import grade_into; from autograder.config import GradeSettings; "
+            f"bundle = load_assignment(Path({str(convolution_build.autograder_dir)!r}), lazy=True); "
+            f"batch = grade_into(bundle, [Path(p) for p in {[str(s) for s in subs]!r}], Path({str(tmp_path)!r}), "
+            f"GradeSettings(jobs=2)); assert 'torch' not in sys.modules, 'torch was imported'; "
+            f"print(json.dumps({{r.submission: {{q.id: q.points for q in r.questions}} for r in batch.graded}}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    points = json.loads(proc.stdout.strip().splitlines()[-1])
+    expected = expected_points("convolution")
+    assert points == {n: {k: v for k, v in expected[n].items() if k != "diagnoses"} for n in names}
+
+
+def test_a_grader_first_kernel_starts_alone_and_the_next_once_it_runs(monkeypatch):
+    """`Prefetch.prepare(..., hold=True)`: a grader's first submission does not share the machine's busiest moment
+    with the next one's kernel; that starts once `release` says the first kernel runs (grade_submission does)."""
+    from autograder.kernel.prefetch import Prefetch
+
+    started: list[str] = []
+    monkeypatch.setattr(Prefetch, "_prepared", staticmethod(
+        lambda notebook, files, spec: started.append(notebook) or SimpleNamespace(stop=lambda: None)))
+    with Prefetch() as prefetch:
+        prefetch.prepare("first", None, "spec")
+        prefetch.prepare("second", None, "spec", hold=True)
+        prefetch.session("first", None, "spec")
+        time.sleep(0.1)
+        assert started == ["first"]
+        prefetch.release()
+        assert prefetch.session("second", None, "spec") is not None and started == ["first", "second"]
+        prefetch.prepare("third", None, "spec", hold=True)  # never released (its submission failed): never started
+    assert started == ["first", "second"]

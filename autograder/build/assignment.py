@@ -11,16 +11,19 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
+import traceback
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from ..checks import CheckSet
-from ..checks.figures import FigureSet
 from ..config import CONFIG_NAME, AssignmentConfig
 from ..errors import ConfigError, TorchgradeError
-from .recorded import Replay
+
+if TYPE_CHECKING:
+    from ..checks import CheckSet
+    from ..checks.figures import FigureSet
 
 CHECKS_DIR = "checks"
 STUDENT_META = ".torchgrade"
@@ -30,26 +33,61 @@ BUNDLE_REFERENCE = "reference.py"
 BUNDLE_STUDENT_FILES = "student_files"
 BUNDLE_SOLUTION = "solution.ipynb"
 BUNDLE_HIDDEN = "hidden"
+BLANK_NAME = "blank.ipynb"  # the notebook students start from, kept in the autograder bundle
 
 
 @dataclass
+class Grading:
+    """What grading runs in the grader: the checks, the reference they compare with, the feedback's figures (torch
+    and the instructor's code: imported where submissions are graded, which a batch's orchestrator may not be)."""
+
+    checks: CheckSet
+    reference: Any  # the reference module, or a Replay of its recorded values
+    figures: FigureSet
+
+
+@dataclass(eq=False)
 class Assignment:
     root: Path
     kind: str  # source | bundle | student
     config: AssignmentConfig
-    checks: CheckSet
-    reference: Any  # the reference module, or a Replay of its recorded values
     student_files: Path | None  # copied into every sandbox next to the notebook
     hidden: Path | None = None  # hidden test data and grader-only models (autograder bundle only)
-    figures: FigureSet = field(default_factory=FigureSet)  # checks/figures.py: pictures for the feedback
+    loader: Callable[[], Grading] | None = field(default=None, repr=False)  # the checks, loaded on first use
+    _grading: Grading | None = field(default=None, init=False, repr=False)
 
     @property
     def name(self) -> str:
         return self.config.name
 
+    @property
+    def grading(self) -> Grading:
+        if self._grading is None:
+            assert self.loader is not None
+            self._grading = self.loader()
+        return self._grading
 
-def load_assignment(path: Path) -> Assignment:
-    """Load whichever form of an assignment `path` is."""
+    @property
+    def checks(self) -> CheckSet:
+        return self.grading.checks
+
+    @property
+    def reference(self) -> Any:
+        return self.grading.reference
+
+    @property
+    def figures(self) -> FigureSet:
+        return self.grading.figures
+
+    def load(self) -> "Assignment":
+        """The checks, reference and figures loaded now (a ConfigError naming the file where they do not load)."""
+        self.grading
+        return self
+
+
+def load_assignment(path: Path, lazy: bool = False) -> Assignment:
+    """Load whichever form of an assignment `path` is; with `lazy`, only its configuration now, its checks and
+    reference when first used (`Assignment.load`)."""
     path = Path(path).resolve()
     if (path / STUDENT_META / CONFIG_NAME).is_file() and not (path / CONFIG_NAME).exists():
         return load_student_checks(path / STUDENT_META)
@@ -60,45 +98,73 @@ def load_assignment(path: Path) -> Assignment:
         raise ConfigError(f"no {CONFIG_NAME} here: not an assignment folder or autograder bundle", path)
     config = AssignmentConfig.load(config_path)
     bundle = (path / BUNDLE_REFERENCE).is_file() and (path / BUNDLE_STUDENT_FILES).is_dir()
-    checks_pkg = load_package(path / CHECKS_DIR, f"{config.name}_{'bundle' if bundle else 'source'}")
+    if not bundle and not config.reference:
+        raise ConfigError("the configuration names no `reference` module", config_path)
+    assignment = Assignment(path, "bundle" if bundle else "source", config,
+                            path / BUNDLE_STUDENT_FILES if bundle else None, path / BUNDLE_HIDDEN if bundle else None,
+                            partial(load_grading, path, config, bundle))
+    return assignment if lazy else assignment.load()
+
+
+def load_grading(path: Path, config: AssignmentConfig, bundle: bool) -> Grading:
+    """An assignment's checks (validated against its questions), figures and reference module; instructor code that
+    raises as it loads is a ConfigError naming its file and line."""
     try:
-        checks = module_checks(checks_pkg, "public", path) + module_checks(checks_pkg, "hidden", path)
-        checks.validate(config.question_ids, path / CHECKS_DIR)
-        figures = module_figures(checks_pkg, path)
-        figures.validate(config.question_ids, path / CHECKS_DIR)
-    except TorchgradeError as exc:
-        raise ConfigError(exc.message, path / CHECKS_DIR) from exc
-    if bundle:
-        reference = load_module(path / BUNDLE_REFERENCE, f"reference_{config.name}")
-        student_files = path / BUNDLE_STUDENT_FILES
-        hidden = path / BUNDLE_HIDDEN
-    else:
-        if not config.reference:
-            raise ConfigError("the configuration names no `reference` module", config_path)
-        reference = load_module((path / config.reference).resolve(), f"reference_{config.name}")
-        student_files = hidden = None
-    return Assignment(path, "bundle" if bundle else "source", config, checks, reference, student_files, hidden,
-                      figures)
+        checks_pkg = load_package(path / CHECKS_DIR, f"{config.name}_{'bundle' if bundle else 'source'}")
+        try:
+            checks = module_checks(checks_pkg, "public", path) + module_checks(checks_pkg, "hidden", path)
+            checks.validate(config.question_ids, path / CHECKS_DIR)
+            figures = module_figures(checks_pkg, path)
+            figures.validate(config.question_ids, path / CHECKS_DIR)
+        except TorchgradeError as exc:
+            raise ConfigError(exc.message, path / CHECKS_DIR) from exc
+        reference_path = path / BUNDLE_REFERENCE if bundle else (path / config.reference).resolve()
+        return Grading(checks, load_module(reference_path, f"reference_{config.name}"), figures)
+    except TorchgradeError:
+        raise
+    except Exception as exc:
+        raise raised_while_loading(exc, path) from exc
+
+
+def raised_while_loading(exc: Exception, root: Path) -> ConfigError:
+    """An exception of the instructor's code as it loaded, as one line: the file and line it was raised at (the
+    last place under `root` its traceback passes through), and what it raised."""
+    what = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return ConfigError(f"line {exc.lineno}: {what}", exc.filename)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve().is_relative_to(root)]
+    if not frames:
+        return ConfigError(f"raised {what} as it loaded", root)
+    return ConfigError(f"line {frames[-1].lineno}: raised {what} as it loaded", frames[-1].filename)
 
 
 def load_student_checks(meta: Path, root: Path | None = None) -> Assignment:
     """The public checks of a student bundle's `meta` folder; `root` (default its parent) holds the notebook's
     `data/`."""
+    from ..checks.figures import FigureSet
+    from .recorded import Replay
+
     config = AssignmentConfig.load(meta / CONFIG_NAME)
     checks_pkg = load_package(meta, f"{config.name}_student")
     checks = module_checks(checks_pkg, "public", meta)
     checks.validate(config.question_ids, meta)
     replay = Replay.load(meta / EXPECTED_NAME)
     root = meta.parent if root is None else root
-    return Assignment(root, "student", config, checks, replay, root)
+    assignment = Assignment(root, "student", config, root)
+    assignment._grading = Grading(checks, replay, FigureSet())
+    return assignment
 
 
 def module_checks(package: ModuleType, name: str, where: Path) -> CheckSet:
+    from ..checks import CheckSet
+
     return module_set(package, name, "checks", CheckSet, where)
 
 
 def module_figures(package: ModuleType, where: Path) -> FigureSet:
     """`checks/figures.py`'s figures; none when the assignment has no such file."""
+    from ..checks.figures import FigureSet
+
     return module_set(package, "figures", "figures", FigureSet, where)
 
 

@@ -16,12 +16,11 @@ import torch
 from ..config import CONFIG_NAME
 from ..errors import ConfigError
 from ..extensions import load
-from .assignment import (BUNDLE_HIDDEN, BUNDLE_REFERENCE, BUNDLE_SOLUTION, BUNDLE_STUDENT_FILES, CHECKS_DIR,
+from .assignment import (BLANK_NAME, BUNDLE_HIDDEN, BUNDLE_REFERENCE, BUNDLE_SOLUTION, BUNDLE_STUDENT_FILES, CHECKS_DIR,
                          EXPECTED_NAME, STUDENT_META, Assignment, load_assignment)
 from .notebook import Master, write_notebook
 
 STUDENT_DIR, AUTOGRADER_DIR = "student", "autograder"
-BLANK_NAME = "blank.ipynb"
 SELFCHECK_LIB = "lib"  # .torchgrade/lib/autograder: the self-check, shipped with the student notebook
 DATA_DIR = "data"
 

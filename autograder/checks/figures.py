@@ -37,7 +37,6 @@ import base64
 import functools
 import inspect
 import io
-import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -198,21 +197,14 @@ def font(pixels: int) -> Any:
         return ImageFont.load_default(pixels)
 
 
-def warm_up_in_background() -> threading.Thread:
-    """A small `image_row` drawn and encoded (matplotlib's colour maps, PIL and the font loaded) on a thread of its
-    own: started while a worker waits for its first kernel, so that the first submission's figures do not pay for
-    it. (Not matplotlib's Figure, a fifth of a second more: only an assignment whose figures use `new_figure` needs
-    it, and its first figure imports it.)"""
-
-    def warm() -> None:
-        try:
-            png_bytes(image_row([Panel(torch.zeros(2, 2), "0.1", scale=True)], height=4))
-        except Exception:  # a figure that cannot be drawn says so when it is drawn
-            pass
-
-    thread = threading.Thread(target=warm, name="torchgrade-figures-warm-up", daemon=True)
-    thread.start()
-    return thread
+def warm_up() -> None:
+    """A small `image_row` drawn and encoded (matplotlib's colour maps, PIL and the font loaded), so that the first
+    submission's figures do not pay for it. (Not matplotlib's Figure, a fifth of a second more: only an assignment
+    whose figures use `new_figure` needs it, and its first figure imports it.)"""
+    try:
+        png_bytes(image_row([Panel(torch.zeros(2, 2), "0.1", scale=True)], height=4))
+    except Exception:  # a figure that cannot be drawn says so when it is drawn
+        pass
 
 
 def png_bytes(fig: Any) -> bytes:

@@ -34,11 +34,10 @@ def cmd_assign(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     from ..build.assignment import load_assignment
-    from ..build.bundles import build_bundles
     from ..grading.submissions import find_submissions
     from .run_batch import run_batch
 
-    assignment = load_assignment(args.assignment)
+    assignment = load_assignment(args.assignment, lazy=True)  # its checks load where they run (the batch's check)
     if assignment.kind == "student":
         raise ConfigError("this is a student bundle; grade with the autograder bundle or the source folder",
                           args.assignment)
@@ -55,14 +54,16 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
         seal(args.out, [args.assignment, *(s.path for s in submissions), *checkout_secrets()])
     if assignment.kind == "source":  # grade exactly as from a bundle: data, hidden files and all
+        from ..build.bundles import build_bundles
+
         with tempfile.TemporaryDirectory(prefix="torchgrade-bundle-") as tmp:
             _, autograder = build_bundles(assignment.root, Path(tmp))
-            bundle = load_assignment(autograder)
-            record_grading(args, bundle, submissions)
-            run_batch(bundle, submissions, args.out, settings)
+            bundle = load_assignment(autograder, lazy=True)
+            run_batch(bundle, submissions, args.out, settings,
+                      on_ready=lambda: record_grading(args, bundle, submissions))
     else:
-        record_grading(args, assignment, submissions)
-        run_batch(assignment, submissions, args.out, settings)
+        run_batch(assignment, submissions, args.out, settings,
+                  on_ready=lambda: record_grading(args, assignment, submissions))
     return 0
 
 
@@ -92,8 +93,7 @@ def checkout_secrets() -> list[Path]:
 def record_grading(args: argparse.Namespace, assignment, submissions) -> None:
     """Before a batch: what its results are adjusted with (times, extensions, late policy, anonymity, rubrics), and
     the adjustments a regrade keeps, said."""
-    from ..build.assignment import BUNDLE_SOLUTION
-    from ..build.bundles import BLANK_NAME
+    from ..build.assignment import BLANK_NAME, BUNDLE_SOLUTION
     from ..build.notebook import read_submission, tagged_cells
     from ..report.course import record_config, record_course
     from ..report.records import RECORDS, Records

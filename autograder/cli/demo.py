@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..build.bundles import BLANK_NAME
+from ..build.assignment import BLANK_NAME, BUNDLE_SOLUTION
 from ..grading.proof import assign
-from ..build.assignment import BUNDLE_SOLUTION
 from ..config import GradeSettings
 from ..errors import ConfigError
 

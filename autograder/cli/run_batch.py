@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 
 from rich.markup import escape
 
-from ..build.bundles import BLANK_NAME
+from ..build.assignment import BLANK_NAME
 from ..config import GradeSettings
 from ..build.assignment import Assignment
 from ..grading.batch import BatchReport, grade_batch
@@ -23,7 +23,8 @@ from ..report.terminal import BatchProgress, console, print_gradebook, print_sum
 from ..kernel.machine import resolved_device
 
 
-def run_batch(assignment, submissions, out: Path, settings: GradeSettings) -> BatchReport:
+def run_batch(assignment, submissions, out: Path, settings: GradeSettings,
+              on_ready: Callable[[], None] | None = None) -> BatchReport:
     start = time.perf_counter()
     sandbox = "in sandboxes" if settings.isolation != "none" else "[yellow]without isolation[/]"
     workers = (f"the Dask cluster at {settings.scheduler}" if settings.scheduler else f"{settings.jobs} job(s)"
@@ -32,7 +33,8 @@ def run_batch(assignment, submissions, out: Path, settings: GradeSettings) -> Ba
     console.print(f"grading {len(submissions)} submission(s) of [bold]{escape(assignment.name)}[/] "
                   f"on {device} with {workers}, {sandbox}")
     with BatchProgress(0) as progress:
-        report = grade_into(assignment, submissions, out, settings, on_result=progress, on_start=progress.begin)
+        report = grade_into(assignment, submissions, out, settings, on_result=progress, on_start=progress.begin,
+                            on_ready=on_ready)
     if report.skipped:
         console.print(f"skipped {len(report.skipped)} already graded (use --force to grade again)")
     print_gradebook(report.gradebook)
@@ -48,6 +50,8 @@ def run_batch(assignment, submissions, out: Path, settings: GradeSettings) -> Ba
 
 def grade_into(assignment: Assignment, submissions: Iterable[Submission | Path], out: Path, settings: GradeSettings,
                on_result: Callable[[SubmissionResult], None] | None = None,
-               on_start: Callable[[int], None] | None = None) -> BatchReport:
+               on_start: Callable[[int], None] | None = None,
+               on_ready: Callable[[], None] | None = None) -> BatchReport:
     """Grade a batch into `out`: what the records there do not hold for the same notebook (all with `force`)."""
-    return grade_batch(assignment, submissions, settings, Outbox(out, assignment.config), on_result, on_start)
+    return grade_batch(assignment, submissions, settings, Outbox(out, assignment.config), on_result, on_start,
+                       on_ready)

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
-from ..build.assignment import Assignment
 from ..config import GradeSettings
 from ..outcomes import SubmissionResult
 from .executors import get_executor
 from .submissions import Submission, as_submission
+
+if TYPE_CHECKING:
+    from ..build.assignment import Assignment
 
 
 class Outbox(Protocol):
@@ -43,28 +45,35 @@ class BatchReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def grade_batch(assignment: Assignment, submissions: Iterable[Submission | Path], settings: GradeSettings,
+def grade_batch(assignment: "Assignment", submissions: Iterable[Submission | Path], settings: GradeSettings,
                 outbox: Outbox, on_result: Callable[[SubmissionResult], None] | None = None,
-                on_start: Callable[[int], None] | None = None) -> BatchReport:
-    """Grade what `outbox` says is still to do; `on_start` is told how many that is before the first starts,
+                on_start: Callable[[int], None] | None = None,
+                on_ready: Callable[[], None] | None = None) -> BatchReport:
+    """Grade what `outbox` says is still to do; `on_ready` is called once the batch is sure to run (what it records
+    before its results, such as the course's dates), `on_start` is told how many are to do before the first starts,
     `on_result` gets each result once the outbox holds it."""
     executor = get_executor(settings)
-    executor.check()
-    submissions = [as_submission(s) for s in submissions]
-    todo = outbox.todo(submissions, settings.force)
-    regraded = {s.name for s in todo}
-    report = BatchReport(None, skipped=[s.name for s in submissions if s.name not in regraded])
-
-    def finish(result: SubmissionResult) -> None:
-        outbox.add(result)  # recorded first: nothing graded is lost
-        report.graded.append(result)
-        if on_result:
-            on_result(result)
-
-    if on_start:
-        on_start(len(todo))
     try:
-        executor.run(assignment, todo, finish)
-    finally:  # also on an interrupt
-        report.gradebook = outbox.close()
+        executor.check(assignment)  # before anything is written: a batch that cannot run leaves no trace
+        if on_ready:
+            on_ready()
+        submissions = [as_submission(s) for s in submissions]
+        todo = outbox.todo(submissions, settings.force)
+        regraded = {s.name for s in todo}
+        report = BatchReport(None, skipped=[s.name for s in submissions if s.name not in regraded])
+
+        def finish(result: SubmissionResult) -> None:
+            outbox.add(result)  # recorded first: nothing graded is lost
+            report.graded.append(result)
+            if on_result:
+                on_result(result)
+
+        if on_start:
+            on_start(len(todo))
+        try:
+            executor.run(assignment, todo, finish)
+        finally:  # also on an interrupt
+            report.gradebook = outbox.close()
+    finally:
+        executor.close()
     return report

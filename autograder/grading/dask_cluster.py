@@ -47,7 +47,7 @@ from ..config import DEVICES, GradeSettings
 from ..errors import ConfigError, InvalidSubmission
 from ..kernel.isolation import get_isolation
 from ..kernel.zygote import start_zygote
-from .pipeline import kernel_spec
+from ..kernel.spec import kernel_spec
 from ..outcomes import SubmissionResult
 from ..kernel.machine import kernel_threads
 from .submissions import Submission
@@ -72,10 +72,14 @@ class DaskCluster:
         self.deaths: dict[Submission, list[str]] = defaultdict(list)  # the workers that died while grading it
         self.unstarted: dict[Submission, int] = defaultdict(int)  # its tasks lost before they started
 
-    def check(self) -> None:
+    def check(self, assignment: Assignment) -> None:
         if self.settings.device not in DEVICES:  # resolved on each worker: this machine may have no GPU
             raise ConfigError(f"unknown device {self.settings.device!r}; choose one of {', '.join(DEVICES)}")
         get_isolation(self.settings.isolation)  # a known name; each worker checks that it can isolate
+        assignment.load()  # checks that do not load fail here, not on every worker
+
+    def close(self) -> None:
+        """Nothing outlives `run` (its cluster and client end with it)."""
 
     def running(self) -> dict[str, int]:
         return {self.submission_of[key].name: starts[-1][1] for key, starts in list(self.started.items())

@@ -26,8 +26,12 @@ if TYPE_CHECKING:
 
 
 class Executor(Protocol):
-    def check(self) -> None:
-        """Fail before any work where submissions cannot be graded as the settings ask (device, isolation)."""
+    def check(self, assignment: "Assignment") -> None:
+        """Fail before any work where submissions cannot be graded as the settings ask (device, isolation), or the
+        assignment's checks do not load where they will run; may start what the batch runs on (`close` ends it)."""
+
+    def close(self) -> None:
+        """End what `check` or `run` started (workers, the zygote); called once the batch is over, however it ends."""
 
     def run(self, assignment: "Assignment", submissions: "list[Submission]", finish: "Finish") -> None:
         """Grade every submission; `finish` is called here, once per submission, as results arrive."""

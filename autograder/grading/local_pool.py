@@ -2,36 +2,43 @@
 
 With one job, submissions are graded in this process, the next one's sandbox and kernel prepared while
 the current one is graded (`Prefetch`). With more, each worker is a process of its own, forked from a
-server that imported the grader once, holding one task at a time over its own pipe; so when a worker
+server that imported the grader once (`warm.py`), holding one task at a time over its own pipe; so when a worker
 dies, the submission it held is known exactly, and only that one is charged: it is graded again on a
 fresh worker (`RETRIES`), then gets an `error` row. (A `ProcessPoolExecutor` breaks as a whole when one
 worker dies and fails every task in flight, so it is not used.) All workers share one zygote, started
 by this process while they start.
+
+With more than one job, this process only hands out work and keeps results: it never imports torch or the
+instructor's checks. Each worker loads them as it starts and says first whether they loaded; where they do not, the
+batch fails before it starts, naming the file, as it does with one job. So before the first result the machine's
+cores import torch twice (the zygote, the workers' server), not three times.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections import defaultdict, deque
 from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from ..build.assignment import BUNDLE_SOLUTION, Assignment, load_assignment
+from ..build.assignment import BUNDLE_SOLUTION, Assignment
 from ..config import GradeSettings
+from ..errors import ConfigError, TorchgradeError
 from ..kernel.isolation import get_isolation
-from ..kernel.prefetch import Prefetch
-from ..kernel.zygote import notebook_modules, start_zygote
 from ..kernel.machine import resolved_device
-from .pipeline import kernel_spec, warm_up_in_background
+from ..kernel.spec import kernel_spec
+from ..kernel.zygote import Zygote, notebook_modules, start_zygote
 from .submissions import Submission
-from .worker import RETRIES, Finish, describe, grade_safely, grader_failed, worker_died
+from .worker import RETRIES, Finish, describe, grader_failed, worker_died
 from .warm import warm_context
 
 Task = tuple[Submission, GradeSettings]
 STOP_GRACE = 5.0  # seconds an idle worker has to exit when told to, before it is terminated
+HELLO = ("ready", "failed")  # a worker's first word: the assignment loaded, or (message, path) of why not
 
 
 class LocalPool:
@@ -41,10 +48,41 @@ class LocalPool:
         self.settings = settings
         self.workers: list[Worker] = []
         self.current: Submission | None = None  # with one job: the submission this process is grading
+        self.zygote: Zygote | None = None
+        self.context: Any = None
+        self.shared = settings  # the settings every task shares: the zygote's address added once it starts
 
-    def check(self) -> None:
+    def check(self, assignment: Assignment) -> None:
+        """Fail before any work where the device or isolation cannot be had, or the checks do not load where they
+        run (here with one job, in each worker with more: the zygote and the workers start now, for the batch)."""
         resolved_device(self.settings)  # a wrong device name fails before any work starts
         get_isolation(self.settings.isolation).check()  # so does a host that cannot isolate submissions
+        self.start(assignment)
+
+    def start(self, assignment: Assignment) -> None:
+        if self.zygote is not None:
+            return
+        self.zygote = start_zygote(kernel_spec(assignment, self.settings),  # imports while the workers start
+                                   notebook_modules(assignment.root / BUNDLE_SOLUTION))
+        self.shared = replace(self.settings, zygote=self.zygote.address)
+        if self.settings.jobs <= 1:
+            assignment.load()  # graded in this process
+            return
+        self.context = warm_context(__name__)  # workers forked from a server that imported the grader once
+        self.workers = [Worker(self.context, assignment.root, self.shared) for _ in range(self.settings.jobs)]
+        for worker in self.workers:
+            worker.wait_hello()
+        failed = next((w.hello[1] for w in self.workers if w.hello and w.hello[0] == "failed"), None)
+        if failed is not None:
+            raise ConfigError(*failed)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers = []
+        if self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
 
     def running(self) -> dict[str, int]:
         if self.current is not None:
@@ -54,29 +92,30 @@ class LocalPool:
     def run(self, assignment: Assignment, submissions: list[Submission], finish: Finish) -> None:
         if not submissions:
             return
-        zygote = start_zygote(kernel_spec(assignment, self.settings),  # imports while the workers start
-                              notebook_modules(assignment.root / BUNDLE_SOLUTION))
-        try:
-            shared = replace(self.settings, zygote=zygote.address)
-            gpus = gpu_count(self.settings)
-            tasks = [(each, replace(shared, gpu=i % gpus) if gpus > 1 else shared)
-                     for i, each in enumerate(submissions)]
-            if self.settings.jobs <= 1:
-                warm_up_in_background(self.settings)
-                self.grade_here(assignment, tasks, finish)
-            else:
-                self.grade_in_workers(assignment, tasks, finish)
-        finally:
-            zygote.close()
+        self.start(assignment)
+        gpus = gpu_count(self.settings)
+        tasks = [(each, replace(self.shared, gpu=i % gpus) if gpus > 1 else self.shared)
+                 for i, each in enumerate(submissions)]
+        if self.settings.jobs <= 1:
+            from .pipeline import warm_up_in_background
+
+            warm_up_in_background(self.settings)
+            self.grade_here(assignment, tasks, finish)
+        else:
+            self.grade_in_workers(assignment, tasks, finish)
 
     def grade_here(self, assignment: Assignment, tasks: list[Task], finish: Finish) -> None:
+        from ..kernel.prefetch import Prefetch
+        from .worker import grade_safely
+
         with Prefetch() as prefetch:  # the next sandbox and kernel start while this submission is graded
             for i, (submission, settings) in enumerate(tasks):
                 if i == 0:  # asked for first, so the first kernel the zygote forks is the first submission's
                     prefetch.prepare(submission.path, assignment.student_files, kernel_spec(assignment, settings))
                 if i + 1 < len(tasks):
                     following, its_settings = tasks[i + 1]
-                    prefetch.prepare(following.path, assignment.student_files, kernel_spec(assignment, its_settings))
+                    prefetch.prepare(following.path, assignment.student_files, kernel_spec(assignment, its_settings),
+                                     hold=i == 0)
                 self.current = submission
                 try:
                     result = grade_safely(assignment, submission, settings, prefetch)
@@ -87,9 +126,10 @@ class LocalPool:
     def grade_in_workers(self, assignment: Assignment, tasks: list[Task], finish: Finish) -> None:
         pending = deque(tasks)
         deaths: dict[Submission, list[str]] = defaultdict(list)
-        context = warm_context(__name__)  # workers forked from a server that imported the grader once
+        for surplus in self.workers[len(pending):]:  # a batch smaller than --jobs
+            surplus.stop()
+        self.workers = self.workers[:len(pending)]
         try:
-            self.workers = [Worker(context, assignment.root) for _ in range(min(self.settings.jobs, len(pending)))]
             while True:
                 for worker in list(self.workers):
                     while worker.task is None and (worker.ahead or pending):
@@ -98,7 +138,7 @@ class LocalPool:
                         following = pending.popleft() if pending else None
                         if not worker.give(task, following):  # it had died idle: nothing to charge
                             pending.extendleft(t for t in (following, task) if t is not None)
-                            worker = self.replace(worker, context, assignment.root)
+                            worker = self.replace(worker, assignment.root)
                 busy = [w for w in self.workers if w.task is not None]
                 if not busy:
                     return
@@ -121,7 +161,7 @@ class LocalPool:
                         else:
                             pending.appendleft(task)
                         if pending:
-                            self.replace(worker, context, assignment.root)
+                            self.replace(worker, assignment.root)
                         else:
                             worker.stop()
                             self.workers.remove(worker)
@@ -130,9 +170,9 @@ class LocalPool:
                 worker.stop()
             self.workers = []
 
-    def replace(self, dead: "Worker", context: Any, root: Path) -> "Worker":
+    def replace(self, dead: "Worker", root: Path) -> "Worker":
         dead.stop()
-        fresh = self.workers[self.workers.index(dead)] = Worker(context, root)
+        fresh = self.workers[self.workers.index(dead)] = Worker(self.context, root, self.shared)
         return fresh
 
 
@@ -140,13 +180,20 @@ class Worker:
     """One worker process, the pipe to it, the task it holds (None: idle), and the one it will be given next
     (`ahead`: its sandbox and kernel are prepared while `task` is graded; charged nothing if the worker dies)."""
 
-    def __init__(self, context: Any, root: Path):
+    def __init__(self, context: Any, root: Path, settings: GradeSettings):
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=serve, args=(child, root), name="torchgrade-worker")
+        self.process = context.Process(target=serve, args=(child, root, settings), name="torchgrade-worker")
         self.process.start()
         child.close()
         self.task: Task | None = None
         self.ahead: Task | None = None
+        self.hello: tuple[str, Any] | None = None  # its first word (HELLO), once said
+
+    def wait_hello(self) -> None:
+        """Until the worker says whether the assignment loaded, or dies (then the batch replaces it)."""
+        while self.hello is None and self.process.is_alive():
+            wait([self.conn, self.process.sentinel])
+            self.reply()  # it holds no work yet: its one word is the hello
 
     def give(self, task: Task, following: Task | None = None) -> bool:
         """Hand the worker a task, and say which one comes after it; False if it is gone (then it holds nothing)."""
@@ -160,11 +207,17 @@ class Worker:
         return True
 
     def reply(self) -> tuple[str, Any] | None:
-        """The worker's answer, if one has arrived whole; None otherwise (also when the worker died)."""
+        """The worker's answer, if one has arrived whole; None otherwise (also when the worker died). Its first
+        word (`hello`) is kept, not returned."""
         try:
-            return self.conn.recv() if self.conn.poll() else None
+            while self.conn.poll():
+                kind, value = self.conn.recv()
+                if kind not in HELLO:
+                    return kind, value
+                self.hello = (kind, value)
         except (EOFError, OSError):
-            return None
+            pass
+        return None
 
     def stop(self) -> None:
         """Idle: told to exit; busy (an interrupted batch) or deaf: terminated, then killed."""
@@ -181,12 +234,35 @@ class Worker:
         self.conn.close()
 
 
-def serve(conn: Connection, root: Path) -> None:
-    """A worker: grade the tasks that come over `conn` one at a time, until told to stop or the grader is gone;
-    each comes with the one that will follow it, whose sandbox and kernel are prepared meanwhile."""
+def serve(conn: Connection, root: Path, settings: GradeSettings) -> None:
+    """A worker: load the assignment and say whether it loaded, then grade the tasks that come over `conn` one at a
+    time, until told to stop or the grader is gone; each comes with the one that will follow it, whose sandbox and
+    kernel are prepared meanwhile. (Where the assignment did not load, each task gets an `error` row.)"""
+    import torch
+
+    from ..build.assignment import load_assignment
+    from ..kernel.prefetch import Prefetch
+    from .pipeline import warm_up_in_background
+    from .worker import grade_safely
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the grader, which stops its workers
+    torch.set_num_threads(1)  # a worker's checks are small; the cores are the kernels'
+    if "autograder.grading.prewarm" not in sys.modules:  # its server warmed up before forking it, as a rule
+        warm_up_in_background(settings)
     assignment: Assignment | None = None
+    try:
+        assignment = load_assignment(root)
+        hello: tuple[str, Any] = ("ready", None)
+    except TorchgradeError as exc:
+        hello = ("failed", (exc.message, str(exc.path) if exc.path is not None else None))
+    except Exception as exc:  # the instructor's checks raised as they were imported
+        hello = ("failed", (f"the checks do not load: {describe(exc)}", str(root / "checks")))
+    try:
+        conn.send(hello)
+    except OSError:
+        return
     with Prefetch() as prefetch:
+        first = True
         while True:
             try:
                 message = conn.recv()
@@ -197,14 +273,13 @@ def serve(conn: Connection, root: Path) -> None:
             task, following = message
             try:
                 if assignment is None:
-                    import torch
-
-                    torch.set_num_threads(1)  # a worker's checks are small; the cores are the kernels'
-                    warm_up_in_background(task[1])  # while this worker waits for its first kernel
-                    assignment = load_assignment(root)
+                    raise ConfigError(*hello[1])
+                if first:
                     prefetch.prepare(task[0].path, assignment.student_files, kernel_spec(assignment, task[1]))
                 if following is not None:
-                    prefetch.prepare(following[0].path, assignment.student_files, kernel_spec(assignment, following[1]))
+                    prefetch.prepare(following[0].path, assignment.student_files, kernel_spec(assignment, following[1]),
+                                     hold=first)
+                first = False
                 reply: tuple[str, Any] = ("result", grade_safely(assignment, *task, prefetch))
             except Exception as exc:  # the assignment would not load here: an `error` row, the worker goes on
                 reply = ("error", describe(exc))

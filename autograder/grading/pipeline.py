@@ -12,7 +12,7 @@ import nbformat
 from ..build.assignment import Assignment
 from ..checks import Context, Outcome, run_checks
 from ..checks.figures import run_figures
-from ..checks.figures import warm_up_in_background as warm_figures
+from ..checks.figures import warm_up as warm_figures
 from ..checks.student import ExplainedStudent
 from ..config import GradeSettings
 from ..errors import InvalidSubmission
@@ -21,10 +21,9 @@ from ..kernel.integrity import Finding, needs_watch, scan_source
 from ..kernel.probe import KernelStudent, Student
 from ..kernel.prefetch import Prefetch
 from ..kernel.session import Session
-from ..kernel.spec import KernelSpec
+from ..kernel.spec import KernelSpec, kernel_spec
 from ..build.notebook import SETUP_SOURCE, read_submission
 from ..outcomes import SubmissionResult, score
-from ..kernel.machine import kernel_threads, resolved_device
 
 Prober = Callable[[Student, Context], list[Outcome]]
 
@@ -50,6 +49,8 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
     session = prefetch.session(path, assignment.student_files, spec) if prefetch else Session(
         path, assignment.student_files, spec)
     with session:
+        if prefetch:  # this kernel runs: the next one may start
+            prefetch.release()
         report = execute_notebook(session, nb)
         st = KernelStudent(session, spec.limits.probe_timeout, spec.device, watch=needs_watch(flags))
         # the student's figures first, in a kernel that has seen no check's input yet: none can show a hidden one
@@ -79,21 +80,23 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
     )
 
 
-def warm_up_in_background(settings: GradeSettings) -> threading.Thread:
-    """What a worker's first submission would pay for on its own, done on a thread while the worker waits for its
-    first kernel: nbformat's validator used once, and with figures on, matplotlib with its font. (Not IPython's
-    cell transformer: only a cell with a magic needs it, see `integrity.python_source`.)"""
-
-    def warm() -> None:
-        try:
-            nbformat.reads(nbformat.writes(nbformat.v4.new_notebook()), as_version=4)
-        except Exception:  # each is tried again, for real, by the submission that needs it
-            pass
-
-    thread = threading.Thread(target=warm, name="torchgrade-warm-up", daemon=True)
-    thread.start()
-    if settings.figures:
+def warm_up(figures: bool = True) -> None:
+    """What a grader's first submission would pay for on its own, paid now: nbformat's validator used once, and with
+    figures on, a small figure drawn (`checks.figures.warm_up`). (Not IPython's cell transformer: only a cell with a
+    magic needs it, see `integrity.python_source`.)"""
+    try:
+        nbformat.reads(nbformat.writes(nbformat.v4.new_notebook()), as_version=4)
+    except Exception:  # each is tried again, for real, by the submission that needs it
+        pass
+    if figures:
         warm_figures()
+
+
+def warm_up_in_background(settings: GradeSettings) -> threading.Thread:
+    """`warm_up` on a thread, while this process waits for its first kernel (the workers' server has done it for
+    them before they were forked: `prewarm.py`)."""
+    thread = threading.Thread(target=warm_up, args=(settings.figures,), name="torchgrade-warm-up", daemon=True)
+    thread.start()
     return thread
 
 
@@ -115,15 +118,6 @@ def draw_figures(assignment: Assignment, session: Session, spec: KernelSpec, ctx
     st = KernelStudent(session, spec.limits.probe_timeout, spec.device, watch=watch)
     with session.budget.paused():
         return run_figures(specs, st, assignment.reference, ctx)
-
-
-def kernel_spec(assignment: Assignment, settings: GradeSettings) -> KernelSpec:
-    limits = assignment.config.limits
-    if settings.timeout is not None:
-        limits = type(limits)(**{**vars(limits), "notebook_timeout": settings.timeout})
-    return KernelSpec(limits=limits, threads=kernel_threads(settings), device=resolved_device(settings),
-                      seed=assignment.config.seed, gpu=settings.gpu, isolation=settings.isolation,
-                      zygote=settings.zygote)
 
 
 def stop_message(report: ExecutionReport, session: Session) -> str:

@@ -12,7 +12,8 @@ from typing import Any
 # the grader, and what each worker's first submission would import on its own (the figures' colour maps and
 # raster; matplotlib's Figure is imported by the first figure that uses one, IPython's cell transformer by the first
 # cell with a magic, if any: the source scan reads Python as it is)
-WARM_MODULES = ("autograder.grading.worker", "matplotlib", "PIL.Image", "PIL.ImageDraw", "PIL.ImageFont")
+WARM_MODULES = ("autograder.grading.pipeline", "autograder.grading.worker", "matplotlib", "PIL.Image", "PIL.ImageDraw",
+                "PIL.ImageFont", "autograder.grading.prewarm")
 
 
 def warm_context(*modules: str) -> Any:

@@ -20,6 +20,7 @@ class Prefetch:
     def __init__(self) -> None:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchgrade-prefetch")
         self.pending: dict[tuple, Future] = {}
+        self.held: list[tuple] = []  # to prepare once `release` says the current kernel is running
 
     def __enter__(self) -> "Prefetch":
         return self
@@ -27,10 +28,23 @@ class Prefetch:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def prepare(self, notebook: Path, student_files: Path | None, spec: KernelSpec) -> None:
+    def prepare(self, notebook: Path, student_files: Path | None, spec: KernelSpec, hold: bool = False) -> None:
+        """Start preparing this notebook's sandbox and kernel; with `hold`, once `release` is called: a grader's
+        first kernel starts alone, not beside the next one, when the machine is busiest (every worker's first kernel,
+        and its own imports, at once)."""
         key = (notebook, student_files, spec)
-        if key not in self.pending:
+        if key in self.pending or key in self.held:
+            return
+        if hold:
+            self.held.append(key)
+        else:
             self.pending[key] = self.pool.submit(self._prepared, notebook, student_files, spec)
+
+    def release(self) -> None:
+        """The current submission's kernel runs: what was held is prepared now."""
+        held, self.held = self.held, []
+        for key in held:
+            self.prepare(*key)
 
     @staticmethod
     def _prepared(notebook: Path, student_files: Path | None, spec: KernelSpec) -> Session:
@@ -44,7 +58,10 @@ class Prefetch:
 
     def session(self, notebook: Path, student_files: Path | None, spec: KernelSpec) -> Session:
         """The prepared session for this notebook, or a new one (also when preparing it failed)."""
-        future = self.pending.pop((notebook, student_files, spec), None)
+        key = (notebook, student_files, spec)
+        if key in self.held:
+            self.held.remove(key)
+        future = self.pending.pop(key, None)
         if future is not None:
             try:
                 return future.result()
@@ -59,4 +76,5 @@ class Prefetch:
             except Exception:
                 pass
         self.pending.clear()
+        self.held.clear()
         self.pool.shutdown(wait=True)

@@ -7,7 +7,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Limits
+from ..config import GradeSettings, Limits
+from .machine import kernel_threads, resolved_device
 
 KERNEL_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LD_LIBRARY_PATH",
                    "VIRTUAL_ENV", "SYSTEMROOT")
@@ -60,3 +61,13 @@ def kernel_env(spec: KernelSpec, home: str, tmp: str) -> dict[str, str]:
     elif "CUDA_VISIBLE_DEVICES" in os.environ:
         env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
     return env
+
+
+def kernel_spec(assignment, settings: GradeSettings) -> KernelSpec:
+    """The kernels of `assignment`'s submissions (anything with its `config`), graded as `settings` say."""
+    limits = assignment.config.limits
+    if settings.timeout is not None:
+        limits = type(limits)(**{**vars(limits), "notebook_timeout": settings.timeout})
+    return KernelSpec(limits=limits, threads=kernel_threads(settings), device=resolved_device(settings),
+                      seed=assignment.config.seed, gpu=settings.gpu, isolation=settings.isolation,
+                      zygote=settings.zygote)
