@@ -167,6 +167,27 @@ def test_a_value_shared_a_billion_times_over_is_refused_at_once_as_the_students_
 
 @pytest.mark.slow
 @needs_sandbox
+def test_a_value_whose_own_code_raises_as_it_is_read_is_the_students_answer_not_a_grader_fault(tmp_path):
+    """Student code that runs while the answer is read (a list subclass's `__iter__`, a dict's `items`, a tensor
+    subclass's property) and raises makes the value unreadable: the student's answer to that question, not a fault
+    of the grader (which would flag the submission and bill nobody); the kernel goes on answering."""
+    path, nb = kernel_notebook(tmp_path, (
+        "class Rows(list):\n    def __iter__(self):\n        raise ValueError('rows are private')\n"
+        "class Table(dict):\n    def items(self):\n        raise RuntimeError('no items')\n"
+        "def history():\n    return Rows([1, 2])\ntable = Table(a=1)\nsmall = [1, 2]"))
+    spec = KernelSpec(limits=Limits(cell_timeout=30, notebook_timeout=60), threads=1, device="cpu", seed=1)
+    with Session(path, None, spec) as session:
+        assert execute_notebook(session, nb).status == "ok"
+        st = KernelStudent(session, 20)
+        for ask, why in ((lambda: st.call("history"), "ValueError: rows are private"),
+                         (lambda: st.value("table"), "RuntimeError: no items")):
+            answer = ask()  # a ProbeFault (the grader's failure) before
+            assert answer.error and "could not be read" in answer.error and why in answer.error, answer.error
+        assert session.restarts == 0 and not st.malformed and st.value("small").value == [1, 2]
+
+
+@pytest.mark.slow
+@needs_sandbox
 def test_a_request_the_kernel_cannot_read_is_a_probe_error(tmp_path):
     path, nb = kernel_notebook(tmp_path, "def f(x):\n    return 1")
     spec = KernelSpec(limits=Limits(cell_timeout=30, notebook_timeout=60), threads=1, device="cpu", seed=1)

@@ -8,6 +8,7 @@ import torch
 from .refs import TAG
 from .plain import to_plain, type_name
 from .guard import Guard, ProbeFault, format_error, guarded_call
+from .wire import TooLarge
 
 def resolve(namespace, target):
     """Look up a dotted name (`model`, `model.fc`, `EarlyStopping`) in the student's namespace."""
@@ -48,7 +49,8 @@ def answer(request, namespace, report, origin):
         return response(missing=True, error=format_error(exc))
     with Guard(request.get("forbid"), report, origin):
         if request["op"] == "value":
-            return response(value=to_plain(obj), type=type_name(obj))
+            value, error = student_plain(obj, origin)
+            return response(value=value, error=error, type=type_name(obj) if error is None else None)
         device = request.get("device")
         if device == "model":  # the student's trained model decides where inputs go
             device = module_device(obj)
@@ -59,13 +61,30 @@ def answer(request, namespace, report, origin):
             except Exception as exc:
                 raise ProbeFault(f"eval() of {request['target']} failed ({format_error(exc)})") from None
         try:
-            return call_and_answer(obj, request, namespace, device)
+            return call_and_answer(obj, request, namespace, device, origin)
         finally:  # the student's model keeps its mode (a self-check runs in the student's own process)
             if was_training is not None:
                 obj.train(was_training)
 
 
-def call_and_answer(obj, request, namespace, device):
+def student_plain(value, origin):
+    """`to_plain` of a value of the student's, and None; or None and why it cannot be read, where reading it ran
+    student code that raised (a list subclass's `__iter__`, a dict's `items`): the student's answer, not the probe's
+    failure. A failure of the reduction itself, outside student code, stays the probe's."""
+    try:
+        return to_plain(value), None
+    except TooLarge:
+        raise
+    except Exception as exc:
+        tb = exc.__traceback__
+        while tb is not None and not origin.is_student(tb.tb_frame):
+            tb = tb.tb_next
+        if tb is None:
+            raise
+        return None, f"returned a value that could not be read: {format_error(exc)}"
+
+
+def call_and_answer(obj, request, namespace, device, origin):
     try:
         args = materialise(request.get("args", ()), namespace, device)
         kwargs = materialise(request.get("kwargs", {}), namespace, device)
@@ -96,7 +115,9 @@ def call_and_answer(obj, request, namespace, device):
                 results.append(result)
             value = results
         extra = {"args": to_plain(args)} if request.get("return_args") else {}
-        return response(error=error, value=to_plain(value), seconds=seconds,
+        plain, unreadable = student_plain(value, origin)
+        error = error or unreadable
+        return response(error=error, value=plain, seconds=seconds,
                         type=type_name(value) if error is None else None, **extra)
 
 
