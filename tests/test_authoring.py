@@ -245,8 +245,26 @@ def trap_example_without_entry(folder: Path) -> tuple[str, ...]:
     return "expected.toml", "example late.ipynb has no [late] table"
 
 
+FIGURE_THAT_RAISES = """
+from autograder.checks.figures import FigureSet, Panel, image_row
+
+figures = FigureSet()
+
+
+@figures.figure("relu", "Your relu on a row of four")
+def relu_row(st, ref, rng):
+    call = st.call("relu", torch.zeros(4))
+    return image_row([Panel(call.value, "yours")])  # a 1-D tensor: image_row draws 2-D ones
+"""
+
+
+def trap_figure_that_raises(folder: Path) -> tuple[str, ...]:
+    (folder / "checks" / "figures.py").write_text("import torch\n" + FIGURE_THAT_RAISES)
+    return "checks/figures.py", "figure relu_row (relu) is not drawn for the solution"
+
+
 TRAPS = [trap_ref_on_blank, trap_ref_on_example, trap_ref_no_example_makes, trap_answer_outside_markers, trap_wrong_expected_points,
-         trap_wrong_diagnosis, trap_example_without_entry]
+         trap_wrong_diagnosis, trap_example_without_entry, trap_figure_that_raises]
 
 
 @pytest.mark.slow

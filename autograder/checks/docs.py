@@ -14,22 +14,24 @@ import sys
 from pathlib import Path
 
 from .. import checks
+from . import figures
 
 REPO = Path(__file__).resolve().parents[2]
 HEADER = """\
 # The check library: reference
 
 Generated from the docstrings by `python -m autograder.checks.docs > docs/check-library.md`; do not edit by hand
-(`tests/test_authoring.py` fails when this page is stale). Everything here is imported from `autograder.checks`.
-How checks are written: [authoring.md](authoring.md). Examples are lines of the shipped assignments' checks.
+(`tests/test_authoring.py` fails when this page is stale). Everything here is imported from `autograder.checks`, but
+the feedback figures' names, from `autograder.checks.figures`. How checks and figures are written:
+[authoring.md](authoring.md). Examples are lines of the shipped assignments' checks.
 """
 
 
-def usage_examples(names: list[str]) -> dict[str, str]:
+def usage_examples(public: dict[str, object]) -> dict[str, str]:
     """name → `path:line: code`, the first line of a shipped assignment's checks that calls it (or, for a constant,
     names it)."""
-    patterns = {n: re.compile(rf"\b{re.escape(n)}\(" if callable(getattr(checks, n)) else rf"\b{re.escape(n)}\b")
-                for n in names}
+    patterns = {n: re.compile(rf"\b{re.escape(n)}\(" if callable(obj) else rf"\b{re.escape(n)}\b")
+                for n, obj in public.items()}
     found: dict[str, str] = {}
     for path in sorted((REPO / "assignments").glob("*/checks/*.py")):
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -80,11 +82,11 @@ def entry(name: str, obj: object, examples: dict[str, str]) -> list[str]:
 
 
 def render() -> str:
-    examples = usage_examples(list(checks.__all__))
+    public = {name: getattr(module, name) for module in (checks, figures) for name in module.__all__}
+    examples = usage_examples(public)
     sections: dict[str, list[str]] = {}
-    for name in sorted(checks.__all__, key=str.lower):
-        obj = getattr(checks, name)
-        sections.setdefault(home(obj), []).append(name)
+    for name in sorted(public, key=str.lower):
+        sections.setdefault(home(public[name]), []).append(name)
     lines = [HEADER]
     lines += ["| module | names |", "|---|---|"]
     lines += [f"| `{module}` | {', '.join(f'`{n}`' for n in names)} |" for module, names in sorted(sections.items())]
@@ -92,7 +94,7 @@ def render() -> str:
     for module, names in sorted(sections.items()):
         lines += [f"## `{module}`", ""]
         for name in names:
-            lines += entry(name, getattr(checks, name), examples)
+            lines += entry(name, public[name], examples)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -1,7 +1,7 @@
 """`torchgrade validate`: everything that proves an assignment, for an instructor outside this repository.
 
 Straight line: read `examples/expected.toml` → `assign`'s proof (build, solution full marks, blank zero, the
-self-check replayed on both) → grade each example, replaying the student's self-check on it too → compare each
+self-check replayed on both; every feedback figure drawn for the solution) → grade each example, replaying the student's self-check on it too → compare each
 with its entry. Every fault becomes a `Problem` naming the file, check or example at fault; `validate` exits
 non-zero when there is one. `tests/test_golden.py` compares the shipped examples with the same functions
 (`example_problems`, `expected_problems`).
@@ -18,7 +18,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..build.assignment import load_assignment
+from ..build.assignment import CHECKS_DIR, load_assignment
 from ..config import AssignmentConfig, GradeSettings
 from ..errors import TorchgradeError
 from ..kernel.isolation import trusted_isolation
@@ -72,6 +72,7 @@ def validate(source: Path, out: Path | None = None, settings: GradeSettings | No
             return report
         build = report.build
         report.results["solution"], report.results["blank"] = build.solution, build.blank
+        report.problems += figure_problems(build.solution, source)
         for path in example_files(source).values():
             result, replayed = grade_with_self_check(path, build.autograder_dir, build.student_dir, settings)
             report.results[path.stem] = result
@@ -83,6 +84,15 @@ def validate(source: Path, out: Path | None = None, settings: GradeSettings | No
                 f"{expected_path} [{example}]"
             report.problems += [Problem(where, p) for p in example_problems(result, expected[example])]
     return report
+
+
+def figure_problems(solution: SubmissionResult, source: Path) -> list[Problem]:
+    """Each feedback figure (`checks/figures.py`) the solution's grading could not draw: one that raised, ran out of
+    time or drew too large a PNG is left out of every student's feedback. (A figure that returns None for the
+    solution draws nothing, by its own choice.)"""
+    where = str(source / CHECKS_DIR / "figures.py")
+    return [Problem(where, f"figure {f['name']} ({f['question']}) is not drawn for the solution: {f['error']}")
+            for f in solution.figures if f.get("error")]
 
 
 def example_files(source: Path) -> dict[str, Path]:
