@@ -100,6 +100,8 @@ def test_a_student_dict_with_the_codecs_own_keys_stays_a_dict():
     {"__tg__": "response", "missing": False, "error": None, "type": None, "seconds": 0.0,
      "value": torch.ones(2)},  # a bare tensor
     {"__tg__": "response", "missing": "yes", "error": None, "type": None, "seconds": 0.0, "value": 1},
+    {"__tg__": "response", "missing": False, "error": None, "type": None, "seconds": 0.0, "value": 1,
+     "requires_grad": 1},
     {"value": 1},  # not a response at all
     [1, 2, 3],
 ])

@@ -19,7 +19,7 @@ from autograder.checks import Call, close, on_device, run_check
 from autograder.kernel.probe import LocalStudent
 from conftest import ASSIGNMENTS
 
-LOADED = {name: load_assignment(ASSIGNMENTS / name) for name in ("convolution", "shapes", "stats", "params")}
+LOADED = {name: load_assignment(ASSIGNMENTS / name) for name in ("convolution", "shapes", "stats", "params", "training")}
 
 
 def outcome(assignment: str, check: str, student, ctx=None):
@@ -326,3 +326,26 @@ def test_a_real_notebook_whose_import_fails_hears_which_cell_failed(builds, tmp_
     for o in question.outcomes:
         assert "`count_params` is not defined: the cell that defines it failed" in o.message, o.message
         assert "No module named 'prettytable'" in o.message and "spelling" not in o.hint
+
+
+def test_a_training_loop_that_sums_the_loss_tensors_keeps_its_points_and_hears_why_item_matters():
+    """The most copied training-loop slip: `total_loss += loss * len(x)`. The loss is right (a tensor is accepted
+    as a number), so no point is lost, but the feedback says what it costs: every batch's graph kept alive."""
+    code = """
+        def train_epoch(model, loader, criterion, optimizer, device="cpu"):
+            model.train()
+            total_loss, seen = 0.0, 0
+            for x, y in loader:
+                x, y = x.to(device), y.to(device)
+                optimizer.zero_grad()
+                loss = criterion(model(x), y)
+                loss.backward()
+                optimizer.step()
+                total_loss += loss * len(x)
+                seen += len(x)
+            return total_loss / seen
+    """
+    kept = outcome("training", "train_epoch_small", student(code))
+    assert kept.status == "passed" and "keeps every batch's autograd graph alive" in kept.message, kept.message
+    honest = outcome("training", "train_epoch_small", student(code.replace("loss * len(x)", "loss.item() * len(x)")))
+    assert honest.status == "passed" and "autograd graph" not in honest.message, honest.message

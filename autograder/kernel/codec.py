@@ -93,7 +93,8 @@ def _decode_response(data: bytes) -> dict[str, Any]:
     devices: list[str] = []
     budget = Budget()
     out.update(missing=raw["missing"], error=raw["error"], type=raw["type"], seconds=float(seconds),
-               value=from_plain(raw.get("value"), devices, budget), devices=devices)
+               value=from_plain(raw.get("value"), devices, budget), devices=devices,
+               requires_grad=expect(raw, "requires_grad", bool) if "requires_grad" in raw else False)
     if "args" in raw:
         out["args"] = from_plain(raw["args"], None, budget)
     return out

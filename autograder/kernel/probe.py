@@ -53,6 +53,7 @@ class Call:
     devices: tuple[str, ...] = ()
     args: Any = None
     description: str = ""
+    requires_grad: bool = False  # the value was a tensor that requires grad (it arrives detached)
 
     @property
     def ok(self) -> bool:
@@ -75,6 +76,7 @@ class Call:
             devices=tuple(response.get("devices") or ()),
             args=response.get("args"),
             description=description,
+            requires_grad=bool(response.get("requires_grad")),
         )
 
 
@@ -173,7 +175,7 @@ class LocalStudent:
         sink = kernel_side.ListSink()
         plain = kernel_side.answer(request, self.namespace, sink, _origin())
         devices: list[str] = []
-        response = {k: plain[k] for k in ("missing", "error", "type", "seconds")}
+        response = {k: plain[k] for k in ("missing", "error", "type", "seconds", "requires_grad")}
         response["value"] = codec.from_plain(plain["value"], devices)
         response["devices"] = devices
         if "args" in plain:

@@ -82,11 +82,19 @@ def train_epoch_case(st, ref, rng, layers, data, batch_size, *, shuffle=False, l
         unchanged_hint="Per batch: optimizer.zero_grad(), forward, loss, loss.backward(), optimizer.step().",
         hint="Per batch, in this order: move x and y to the device, optimizer.zero_grad(), out = model(x), "
              "loss = criterion(out, y), loss.backward(), optimizer.step().")
-    return wrong or scalar_of(call, call.value, f"{what}: the parameters match the reference; the returned loss",
-                              expected["loss"], [
+    verdict = wrong or scalar_of(call, call.value, f"{what}: the parameters match the reference; the returned loss",
+                                 expected["loss"], [
         ("loss not weighted by batch size", WEIGHTED, expected["loss_unweighted"]),
         ("divided by the number of batches", "The batch losses were weighted by batch size but divided by the number "
          "of batches. Divide by the number of samples seen.", expected["loss_per_batch_count"])], WEIGHTED)
+    if verdict.passed and call.requires_grad:
+        return replace(verdict, message=verdict.message + GRAPH_KEPT)
+    return verdict
+
+
+GRAPH_KEPT = (" It came back as a tensor that requires grad, though: `total_loss += loss * len(x)` keeps every "
+              "batch's autograd graph alive until the epoch ends (memory grows with the epoch). Add `loss.item() * "
+              "len(x)` instead, a Python float.")
 
 
 @checks.public("train_epoch")

@@ -36,9 +36,11 @@ def materialise(obj, namespace, device):
     return obj
 
 
-def response(missing=False, error=None, value=None, type=None, seconds=0.0, **extra):
+def response(missing=False, error=None, value=None, type=None, seconds=0.0, requires_grad=False, **extra):
+    """`requires_grad`: the value is a tensor that requires grad (it crosses detached; a check may say what holding
+    on to its graph costs)."""
     return {TAG: "response", "missing": missing, "error": error, "value": value, "type": type,
-            "seconds": float(seconds), **extra}
+            "seconds": float(seconds), "requires_grad": bool(requires_grad), **extra}
 
 
 def answer(request, namespace, report, origin):
@@ -50,7 +52,8 @@ def answer(request, namespace, report, origin):
     with Guard(request.get("forbid"), report, origin):
         if request["op"] == "value":
             value, error = student_plain(obj, origin)
-            return response(value=value, error=error, type=type_name(obj) if error is None else None)
+            return response(value=value, error=error, type=type_name(obj) if error is None else None,
+                            requires_grad=error is None and requires_grad(obj))
         device = request.get("device")
         if device == "model":  # the student's trained model decides where inputs go
             device = module_device(obj)
@@ -117,8 +120,12 @@ def call_and_answer(obj, request, namespace, device, origin):
         extra = {"args": to_plain(args)} if request.get("return_args") else {}
         plain, unreadable = student_plain(value, origin)
         error = error or unreadable
-        return response(error=error, value=plain, seconds=seconds,
-                        type=type_name(value) if error is None else None, **extra)
+        return response(error=error, value=plain, seconds=seconds, type=type_name(value) if error is None else None,
+                        requires_grad=error is None and requires_grad(value), **extra)
+
+
+def requires_grad(value):
+    return isinstance(value, torch.Tensor) and bool(value.requires_grad)
 
 
 def module_device(obj):

@@ -25,9 +25,10 @@ def opaque(obj):
 def plain_tensor(t):
     if str(t.dtype) not in WIRE_DTYPES:  # a quantized tensor: it crosses as what it is, not its values
         raise TypeError(f"no wire format for {t.dtype}")
+    requires_grad = bool(t.requires_grad)
     t = t.detach().as_subclass(torch.Tensor)
     return {TAG: "tensor", "data": t.to("cpu").clone().contiguous(), "device": t.device.type,
-            "requires_grad": bool(t.requires_grad)}
+            "requires_grad": requires_grad}
 
 
 class _Values:
