@@ -225,8 +225,8 @@ def test_a_failing_figure_changes_no_grade(convolution_build):
     def raises(st):
         raise ZeroDivisionError("another")
 
-    result = grade_submission(ASSIGNMENTS / "convolution" / "examples" / "off_by_one.ipynb",
-                              replace(bundle, figures=figures), GradeSettings())
+    drawn = replace(bundle, loader=lambda: replace(bundle.grading, figures=figures))  # these figures, its checks
+    result = grade_submission(ASSIGNMENTS / "convolution" / "examples" / "off_by_one.ipynb", drawn, GradeSettings())
     want = {k: v for k, v in expected_points("convolution")["off_by_one"].items() if k != "diagnoses"}
     assert result.status == "ok" and result.flags == []
     assert {q.id: q.points for q in result.questions} == pytest.approx(want, abs=0.01)
