@@ -94,7 +94,6 @@ def record_grading(args: argparse.Namespace, assignment, submissions) -> None:
     """Before a batch: what its results are adjusted with (times, extensions, late policy, anonymity, rubrics), and
     the adjustments a regrade keeps, said."""
     from ..build.assignment import BLANK_NAME, BUNDLE_SOLUTION
-    from ..build.notebook import read_submission, tagged_cells
     from ..report.course import record_config, record_course
     from ..report.records import RECORDS, Records
 
@@ -112,6 +111,8 @@ def record_grading(args: argparse.Namespace, assignment, submissions) -> None:
     manual = [q.id for q in assignment.config.questions if q.kind == "manual"]
     rubrics = {}
     if manual and (assignment.root / BUNDLE_SOLUTION).is_file():
+        from ..build.notebook import read_submission, tagged_cells  # nbformat: a sixth of a second before the batch
+
         solution = read_submission(assignment.root / BUNDLE_SOLUTION)
         rubrics = {q: "\n\n".join(tagged_cells(solution, f"rubric:{q}")) for q in manual}
     folders = [p for p in args.submissions if p.is_dir()]
