@@ -5,9 +5,10 @@ Each registry maps a name, as a user types it (`--executor dask`), to the object
 here, and `--help` stays fast). `load(kind, name)` imports one and raises `UnknownExtension`, naming the known
 ones, for a name that is not there. To add one, implement the contract below and add its line.
 
-- `executor`: where a batch's submissions are graded. A class taking `GradeSettings`, with `check()` (fail
-  before any work where the settings cannot be honoured), `run(assignment, submissions, finish)` (call
-  `finish(result)` in the calling process once per submission) and `running()` (`grading/executors.py`).
+- `executor`: where a batch's submissions are graded. A class taking `GradeSettings`, with `check(assignment)`
+  (fail before any work where the settings cannot be honoured or the assignment's checks do not load where they
+  run; it may start its workers), `run(assignment, submissions, finish)` (call `finish(result)` in the calling
+  process once per submission), `running()` and `close()` (end what it started) (`grading/executors.py`).
 - `isolation`: how a kernel is kept from the grader. A class with no arguments whose `open(notebook,
   student_files, limits)` returns a `kernel.isolation.Sandbox`, and `check()` (raises
   `IsolationUnavailable`, saying what is missing, where it cannot isolate here). `auto` (a choice of `grade`
