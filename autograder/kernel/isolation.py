@@ -19,6 +19,7 @@ Backends sit in the `isolation` registry of `extensions.py`; `get_isolation` rai
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import select
@@ -27,10 +28,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import psutil
 
@@ -134,10 +137,16 @@ class Sandbox:
                     _signal(pid, signal.SIGKILL)
 
     def close(self) -> None:
+        """End everything the sandbox runs, now; the rest (bubblewrap's own exit, which waits a few hundredths of a
+        second for the kernel to tear its namespaces down, then the sandbox's cgroups and folders) on the reaper
+        thread, off the submission's time: `finish_closing` waits for it."""
         self.kill()
         if self.hold is not None:
             os.close(self.hold)
             self.hold = None
+        reap_later(self.finish)
+
+    def finish(self) -> None:
         if self.process is not None:
             try:
                 self.process.wait(timeout=10)
@@ -147,6 +156,31 @@ class Sandbox:
         if self.cgroups is not None:
             self.cgroups.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+_REAPER: list = []  # [the reaper thread's executor], made on first use
+_REAPING: list = []  # what it was given and has not finished
+_REAPER_LOCK = threading.Lock()
+
+
+def reap_later(step: Callable[[], None]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _REAPER_LOCK:
+        if not _REAPER:
+            _REAPER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchgrade-reaper"))
+        _REAPING[:] = [f for f in _REAPING if not f.done()]
+        _REAPING.append(_REAPER[0].submit(step))
+
+
+@atexit.register
+def finish_closing(timeout: float = 60.0) -> None:
+    """Wait until every sandbox closed so far is gone (its processes reaped, cgroups and folders removed)."""
+    from concurrent.futures import wait
+
+    with _REAPER_LOCK:
+        pending = list(_REAPING)
+    wait(pending, timeout=timeout)
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -200,9 +200,9 @@ class UserSandbox(Sandbox):
         if self.user is not None:
             kill_uid(self.user)
 
-    def close(self) -> None:
-        super().close()
-        if self.lock is not None:
+    def finish(self) -> None:
+        super().finish()
+        if self.lock is not None:  # once its folders are gone: no later kernel of this uid finds them
             os.close(self.lock)  # the uid is free again
             self.lock = None
 

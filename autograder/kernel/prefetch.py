@@ -6,6 +6,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .isolation import finish_closing
 from .session import Session
 from .spec import KernelSpec
 
@@ -78,3 +79,4 @@ class Prefetch:
         self.pending.clear()
         self.held.clear()
         self.pool.shutdown(wait=True)
+        finish_closing()  # every sandbox this grader closed is gone before it returns (or its worker exits)
