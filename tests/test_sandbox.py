@@ -431,3 +431,18 @@ def test_a_batch_zygote_imports_what_the_solution_imports_and_no_more(tmp_path):
             assert not any(m.startswith("matplotlib") for m in PRELOAD)  # a kernel without it never imports it
         finally:
             zygote.close()
+
+
+def test_a_closed_sandbox_is_gone_once_its_closing_finishes(tmp_path):
+    """Stopping a session kills everything its sandbox runs at once; bubblewrap's exit, the cgroups and the folders
+    follow on the reaper thread, and are all gone once `finish_closing` returns (every grader calls it before it
+    returns, and at exit)."""
+    from autograder.kernel.isolation import finish_closing
+
+    kept = {}
+    report, values, _ = run(tmp_path, "a = 1", keep=lambda session: kept.update(box=session.box))
+    finish_closing()
+    box = kept["box"]
+    assert values["a"] == 1 and not box.root.exists() and box.process.poll() is not None
+    if box.cgroups is not None:
+        assert not box.cgroups.memory.exists() and not box.cgroups.pids.exists()
