@@ -183,20 +183,27 @@ def test_bad_command_lines_get_clear_errors(built, tmp_path):
     assert student.returncode == 2 and "student bundle" in student.stdout
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_a_bundle_whose_checks_do_not_load_fails_the_batch_before_it_starts(built, tmp_path, jobs):
+@pytest.mark.parametrize("jobs, line, says", [
+    ("1", "raise RuntimeError('a typo in the checks')", "public.py: line {n}: raised RuntimeError: a typo in the checks"),
+    ("2", "raise RuntimeError('a typo in the checks')", "public.py: line {n}: raised RuntimeError: a typo in the checks"),
+    ("1", "import sys; sys.exit('no GPU here')", "public.py: line {n}: raised SystemExit: no GPU here"),
+    ("2", "import sys; sys.exit('no GPU here')", "public.py: line {n}: raised SystemExit: no GPU here"),
+    ("2", "import os; os._exit(3)", "checks: a grading worker exited with status 3 while it loaded the checks"),
+])
+def test_a_bundle_whose_checks_do_not_load_fails_the_batch_before_it_starts(built, tmp_path, jobs, line, says):
     """With more than one job the checks load only in the workers (the process that hands out work never imports
-    torch): a bundle whose checks raise as they load still fails the command before any grading, naming the file and
-    line, and writes nothing; as with one job, where they load in the grading process."""
+    torch): a bundle whose checks raise, exit or kill their process as they load still fails the command before any
+    grading, naming the file (and line), and writes nothing; as with one job, where they load in the grading
+    process."""
     bundle = tmp_path / "autograder"
     shutil.copytree(built / "autograder", bundle)
     public = bundle / "checks" / "public.py"
     lines = public.read_text().count("\n")
-    public.write_text(public.read_text() + "raise RuntimeError('a typo in the checks')\n")
+    public.write_text(public.read_text() + line + "\n")
     proc = torchgrade("grade", bundle, EXAMPLES / "partial.ipynb", "--out", tmp_path / "o", "--jobs", jobs)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     said = " ".join(proc.stdout.split())
-    assert f"public.py: line {lines + 1}: raised RuntimeError: a typo in the checks" in said, said
+    assert says.format(n=lines + 1) in said, said
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 

@@ -174,7 +174,9 @@ def test_a_value_whose_own_code_raises_as_it_is_read_is_the_students_answer_not_
     path, nb = kernel_notebook(tmp_path, (
         "class Rows(list):\n    def __iter__(self):\n        raise ValueError('rows are private')\n"
         "class Table(dict):\n    def items(self):\n        raise RuntimeError('no items')\n"
-        "def history():\n    return Rows([1, 2])\ntable = Table(a=1)\nsmall = [1, 2]"))
+        "def history():\n    return Rows([1, 2])\ntable = Table(a=1)\nsmall = [1, 2]\nimport torch\n"
+        "class Odd(torch.Tensor):\n    @property\n    def requires_grad(self):\n        raise RuntimeError('no')\n"
+        "odd = torch.ones(2).as_subclass(Odd)"))
     spec = KernelSpec(limits=Limits(cell_timeout=30, notebook_timeout=60), threads=1, device="cpu", seed=1)
     with Session(path, None, spec) as session:
         assert execute_notebook(session, nb).status == "ok"
@@ -183,6 +185,8 @@ def test_a_value_whose_own_code_raises_as_it_is_read_is_the_students_answer_not_
                          (lambda: st.value("table"), "RuntimeError: no items")):
             answer = ask()  # a ProbeFault (the grader's failure) before
             assert answer.error and "could not be read" in answer.error and why in answer.error, answer.error
+        odd = st.value("odd")  # its property raises wherever it is read: an opaque value, and no fault either
+        assert odd.error is None and not odd.requires_grad
         assert session.restarts == 0 and not st.malformed and st.value("small").value == [1, 2]
 
 

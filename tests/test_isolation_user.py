@@ -277,3 +277,22 @@ def test_grade_isolation_user_from_the_command_line(user_sandbox, closed_checkou
                           capture_output=True, text=True, timeout=600)
     assert done.returncode != 0
     assert "the kernel's user could read" in " ".join((done.stdout + done.stderr).split())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another uid needs root")
+def test_a_uid_is_used_again_only_once_the_folders_a_killed_grader_left_for_it_are_gone():
+    """A sandbox's folders go on the reaper thread after its kernel is killed; a grader killed before that leaves
+    them, owned by the kernel's uid. The next claim of that uid removes them first: no later kernel of that uid reads
+    an earlier submission's notebook. Another uid's folders are left alone."""
+    uid, other = 64000 + os.getpid() % 1000, 65000 + os.getpid() % 500
+    left = [Path(tempfile.mkdtemp(prefix="torchgrade-")) for _ in range(2)]
+    for root, owner in zip(left, (uid, other)):
+        (root / "files").mkdir()
+        (root / "files" / "sub.ipynb").write_text("{}")
+        os.chown(root / "files", owner, owner)
+    try:
+        isolation_user.remove_leftovers(uid)
+        assert not left[0].exists() and (left[1] / "files" / "sub.ipynb").exists()
+    finally:
+        for root in left:
+            shutil.rmtree(root, ignore_errors=True)

@@ -122,11 +122,11 @@ def load_grading(path: Path, config: AssignmentConfig, bundle: bool) -> Grading:
         return Grading(checks, load_module(reference_path, f"reference_{config.name}"), figures)
     except TorchgradeError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # SystemExit: instructor code that calls sys.exit() as it loads
         raise raised_while_loading(exc, path) from exc
 
 
-def raised_while_loading(exc: Exception, root: Path) -> ConfigError:
+def raised_while_loading(exc: BaseException, root: Path) -> ConfigError:
     """An exception of the instructor's code as it loaded, as one line: the file and line it was raised at (the
     last place under `root` its traceback passes through), and what it raised."""
     what = traceback.format_exception_only(type(exc), exc)[-1].strip()

@@ -8,8 +8,9 @@ fresh worker (`RETRIES`), then gets an `error` row. (A `ProcessPoolExecutor` bre
 worker dies and fails every task in flight, so it is not used.) All workers share one zygote, started
 by this process while they start.
 
-With more than one job, this process only hands out work and keeps results: it never imports torch or the
-instructor's checks. Each worker loads them as it starts and says first whether they loaded; where they do not, the
+With more than one job, this process only hands out work and keeps results: grading on the CPU from a bundle, it
+never imports torch or the instructor's checks (a GPU batch asks torch for its devices; a source folder is built
+into a bundle here first). Each worker loads them as it starts and says first whether they loaded; where they do not, the
 batch fails before it starts, naming the file, as it does with one job. So before the first result the machine's
 cores import torch twice (the zygote, the workers' server), not three times.
 """
@@ -37,7 +38,8 @@ from .worker import RETRIES, Finish, describe, grader_failed, worker_died
 from .warm import warm_context
 
 Task = tuple[Submission, GradeSettings]
-STOP_GRACE = 5.0  # seconds an idle worker has to exit when told to, before it is terminated
+STOP_GRACE = 5.0  # seconds a worker has to end once terminated, before it is killed
+EXIT_GRACE = 60.0  # seconds an idle worker told to exit has to end its last sandboxes (`isolation.finish_closing`)
 HELLO = ("ready", "failed")  # a worker's first word: the assignment loaded, or (message, path) of why not
 
 
@@ -69,20 +71,30 @@ class LocalPool:
             assignment.load()  # graded in this process
             return
         self.context = warm_context(__name__)  # workers forked from a server that imported the grader once
-        self.workers = [Worker(self.context, assignment.root, self.shared) for _ in range(self.settings.jobs)]
+        for _ in range(self.settings.jobs):
+            self.workers.append(Worker(self.context, assignment.root, self.shared))  # each kept as it starts
         for worker in self.workers:
             worker.wait_hello()
         failed = next((w.hello[1] for w in self.workers if w.hello and w.hello[0] == "failed"), None)
         if failed is not None:
             raise ConfigError(*failed)
+        for worker in self.workers:
+            if worker.hello is None:  # it died loading them: the instructor's code exited, crashed or ran out of memory
+                raise ConfigError(f"a grading worker {exit_reason(worker.process)} while it loaded the checks",
+                                  assignment.root / "checks")
 
     def close(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-        self.workers = []
+        self.close_workers()
         if self.zygote is not None:
             self.zygote.close()
             self.zygote = None
+
+    def close_workers(self) -> None:
+        for worker in self.workers:  # all told at once, then each waited for
+            worker.ask_to_stop()
+        for worker in self.workers:
+            worker.stop()
+        self.workers = []
 
     def running(self) -> dict[str, int]:
         if self.current is not None:
@@ -166,9 +178,7 @@ class LocalPool:
                             worker.stop()
                             self.workers.remove(worker)
         finally:
-            for worker in self.workers:
-                worker.stop()
-            self.workers = []
+            self.close_workers()
 
     def replace(self, dead: "Worker", root: Path) -> "Worker":
         dead.stop()
@@ -188,6 +198,7 @@ class Worker:
         self.task: Task | None = None
         self.ahead: Task | None = None
         self.hello: tuple[str, Any] | None = None  # its first word (HELLO), once said
+        self.stopping = False  # told to exit
 
     def wait_hello(self) -> None:
         """Until the worker says whether the assignment loaded, or dies (then the batch replaces it)."""
@@ -219,14 +230,22 @@ class Worker:
             pass
         return None
 
+    def ask_to_stop(self) -> bool:
+        """Tell an idle worker that has said its first word to exit; whether it was told."""
+        if self.stopping or not (self.process.is_alive() and self.task is None and self.hello is not None):
+            return self.stopping
+        try:
+            self.conn.send(None)
+            self.stopping = True
+        except OSError:
+            pass
+        return self.stopping
+
     def stop(self) -> None:
-        """Idle: told to exit; busy (an interrupted batch) or deaf: terminated, then killed."""
-        if self.process.is_alive() and self.task is None:
-            try:
-                self.conn.send(None)
-            except OSError:
-                pass
-            self.process.join(STOP_GRACE)
+        """Idle: told to exit, and given the time to end the sandboxes it closed last (`EXIT_GRACE`); busy (an
+        interrupted batch), still loading the assignment, or deaf: terminated, then killed."""
+        if self.ask_to_stop():
+            self.process.join(EXIT_GRACE)
         for end in (self.process.terminate, self.process.kill):
             if self.process.is_alive():
                 end()
@@ -255,7 +274,7 @@ def serve(conn: Connection, root: Path, settings: GradeSettings) -> None:
         hello: tuple[str, Any] = ("ready", None)
     except TorchgradeError as exc:
         hello = ("failed", (exc.message, str(exc.path) if exc.path is not None else None))
-    except Exception as exc:  # the instructor's checks raised as they were imported
+    except (Exception, SystemExit) as exc:  # the instructor's checks raised, or exited, as they were imported
         hello = ("failed", (f"the checks do not load: {describe(exc)}", str(root / "checks")))
     try:
         conn.send(hello)

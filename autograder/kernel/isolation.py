@@ -136,15 +136,18 @@ class Sandbox:
                 for pid in self.processes():
                     _signal(pid, signal.SIGKILL)
 
-    def close(self) -> None:
+    def close(self, defer: bool = True) -> None:
         """End everything the sandbox runs, now; the rest (bubblewrap's own exit, which waits a few hundredths of a
         second for the kernel to tear its namespaces down, then the sandbox's cgroups and folders) on the reaper
-        thread, off the submission's time: `finish_closing` waits for it."""
+        thread, off the submission's time (`finish_closing` waits for it), unless `defer` is False."""
         self.kill()
         if self.hold is not None:
             os.close(self.hold)
             self.hold = None
-        reap_later(self.finish)
+        if defer:
+            reap_later(self.finish)
+        else:
+            self.finish()
 
     def finish(self) -> None:
         if self.process is not None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,8 +96,23 @@ def claim_uid() -> tuple[int, int]:
             os.close(fd)
             continue
         kill_uid(uid)  # whatever a grader killed before it could clean up left running as this uid
+        remove_leftovers(uid)  # and the folders it left, which a kernel of this uid could enter
         return uid, fd
     raise IsolationUnavailable(f"every kernel uid ({uids.start}-{uids.stop - 1}) is in use; widen {UIDS_ENV}")
+
+
+def remove_leftovers(uid: int) -> None:
+    """Sandbox folders of `uid` that a grader killed before it removed them (`Sandbox.finish`): their files belong
+    to the uid, so the next kernel that runs as it could read them. Removed before the uid is used again."""
+    def owner(path: Path) -> int | None:
+        try:
+            return path.stat().st_uid
+        except OSError:
+            return None
+
+    for root in Path(tempfile.gettempdir()).glob("torchgrade-*"):
+        if any(owner(root / name) == uid for name in ("files", "runtime", "tmp")):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def processes_of(uid: int) -> list[int]:

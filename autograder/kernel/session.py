@@ -186,8 +186,8 @@ class Session:
                 run_sync(self.client._async_cleanup_kernel)()
             except Exception:  # the sandbox below is ended regardless
                 pass
-        if self.box is not None:
-            self.box.close()
+        if self.box is not None:  # a GPU kernel's memory is freed before the next kernel may start
+            self.box.close(defer=self.spec.device != "cuda")
         if self.channel is not None:
             self.channel.close()
             self.findings += [f for f in self.channel.findings() if f not in self.findings]

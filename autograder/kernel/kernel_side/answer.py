@@ -53,7 +53,7 @@ def answer(request, namespace, report, origin):
         if request["op"] == "value":
             value, error = student_plain(obj, origin)
             return response(value=value, error=error, type=type_name(obj) if error is None else None,
-                            requires_grad=error is None and requires_grad(obj))
+                            requires_grad=requires_grad(value))
         device = request.get("device")
         if device == "model":  # the student's trained model decides where inputs go
             device = module_device(obj)
@@ -79,11 +79,13 @@ def student_plain(value, origin):
     except TooLarge:
         raise
     except Exception as exc:
-        tb = exc.__traceback__
-        while tb is not None and not origin.is_student(tb.tb_frame):
+        frames, tb = [], exc.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame)
             tb = tb.tb_next
-        if tb is None:
-            raise
+        student = [i for i, frame in enumerate(frames) if origin.is_student(frame)]
+        if not student or any(origin.is_grader(frame) for frame in frames[student[-1] + 1:]):
+            raise  # no student code, or the grader's own code raised below it (a hook): the probe's failure
         return None, f"returned a value that could not be read: {format_error(exc)}"
 
 
@@ -121,11 +123,13 @@ def call_and_answer(obj, request, namespace, device, origin):
         plain, unreadable = student_plain(value, origin)
         error = error or unreadable
         return response(error=error, value=plain, seconds=seconds, type=type_name(value) if error is None else None,
-                        requires_grad=error is None and requires_grad(value), **extra)
+                        requires_grad=error is None and requires_grad(plain), **extra)
 
 
-def requires_grad(value):
-    return isinstance(value, torch.Tensor) and bool(value.requires_grad)
+def requires_grad(plain):
+    """Whether a value, as `to_plain` reduced it, is a tensor that requires grad (read from the reduction: asking the
+    value again would run a tensor subclass's code outside it)."""
+    return type(plain) is dict and plain.get(TAG) == "tensor" and plain.get("requires_grad") is True
 
 
 def module_device(obj):

@@ -11,8 +11,13 @@ import torch
 class CodeOrigin:
     """Tells student code (notebook cells, files it wrote) from library code (the Python environment)."""
 
-    def __init__(self, library_roots):
+    def __init__(self, library_roots, grader_root=None):
         self.roots = tuple(str(r).rstrip("/") + "/" for r in library_roots if r)
+        self.grader = str(grader_root).rstrip("/") + "/" if grader_root else None  # the autograder package
+
+    def is_grader(self, frame):
+        """Code of the autograder package (the probe, its guard and hooks), not of a library or the student."""
+        return self.grader is not None and frame is not None and frame.f_code.co_filename.startswith(self.grader)
 
     def is_student(self, frame):
         if frame is None:
@@ -48,5 +53,6 @@ def default_origin():
         roots.update(site.getsitepackages())
     except AttributeError:
         pass
-    roots.add(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the autograder package
-    return CodeOrigin(sorted({os.path.realpath(r) for r in roots} | roots))
+    grader = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the autograder package
+    roots.add(grader)
+    return CodeOrigin(sorted({os.path.realpath(r) for r in roots} | roots), os.path.realpath(grader))
