@@ -259,6 +259,9 @@ def test_a_killed_worker_costs_only_its_own_submission(convolution_build, tmp_pa
         from autograder.grading.submissions import as_submission
 
         pool.run(assignment, [as_submission(p) for p in submissions], lambda r: results[r.submission].append(r))
+        again: list[SubmissionResult] = []  # the same pool grades a second batch on workers of its own
+        pool.run(assignment, [as_submission(others[0])], again.append)
+        assert [r.status for r in again] == ["ok"], [r.message for r in again]
     finally:
         stop.set()
         killer.join()

@@ -150,9 +150,7 @@ def load_student_checks(meta: Path, root: Path | None = None) -> Assignment:
     checks.validate(config.question_ids, meta)
     replay = Replay.load(meta / EXPECTED_NAME)
     root = meta.parent if root is None else root
-    assignment = Assignment(root, "student", config, root)
-    assignment._grading = Grading(checks, replay, FigureSet())
-    return assignment
+    return Assignment(root, "student", config, root, loader=partial(Grading, checks, replay, FigureSet())).load()
 
 
 def module_checks(package: ModuleType, name: str, where: Path) -> CheckSet:

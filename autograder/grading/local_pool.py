@@ -10,9 +10,9 @@ by this process while they start.
 
 With more than one job, this process only hands out work and keeps results: grading on the CPU from a bundle, it
 never imports torch or the instructor's checks (a GPU batch asks torch for its devices; a source folder is built
-into a bundle here first). Each worker loads them as it starts and says first whether they loaded; where they do not, the
-batch fails before it starts, naming the file, as it does with one job. So before the first result the machine's
-cores import torch twice (the zygote, the workers' server), not three times.
+into a bundle here first). Each worker loads them as it starts and says first whether they loaded; where they do
+not, the batch fails before it starts, naming the file, as it does with one job. So before the first result the
+machine's cores import torch twice (the zygote, the workers' server), not three times.
 """
 
 from __future__ import annotations
@@ -62,13 +62,16 @@ class LocalPool:
         self.start(assignment)
 
     def start(self, assignment: Assignment) -> None:
-        if self.zygote is not None:
-            return
-        self.zygote = start_zygote(kernel_spec(assignment, self.settings),  # imports while the workers start
-                                   notebook_modules(assignment.root / BUNDLE_SOLUTION))
-        self.shared = replace(self.settings, zygote=self.zygote.address)
+        """The zygote, once; then the assignment loaded here (one job), or workers that loaded it (more: started
+        again by a later `run` once the last one's workers are gone)."""
+        if self.zygote is None:
+            self.zygote = start_zygote(kernel_spec(assignment, self.settings),  # imports while the workers start
+                                       notebook_modules(assignment.root / BUNDLE_SOLUTION))
+            self.shared = replace(self.settings, zygote=self.zygote.address)
         if self.settings.jobs <= 1:
             assignment.load()  # graded in this process
+            return
+        if self.workers:
             return
         self.context = warm_context(__name__)  # workers forked from a server that imported the grader once
         for _ in range(self.settings.jobs):
@@ -201,7 +204,7 @@ class Worker:
         self.stopping = False  # told to exit
 
     def wait_hello(self) -> None:
-        """Until the worker says whether the assignment loaded, or dies (then the batch replaces it)."""
+        """Until the worker says whether the assignment loaded, or dies first (then the batch does not start)."""
         while self.hello is None and self.process.is_alive():
             wait([self.conn, self.process.sentinel])
             self.reply()  # it holds no work yet: its one word is the hello
