@@ -270,3 +270,15 @@ def test_a_row_of_images_is_one_raster_scaled_by_whole_pixels_with_its_scales():
     assert png.startswith(PNG) and len(png) < MAX_PNG_BYTES
     width, height = Image.open(io.BytesIO(png)).size
     assert height >= 60 and width >= 4 * 20 + 28 * 2 + 10 * 6  # 3×4 → ×20, 28×28 → ×2, 10×10 → ×6
+
+
+@pytest.mark.parametrize("shape", [(64,), (8, 4, 2), (0, 3)])
+def test_a_panel_of_the_wrong_shape_is_refused_in_words_an_author_can_act_on(shape):
+    """Found by an instructor following the docs: a 1-D panel failed with numpy's "axis 1 is out of bounds", which
+    `validate` then quoted. It now says what the panel is and what image_row draws."""
+    import torch
+
+    from autograder.checks.figures import Panel, image_row
+
+    with pytest.raises(ValueError, match=rf"panel 'input' is of shape {re.escape(str(shape))}: image_row draws a 2-D"):
+        image_row([Panel(torch.zeros(shape), "input")])

@@ -146,6 +146,9 @@ def image_row(panels: Iterable[Panel], height: int = 150, gap: int = 14) -> Rast
     tiles, texts, x = [], [], gap // 2
     for panel in panels:
         data = torch.as_tensor(panel.image).detach().cpu().double()
+        if not (data.dim() == 2 or (data.dim() == 3 and data.shape[-1] == 3)) or 0 in data.shape:
+            raise ValueError(f"panel {panel.title!r} is of shape {tuple(data.shape)}: image_row draws a 2-D (H, W) "
+                             "tensor through its colour map, or an (H, W, 3) RGB one")
         if data.dim() == 2:
             finite = data[torch.isfinite(data)]
             low = float(finite.min()) if panel.vmin is None and finite.numel() else (panel.vmin or 0.0)
