@@ -1,8 +1,10 @@
 """The library guard sees a forbidden operator on every thread, inside custom operators, whatever the dispatch keys.
 
-Each attack computes the convolution questions with `F.conv2d`/`F.max_pool2d` in a way the per-thread dispatch
-mode cannot see; each must lose the points of those questions and be flagged, never credited silently. An
-honest solution stays unflagged and fully marked.
+Each attack computes the convolution questions with `F.conv2d`/`F.max_pool2d` (or their kernels) in a way the
+guard's per-thread dispatch key cannot see: on another thread, inside a custom operator, with the key excluded
+or dropped, through a copy of the grader's own guard, with the guard's kernels overridden or removed, or by
+calling an operator's kernel below the dispatcher. Each must lose the points of those questions and be flagged,
+never credited silently. An honest solution stays unflagged and fully marked.
 """
 
 from __future__ import annotations
@@ -33,6 +35,28 @@ def max_pool2d(x, kernel_size, stride=None):
     return {run}(lambda: F.max_pool2d(x, kernel_size, stride))
 """
 
+KEY = "import torch\nKEY = torch._C.DispatchKey.PreDispatch\n"
+# `F` swapped, for the call, for a stand-in whose conv2d and max_pool2d call an operator's kernel directly
+DIRECT = """import torch
+CPU = torch._C.DispatchKey.CPU
+def _pair(v):
+    return list(v) if isinstance(v, (tuple, list)) else [v, v]
+class Direct:
+    @staticmethod
+    def conv2d(x, w, b=None, stride=1, padding=0):
+        return {conv}
+    @staticmethod
+    def max_pool2d(x, k, stride=None):
+        return {pool}
+def direct(f):
+    global F
+    F, saved = Direct, F
+    try:
+        return f()
+    finally:
+        F = saved
+"""
+
 ATTACKS = {
     "thread_pool": ("from concurrent.futures import ThreadPoolExecutor\n"
                     "def on_thread(f):\n    with ThreadPoolExecutor(1) as pool:\n        return pool.submit(f).result()\n",
@@ -49,6 +73,48 @@ ATTACKS = {
                       "KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.Python) | "
                       "torch._C.DispatchKeySet(torch._C.DispatchKey.PythonTLSSnapshot)\n"
                       "def below(f):\n    with torch._C._ExcludeDispatchKeyGuard(KEYS):\n        return f()\n", "below"),
+    # the guard's own key (PreDispatch), each way a thread's dispatch keys can be changed
+    "key_excluded": (KEY + "def below(f):\n    torch._C._dispatch_tls_set_dispatch_key_excluded(KEY, True)\n"
+                     "    try:\n        return f()\n    finally:\n"
+                     "        torch._C._dispatch_tls_set_dispatch_key_excluded(KEY, False)\n", "below"),
+    "key_dropped": (KEY + "def below(f):\n    torch._C._dispatch_tls_set_dispatch_key_included(KEY, False)\n"
+                    "    try:\n        return f()\n    finally:\n"
+                    "        torch._C._dispatch_tls_set_dispatch_key_included(KEY, True)\n", "below"),
+    "key_forced": (KEY + "def below(f):\n"
+                   "    with torch._C._ForceDispatchKeyGuard(torch._C._dispatch_tls_local_include_set().remove(KEY),\n"
+                   "                                         torch._C._dispatch_tls_local_exclude_set()):\n"
+                   "        return f()\n", "below"),
+    "key_excluded_by_alias": (KEY + "def below(f):\n"
+                              "    with torch._C.ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(KEY)):\n"
+                              "        return f()\n", "below"),
+    "grader_copy": ("from autograder.kernel.kernel_side.guard import ForbiddenOps\n"  # its remove() drops the key
+                    "def below(f):\n    ops = ForbiddenOps(('conv',), lambda *a: None)\n    ops.remove()\n"
+                    "    try:\n        return f()\n    finally:\n        ops.install()\n", "below"),
+    "kernels_overridden": ("import torch\nLIB = torch.library.Library('aten', 'IMPL')\n"
+                           "for _name in torch._C._dispatch_get_all_op_names():\n"
+                           "    _ns, _, _rest = _name.partition('::')\n"
+                           "    if _ns == 'aten' and ('conv' in _rest or 'pool' in _rest):\n"
+                           "        try:\n            LIB.impl(_rest, torch.library.fallthrough_kernel, 'PreDispatch')\n"
+                           "        except Exception:\n            pass\n"
+                           "def as_is(f):\n    return f()\n", "as_is"),
+    # an operator's kernel called below the dispatcher's top, where no key is looked at
+    "redispatched": (DIRECT.format(
+        conv="torch.ops.aten.mkldnn_convolution.default.redispatch(torch._C.DispatchKeySet(CPU), x.contiguous(), "
+             "w.contiguous(), b, _pair(padding), _pair(stride), [1, 1], 1)",
+        pool="torch.ops.aten.max_pool2d_with_indices.default.redispatch(torch._C.DispatchKeySet(CPU), x, _pair(k), "
+             "_pair(stride or k), [0, 0], [1, 1], False)[0]"), "direct"),
+    "kernel_called": (DIRECT.format(
+        conv="torch._C._dispatch_get_computed_kernel_for_dispatch_key('aten::mkldnn_convolution', CPU).call_boxed("
+             "torch._C.DispatchKeySet(CPU), x.contiguous(), w.contiguous(), b, _pair(padding), _pair(stride), "
+             "[1, 1], 1)",
+        pool="torch._C._dispatch_get_computed_kernel_for_dispatch_key('aten::max_pool2d_with_indices', CPU)"
+             ".call_boxed(torch._C.DispatchKeySet(CPU), x, _pair(k), _pair(stride or k), [0, 0], [1, 1], False)[0]"),
+                      "direct"),
+    "kernel_by_key": (DIRECT.format(
+        conv="torch.ops.aten._slow_conv2d_forward.default._op_dk(CPU, x, w, list(w.shape[-2:]), b, _pair(stride), "
+             "_pair(padding))",
+        pool="torch.ops.aten.max_pool2d_with_indices.default._op_dk(CPU, x, _pair(k), _pair(stride or k), [0, 0], "
+             "[1, 1], False)[0]"), "direct"),
 }
 
 
@@ -90,7 +156,8 @@ def test_a_library_call_the_dispatch_mode_cannot_see_is_still_caught(graded, nam
     result = graded[name]
     points = {q.id: q.points for q in result.questions}
     assert points["conv2d_single"] == 0 and points["conv2d"] == 0 and points["max_pool2d"] == 0, points
-    assert set(result.flag_kinds) & {"concurrency", "custom-op", "dispatch-keys"}, result.flags  # and flagged
+    assert set(result.flag_kinds) & {"concurrency", "custom-op", "dispatch-keys", "guard-tampered", "grader-patched"}, \
+        result.flags  # and flagged
 
 
 def test_the_honest_solution_is_neither_slowed_into_failure_nor_flagged(graded):

@@ -70,6 +70,23 @@ ATTRIBUTES = {
     "DisableTorchFunction": ("guard-tampered", "disables __torch_function__ (DisableTorchFunction)"),
     "_pop_torch_dispatch_stack": ("guard-tampered", "pops the dispatch-mode stack"),
     "_unset_dispatch_mode": ("guard-tampered", "unsets a dispatch mode"),
+    # the library guard's dispatch key (PreDispatch) and the ways around it
+    "PreDispatch": ("guard-tampered", "names the library guard's dispatch key (PreDispatch)"),
+    "_EnablePreDispatch": ("guard-tampered", "names the library guard's dispatch key (PreDispatch)"),
+    "_dispatch_tls_set_dispatch_key_excluded": ("guard-tampered", "changes the thread's dispatch keys"),
+    "_dispatch_tls_set_dispatch_key_included": ("guard-tampered", "changes the thread's dispatch keys"),
+    "_ExcludeDispatchKeyGuard": ("guard-tampered", "excludes dispatch keys (_ExcludeDispatchKeyGuard)"),
+    "ExcludeDispatchKeyGuard": ("guard-tampered", "excludes dispatch keys (ExcludeDispatchKeyGuard)"),
+    "_SetExcludeDispatchKeyGuard": ("guard-tampered", "excludes dispatch keys (_SetExcludeDispatchKeyGuard)"),
+    "_ForceDispatchKeyGuard": ("guard-tampered", "sets the thread's dispatch keys (_ForceDispatchKeyGuard)"),
+    "_dynamo_restore_local_dispatch_key_set": ("guard-tampered", "sets the thread's dispatch keys"),
+    "redispatch": ("guard-tampered", "calls an operator below the dispatcher's top (redispatch)"),
+    "redispatch_boxed": ("guard-tampered", "calls an operator below the dispatcher's top (redispatch_boxed)"),
+    "call_boxed": ("guard-tampered", "calls an operator's kernel directly (call_boxed)"),
+    "_op_dk": ("guard-tampered", "calls an operator's kernel directly (_op_dk)"),
+    "_dispatch_call_boxed": ("guard-tampered", "calls an operator's kernel directly (_dispatch_call_boxed)"),
+    "_dispatch_get_computed_kernel_for_dispatch_key": ("guard-tampered", "takes an operator's kernel to call it"),
+    "_dispatch_library": ("guard-tampered", "registers operator kernels (_dispatch_library)"),
     "shell_handlers": ("grader-patched", "rewires the kernel's message handlers (shell_handlers)"),
     "addaudithook": ("guard-tampered", "adds an audit hook"),
 }
@@ -172,6 +189,8 @@ def node_findings(node: ast.AST) -> Iterable[tuple[str, str]]:
             if name.split(".")[-1] in ATTRIBUTES:
                 yield ATTRIBUTES[name.split(".")[-1]]
     elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+        if node.value in ATTRIBUTES:  # getattr(op, "_op_dk"): the attribute by its name
+            yield ATTRIBUTES[node.value]
         for pattern, found in STRINGS.items():
             if pattern.search(node.value):
                 yield found

@@ -119,6 +119,7 @@ class Session:
         """The sandbox, and a kernel forked into it that boots on its own: no event loop involved, so this may
         run on another (long-lived) thread while the previous submission is graded."""
         limits, spec = self.spec.limits, self.spec
+        zygote = zygote_for(spec)
         self.box = box = self.isolation.open(self.notebook, self.student_files, SandboxLimits(
             memory_bytes=limits.memory_mb * MIB, processes=limits.processes, disk_bytes=limits.disk_mb * MIB,
             file_bytes=FILE_SIZE_LIMIT, gpu=spec.device == "cuda"))
@@ -133,8 +134,9 @@ class Session:
             "populate": box.populate, "env": kernel_env(spec, box.workdir, box.tmp_view),
             "connection_file": f"{box.runtime_view}/kernel.json", "seed": spec.seed, "threads": spec.threads,
             "rlimits": box.rlimits, "seccomp": box.seccomp, "user": box.user,
+            "guard_ops": sorted(zygote.guard_ops),  # registered in the zygote once, for every later kernel
         }
-        box.kernel_pid = zygote_for(spec).spawn(request, [self.channel.write_fd, self._kernel_end.fileno()])
+        box.kernel_pid = zygote.spawn(request, [self.channel.write_fd, self._kernel_end.fileno()])
         self.channel.handed_over()
         self._kernel_end.close()
         self.watchdog = Watchdog(limits.memory_mb * MIB, box.processes, box.kill, box.cgroups,
@@ -295,6 +297,8 @@ class Session:
             return ProbeAnswer("budget", message=f"the submission's time budget ({self.budget.seconds:g} s) ran out")
         call_id = secrets.token_hex(8)
         deadline = time.monotonic() + timeout
+        if guarded:  # the operators the guard is asked to see: the zygote gives later kernels their kernels at once
+            zygote_for(self.spec).guard_ops.update((request.get("forbid") or {}).get("ops") or ())
         try:
             send_frame(self.probe_socket, {"id": call_id, "guarded": guarded, "limit": self.answer_limit},
                        encode_request(request), deadline)

@@ -125,6 +125,8 @@ def handle(message: bytes, fds: list[int], probe: dict[str, Any], boot: Any) -> 
             raise ZygoteError("CUDA was initialised in the zygote; refusing to fork")
         if len(fds) != 2:
             raise ZygoteError("a kernel needs its integrity pipe and its probe socket")
+        if request.get("guard_ops"):  # the library guard's kernels for these, once here rather than in every kernel
+            probe["OP_KERNELS"].cover(tuple(str(op) for op in request["guard_ops"]))
         return {"pid": boot.spawn(request, fds, probe)}
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -152,6 +154,7 @@ class Zygote:
                  wanted: tuple[str, ...] | None = None):
         self.env = env
         self.wanted = wanted  # which of PRELOAD_OPTIONAL it imports (None: all)
+        self.guard_ops: set[str] = set()  # operator name fragments guarded calls forbade: sent with each request
         self.address = address
         self.start_timeout = start_timeout
         self.process: subprocess.Popen | None = None

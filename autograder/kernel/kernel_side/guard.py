@@ -7,8 +7,7 @@ import os
 import sys
 import traceback
 
-from torch.utils._python_dispatch import TorchDispatchMode
-from .refs import _enumerate_threads, _get_ident, _getframe, _getprofile, _perf_counter, _setprofile, _stack_at, _stack_len, _stack_pop, _write
+from .refs import OP_KEY, _all_op_names, _enumerate_threads, _find_op, _get_ident, _getframe, _getprofile, _include_key, _key_excluded, _key_included, _op_library, _perf_counter, _redispatch, _register_kernel, _has_kernel, _setprofile, _write
 from .plain import type_name
 from .refs import Flags, _current_frames, _json_load, _observer_add, _observer_disable, _observer_enable, _observer_remove, _unlink
 
@@ -37,31 +36,150 @@ class PipeSink:
             pass  # a closed pipe is noticed by the grader
 
 
-class ForbiddenOps(TorchDispatchMode):
-    """Reports every aten operator whose name contains a forbidden fragment.
+class OpKernels:
+    """The guard's kernels at its dispatch key (`OP_KEY`): one per operator whose name contains a fragment some
+    guarded call forbade, and none for any other operator (those fall through the key in C++).
 
-    Works at the dispatcher, below every alias a student might hold (`F.conv2d`, `nn.Conv2d`,
-    `torch.conv2d`, a saved reference to any of them), since all of them end up here.
+    Registered once per process and kept: a kernel forked from the zygote inherits the zygote's. The operators
+    are looked for again when a fragment is new, or when modules were imported since the last look (a library
+    brings its operators as it is imported: torchvision's `deform_conv2d`, `roi_pool`).
     """
 
-    @classmethod
-    def _should_skip_dynamo(cls):  # no torch._disable_dynamo wrapper around every operator: a seventh of its cost
-        return False
+    def __init__(self):
+        self.fragments = set()
+        self.names = set()  # "namespace::name.overload" of every operator with a kernel here
+        self.libraries = {}
+        self.samples = {}  # one operator with a kernel here per namespace (registration object)
+        self.modules = -1  # len(sys.modules) at the last look
+        self.known = 0  # how many operators there were at the last look
+        self.failed = []  # operators a fragment matches that could not be given a kernel (none in practice)
+
+    def cover(self, fragments):
+        """Every operator a fragment matches has its kernel; returns the names of those that newly appeared."""
+        new = [f for f in fragments if f not in self.fragments]
+        if not new and len(sys.modules) == self.modules:
+            return []
+        self.modules = len(sys.modules)
+        names = _all_op_names()
+        if not new and len(names) == self.known:  # modules imported, but no operator came with them
+            return []
+        self.fragments.update(new)
+        self.known = len(names)
+        fragments = tuple(self.fragments)
+        added = []
+        for full in names:
+            if full in self.names:
+                continue
+            name = op_name(full)
+            if any(fragment in name for fragment in fragments):
+                self.register(full, name)
+                added.append(name)
+        return added
+
+    def register(self, full, name):
+        namespace, _, rest = full.partition("::")
+        overload = rest.partition(".")[2]
+        try:
+            library = self.libraries.get(namespace)
+            if library is None:
+                library = self.libraries[namespace] = _op_library("IMPL", namespace, "", "torchgrade-guard", 0)
+            handle = _find_op(f"{namespace}::{name}", overload)
+            _register_kernel(library, rest, OP_KEY, self.kernel(handle, name), True)
+        except Exception:
+            self.failed.append(full)
+            return
+        self.names.add(full)
+        self.samples.setdefault(namespace, full)
+
+    @staticmethod
+    def kernel(handle, name):
+        def kernel(keyset, *args, **kwargs):  # reports, then hands the call on below the key
+            ops = ForbiddenOps.current
+            if ops is None or not ops.hit(name):
+                return _redispatch(handle, keyset.remove(OP_KEY), *args, **kwargs)
+            ops.inside += 1  # what a forbidden operator runs inside it is not reported again
+            try:
+                return _redispatch(handle, keyset.remove(OP_KEY), *args, **kwargs)
+            finally:
+                ops.inside -= 1
+
+        return kernel
+
+    def intact(self):
+        """The kernels registered are still there: a registration object can only drop all of its kernels at once
+        (`reset`), so one operator of each (namespace) is asked."""
+        return all(_has_kernel(full, OP_KEY) for full in self.samples.values())
+
+
+def op_name(full):
+    """"aten::conv2d.padding" -> "conv2d": the name a fragment is matched against (as `torchgrade ops` prints it)."""
+    return full.partition("::")[2].partition(".")[0]
+
+
+OP_KERNELS = OpKernels()
+
+
+class ForbiddenOps:
+    """Reports every operator whose name contains a forbidden fragment, at the guard's own dispatch key.
+
+    A guarded call includes `OP_KEY` (PreDispatch: above autograd, functorch and the Python key, and unused by
+    eager PyTorch) in its thread's dispatch keys. Only the operators a fragment matches have a kernel there
+    (`OpKernels`); every other operator falls through it in C++, so student code runs at nearly its own speed
+    (a dispatch mode takes every operator through Python: three to five times slower for the loops students
+    write). Every alias a student might hold (`F.conv2d`, `nn.Conv2d`, `torch.conv2d`, `torch.ops.aten.convolution`,
+    a saved reference to any of them) enters the dispatcher at its top, as do the operators each one runs
+    inside (a decomposition, a custom operator's body, a tensor subclass's `__torch_dispatch__`, the backward):
+    all of them pass the key. Dispatch modes are no way around it, and excluding the key is a tripwire.
+    """
+
+    current = None  # the one installed now: what the kernels report to
 
     def __init__(self, fragments, report):
-        super().__init__()
         self.fragments = tuple(fragments)
         self.report = report
         self.seen = {}
+        self.said = set()
+        self.was_included = False
+        self.modules = 0
+        self.inside = 0  # how many forbidden operators the call is inside now
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        hit = self.seen.get(func)
-        if hit is None:  # once per operator and guard: which fragment it matches, if any
-            name = str(func.overloadpacket.__name__)
-            hit = self.seen[func] = name if any(fragment in name for fragment in self.fragments) else ""
-        if hit:
-            self.report("O", hit)
-        return func(*args, **(kwargs or {}))
+    def hit(self, name):
+        """Whether operator `name` is forbidden; reported once, where the call entered it (not for what it runs)."""
+        match = self.seen.get(name)
+        if match is None:  # once per operator and guard: does a fragment match it?
+            match = self.seen[name] = any(fragment in name for fragment in self.fragments)
+        if match and not self.inside and name not in self.said:
+            self.said.add(name)
+            self.report("O", name)
+        return match
+
+    def install(self):
+        """The kernels, and the key on this thread; False if the key cannot take effect (excluded already)."""
+        if not self.fragments:
+            return True
+        OP_KERNELS.cover(self.fragments)
+        self.modules = len(sys.modules)
+        self.was_included = _key_included(OP_KEY)
+        ForbiddenOps.current = self
+        _include_key(OP_KEY, True)
+        return self.active()
+
+    @staticmethod
+    def active():
+        return _key_included(OP_KEY) and not _key_excluded(OP_KEY)
+
+    def remove(self):
+        """The key back as it was; returns whether the guard was intact to the end of the call."""
+        if not self.fragments:
+            return True
+        intact = self.active() and OP_KERNELS.intact()
+        _include_key(OP_KEY, self.was_included)
+        ForbiddenOps.current = None
+        if len(sys.modules) != self.modules:  # imported during the call: its operators could not be seen
+            for name in OP_KERNELS.cover(self.fragments):
+                self.report("T", f"the call imported a library with the operator {name}, which could not be "
+                                 "checked during the call")
+        return intact
 
 
 class CallWatch:
@@ -114,10 +232,9 @@ class CallWatch:
 
 class Observer:
     """The process-wide operator observer: PyTorch's execution-trace observer, a global RecordFunction callback
-    that sees every aten operator on every thread, inside custom operators and whatever the dispatch keys (the
-    dispatch mode sees only its own thread, and not what a custom operator's kernel or an excluded Python key
-    runs). It costs about a hundred times the dispatch mode, so a guarded call uses it only once the notebook
-    has touched a way around the dispatch mode (`Tripwires`), or threads other than the kernel's own run."""
+    that sees every aten operator on every thread, whatever the dispatch keys (the guard's dispatch key is on the
+    call's own thread only, and can be excluded). It costs far more than the key, so a guarded call uses it only
+    once the notebook has touched a way around the key (`Tripwires`), or threads other than the kernel's own run."""
 
     def __init__(self, fragments, report, folder):
         self.fragments, self.report = tuple(fragments), report
@@ -129,7 +246,7 @@ class Observer:
             return True
         if _observer_add is None or not _observer_add(self.path):
             self.report("T", "the process-wide operator observer is not available: a call that may compute on "
-                             "another thread or below the dispatch mode cannot be checked")
+                             "another thread or around the guard's dispatch key cannot be checked")
             return False
         _observer_enable()
         self.on = True
@@ -161,12 +278,12 @@ class Observer:
 class Guard:
     """Everything a call with `forbid` runs under, from the call to the conversion of its result.
 
-    The dispatch mode always; the profile hook (which costs as much again) when a forbidden Python module
-    is loaded, or when there is a reason to watch for tampering: the grader asked for it (`watch`, from
-    what it read in the notebook's source) or the audit hook saw the notebook run code built at run time.
-    The process-wide operator observer (`Observer`) once the notebook touched a way around the dispatch
-    mode (threads, custom operators, dispatch keys: `Flags.bypass`, set by `Tripwires`), or when other Python
-    threads run; and from the moment such a way is touched during the call itself.
+    The guard's dispatch key always (`ForbiddenOps`); the profile hook (which costs as much as the call again)
+    when a forbidden Python module is loaded, or when there is a reason to watch for tampering: the grader asked
+    for it (`watch`, from what it read in the notebook's source) or the audit hook saw the notebook run code built
+    at run time. The process-wide operator observer (`Observer`) once the notebook touched a way around the
+    dispatch key (threads, custom operators, dispatch keys: `Flags.bypass`, set by `Tripwires`), or when other
+    Python threads run; and from the moment such a way is touched during the call itself.
     """
 
     active = False  # read by AuditWatch: is a guarded call running?
@@ -180,7 +297,6 @@ class Guard:
         self.watch = None
         if self.forbid.get("watch") or Flags.suspicious or any(m in sys.modules for m in modules):
             self.watch = CallWatch(modules, self.forbid.get("names", ()), report, origin)
-        self.depth = 0
 
     def __enter__(self):
         if not self.forbid:
@@ -190,19 +306,16 @@ class Guard:
             self.observe()
         if self.watch is not None:
             self.watch.__enter__()
-        depth = _stack_len()
-        self.ops.__enter__()
-        self.depth = _stack_len()
-        if self.depth != depth + 1 or _stack_at(self.depth - 1) is not self.ops:
-            self.report("T", "the library guard could not be installed (the dispatch-mode stack was tampered with)")
         Guard.active, Guard.current = True, self
+        if not self.ops.install():
+            self.report("T", "the library guard could not be installed (its dispatch key is excluded on this thread)")
         return self
 
     def student_threads(self):
         """Whether a thread other than the kernel's own (and the call's) is running the notebook's code as the call
         starts (one started where no tripwire saw it); the kernel's own threads sit in library code and cost
         nothing. In a self-check no thread was registered as the kernel's: the call's own thread is the cell's."""
-        caller = _get_ident()  # the call's own thread: its operators reach the dispatch mode
+        caller = _get_ident()  # the call's own thread: its operators pass the guard's dispatch key
         for ident, frame in _current_frames().items():
             if ident in Flags.threads or ident == caller:
                 continue
@@ -222,20 +335,12 @@ class Guard:
     def __exit__(self, *exc):
         if not self.forbid:
             return False
-        Guard.active, Guard.current = False, None
-        self.observer.stop()
-        intact = _stack_len() == self.depth and _stack_at(self.depth - 1) is self.ops
-        if not intact:
-            self.report("T", "the library guard was removed during the call")
         try:
-            if intact:
-                self.ops.__exit__(*exc)
-            else:  # pop down to the guard if it is still there, so no later call runs under it
-                while _stack_len() and any(_stack_at(i) is self.ops for i in range(_stack_len())):
-                    _stack_pop()
-        except Exception:
-            pass
+            if not self.ops.remove():
+                self.report("T", "the library guard was removed during the call (its dispatch key or kernels)")
         finally:
+            Guard.active, Guard.current = False, None
+            self.observer.stop()
             if self.watch is not None:
                 self.watch.__exit__(*exc)
         return False
@@ -299,11 +404,13 @@ def format_error(exc):
 
 
 class Tripwires:
-    """What a notebook could use to compute outside the dispatch mode's sight, wrapped before its first cell:
-    starting threads, defining custom operators, excluding dispatch keys or taking modes off the stack, and
-    turning the operator observer off. Used from student code, each marks the kernel (`Flags.bypass`: every
-    later guarded call is observed process-wide), says so to the grader once (a finding), and, in the middle
-    of a guarded call, turns the observer on for the rest of it before going ahead."""
+    """What a notebook could use to compute outside the guard's dispatch key, wrapped before its first cell:
+    starting threads, defining custom operators or registering kernels, changing the thread's dispatch keys or
+    taking modes off the stack, calling an operator's kernel directly (below the key), and turning the operator
+    observer off. Used from student code, each marks the kernel (`Flags.bypass`: every later guarded call is
+    observed process-wide), says so to the grader once (a finding), and, in the middle of a guarded call, turns
+    the observer on for the rest of it before going ahead; a kernel called directly, or dispatch keys changed,
+    during a guarded call is more: the observer may not see the operator, so the call itself is reported."""
 
     TARGETS = (
         ("threading", "Thread.start", "concurrency", "started a thread"),
@@ -312,13 +419,35 @@ class Tripwires:
         ("torch.library", "custom_op", "custom-op", "defined a custom operator"),
         ("torch._library.custom_ops", "custom_op", "custom-op", "defined a custom operator"),
         ("torch.library", "Library", "custom-op", "defined an operator library"),
+        ("torch._C", "_dispatch_library", "custom-op", "registered operator kernels"),
+        ("torch._C", "_DispatchModule.impl", "custom-op", "registered an operator kernel"),
+        ("torch._C", "_DispatchModule.fallback", "custom-op", "registered a fallback kernel"),
+        ("torch._C", "_DispatchModule.reset", "custom-op", "removed operator kernels"),
         ("torch._C", "_ExcludeDispatchKeyGuard", "dispatch-keys", "excluded dispatch keys"),
+        ("torch._C", "ExcludeDispatchKeyGuard", "dispatch-keys", "excluded dispatch keys"),
+        ("torch._C", "_SetExcludeDispatchKeyGuard", "dispatch-keys", "excluded dispatch keys"),
+        ("torch._C", "_ForceDispatchKeyGuard", "dispatch-keys", "set the dispatch keys"),
+        ("torch._C", "_dispatch_tls_set_dispatch_key_excluded", "dispatch-keys", "excluded a dispatch key"),
+        ("torch._C", "_dispatch_tls_set_dispatch_key_included", "dispatch-keys", "changed the included dispatch keys"),
+        ("torch._C", "_dynamo_restore_local_dispatch_key_set", "dispatch-keys", "set the dispatch keys"),
         ("torch._C", "_DisableTorchDispatch", "dispatch-keys", "disabled torch dispatch"),
         ("torch._C", "_pop_torch_dispatch_stack", "dispatch-keys", "took a mode off the dispatch stack"),
         ("torch._C", "_set_dispatch_mode", "dispatch-keys", "set a dispatch mode"),
+        ("torch._C", "_dispatch_call_boxed", "dispatch-keys", "called an operator's kernel directly"),
+        ("torch._C", "_dispatch_get_computed_kernel_for_dispatch_key", "dispatch-keys",
+         "took an operator's kernel to call it directly"),
+        ("torch._C", "_SafeKernelFunction.call_boxed", "dispatch-keys", "called an operator's kernel directly"),
+        ("torch._C", "_DispatchOperatorHandle.redispatch_boxed", "dispatch-keys", "redispatched an operator"),
+        ("torch._C", "_dispatch_find_schema_or_throw", "dispatch-keys", "took an operator's handle"),
+        ("torch._C", "_get_operation_overload", "dispatch-keys", "took an operator's kernels"),
+        ("torch._ops", "OpOverload.redispatch", "dispatch-keys", "redispatched an operator"),
         ("torch._C._profiler", "_disable_execution_trace_observer", "dispatch-keys", "turned the operator observer off"),
         ("torch._C._profiler", "_remove_execution_trace_observer", "dispatch-keys", "removed the operator observer"),
     )
+    # Each operator object holds its kernel-by-key entry point (`torch.ops.aten.conv2d.default._op_dk`): a property
+    # of the class in its place hands out a tripwire around it.
+    ATTRIBUTES = (("torch._ops", "OpOverload", "_op_dk", "dispatch-keys", "called an operator's kernel directly"),)
+    DURING_CALL = ("dispatch-keys",)  # what, during a guarded call, the observer may not see: the call is reported
 
     def __init__(self, report, origin):
         self.report, self.origin, self.said = report, origin, set()
@@ -335,6 +464,26 @@ class Tripwires:
                 setattr(owner, name, self.wrap(original, kind, f"{what} ({module_name}.{attribute})"))
             except (AttributeError, TypeError):
                 pass
+        for module_name, owner_name, name, kind, what in self.ATTRIBUTES:
+            owner = getattr(sys.modules.get(module_name), owner_name, None)
+            if owner is not None:
+                try:
+                    setattr(owner, name, self.wrapped_attribute(name, kind, f"{what} ({owner_name}.{name})"))
+                except (AttributeError, TypeError):
+                    pass
+
+    def wrapped_attribute(self, name, kind, what):
+        """A property in place of each instance's attribute `name`: reading it gives a tripwire around the value."""
+        wrap = self.wrap
+
+        def get(obj):
+            value = obj.__dict__.get(name)
+            return value if value is None else wrap(value, kind, what)
+
+        def put(obj, value):
+            obj.__dict__[name] = value
+
+        return property(get, put)
 
     def wrap(self, original, kind, what):
         tripped = self.tripped
@@ -353,12 +502,17 @@ class Tripwires:
 
     def tripped(self, kind, what):
         # the notebook's own doing (through thread pools and context managers), not a library's inner workings
-        frame = self.origin.student_caller(_getframe(2), through=self.PLUMBING)
+        caller = _getframe(2)
+        frame = self.origin.student_caller(caller, through=self.PLUMBING)
+        if frame is None and self.origin.is_grader(caller):  # a copy of the grader's code the notebook imported: the
+            frame = self.origin.student_caller(caller, through=None) or caller  # kernel's own never calls a tripwire
         if frame is None:
             return
         Flags.bypass = True
         if Guard.current is not None:
             Guard.current.observe()
+            if kind in self.DURING_CALL:
+                self.report("T", f"the call {what} at {self.origin.where(frame)}")
         if what not in self.said:
             self.said.add(what)
             self.report("A", f"{kind}: the notebook {what} at {self.origin.where(frame)}")

@@ -27,8 +27,15 @@ _signal, _SIGINT, _default_int_handler = signal.signal, signal.SIGINT, signal.de
 _getframe = sys._getframe
 _setprofile, _getprofile = sys.setprofile, sys.getprofile
 _torch_save, _torch_load = torch.save, torch.load
-_stack_len, _stack_at = torch._C._len_torch_dispatch_stack, torch._C._get_dispatch_stack_at
-_stack_pop = torch._C._pop_torch_dispatch_stack
+# The library guard's dispatch key: included on a guarded call's thread, with kernels for forbidden operators only.
+OP_KEY = torch._C.DispatchKey.PreDispatch
+_key_included = torch._C._dispatch_tls_is_dispatch_key_included
+_key_excluded = torch._C._dispatch_tls_is_dispatch_key_excluded
+_include_key = torch._C._dispatch_tls_set_dispatch_key_included
+_all_op_names, _find_op = torch._C._dispatch_get_all_op_names, torch._C._dispatch_find_schema_or_throw
+_op_library, _redispatch = torch._C._dispatch_library, torch._C._DispatchOperatorHandle.redispatch_boxed
+_register_kernel = torch._C._DispatchModule.impl
+_has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
 _perf_counter = time.perf_counter
 _sha256 = hashlib.sha256
 _enumerate_threads = threading.enumerate
@@ -40,7 +47,7 @@ class Flags:
     """What the library guard and the audit hook share: one per process (or per private copy)."""
 
     suspicious = False  # the notebook ran code it built at run time: guarded calls are watched closely
-    bypass = False  # the notebook touched a way around the dispatch mode: guarded calls are observed process-wide
+    bypass = False  # the notebook touched a way around the guard's dispatch key: guarded calls are observed widely
     threads = frozenset()  # the kernel's own Python threads, before its first cell: any other one is the notebook's
     children = False  # a process was started (fork, spawn, subprocess): guarded calls look for live children
 

@@ -115,8 +115,21 @@ def serve(kernel, integrity_fd, probe_fd, origin):
     _ioloop_current().add_handler(probe_fd, server.on_readable, _IOLOOP_READ)
     sys.addaudithook(AuditWatch(report, origin))
     Tripwires(report, origin).install()
+    forget_grader_modules()
     Flags.threads = frozenset(sys._current_frames())
     return server
+
+
+def forget_grader_modules():
+    """The copy of this package the zygote imported normally goes from `sys.modules` (and from its parent package):
+    it holds references taken before the tripwires were set, which a notebook's `import` would otherwise be handed.
+    (A copy the notebook imports now takes the tripwires, and its calls through them count as the notebook's.)"""
+    package = "autograder.kernel.kernel_side"
+    for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+        del sys.modules[name]
+    parent = sys.modules.get("autograder.kernel")
+    if parent is not None and "kernel_side" in vars(parent):
+        delattr(parent, "kernel_side")
 
 
 def _ioloop_current():
@@ -126,8 +139,9 @@ def _ioloop_current():
 
 
 def warm_up(origin):
-    """Run the library guard once over common operators, in the zygote, before any kernel is forked: the
-    first use of a dispatch mode in a process costs about a second, which no submission should pay."""
+    """Run the library guard once over common operators, in the zygote, before any kernel is forked: the first
+    guarded call in a process looks up every operator's name (and the first calls of these operators are slower),
+    which no submission should pay."""
     x = torch.randn(1, 2, 6, 6)
     w = torch.randn(2, 2, 3, 3)
     forbid = {"ops": ("no-such-operator",), "modules": ("no_such_module",), "names": ("none",)}
