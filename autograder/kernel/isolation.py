@@ -49,6 +49,7 @@ DEV_NODES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom
 DEV_LINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("/proc/self/fd/1", "/dev/stdout"),
              ("/proc/self/fd/2", "/dev/stderr"))
 FILES = "/run/torchgrade-files"
+SHARED_FILES = "/run/torchgrade-student-files"  # the assignment's student files, one read-only folder for the batch
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt/conda")
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf", "localtime",
              "timezone", "alternatives", "fonts", "ssl", "ca-certificates", "matplotlibrc", "mime.types")
@@ -70,7 +71,8 @@ class Sandbox:
     workdir: str  # the kernel's working directory, as the kernel sees it
     runtime_view: str  # the runtime folder, as the kernel sees it
     tmp_view: str
-    populate: str | None = None  # where the kernel copies its working directory from (None: already there)
+    populate: tuple[str, ...] = ()  # folders the kernel copies its working directory from, in order (none: there)
+    shared: Path | None = None  # host: read-only student files the sandbox shows at SHARED_FILES (not copied)
     join: int | None = None  # host pid whose namespaces the kernel joins
     cgroups: Cgroups | None = None
     rlimits: dict[str, int] = field(default_factory=dict)
@@ -257,9 +259,13 @@ class Bubblewrap:
         return cgroups_unavailable() is None if self.use_cgroups is None else self.use_cgroups
 
     def open(self, notebook: Path, student_files: Path | None, limits: SandboxLimits) -> Sandbox:
-        root, files, runtime, private = make_folders(notebook, student_files)
+        # the student files are shown read-only, not copied per submission: a hundred files on the host disk, made
+        # and removed for every kernel, cost more than the kernel's own copy of them into its memory file system
+        shared = student_files if student_files is not None and student_files.is_dir() else None
+        root, files, runtime, private = make_folders(notebook, None)
         cgroups = Cgroups(limits.memory_bytes, limits.processes) if self.cgroups() else None
-        box = Sandbox(root, files, runtime, private, WORKDIR, RUNTIME, "/tmp", populate=FILES, cgroups=cgroups,
+        box = Sandbox(root, files, runtime, private, WORKDIR, RUNTIME, "/tmp",
+                      populate=(SHARED_FILES, FILES) if shared else (FILES,), shared=shared, cgroups=cgroups,
                       rlimits={"core": 0, "fsize": limits.file_bytes, "nproc": limits.processes}, seccomp=True,
                       process_limit=None if cgroups else limits.processes, private_runtime=size_supported())
         try:
@@ -275,7 +281,7 @@ def start_bwrap(box: Sandbox, limits: SandboxLimits, timeout: float = 30.0) -> N
     info_read, info_write = os.pipe()
     hold_read, box.hold = os.pipe()
     command = bwrap_command(bwrap_path(), box.files, box.runtime, library_dirs(), limits,
-                            gpu_devices() if limits.gpu else (), size_supported())
+                            gpu_devices() if limits.gpu else (), size_supported(), box.shared)
     try:
         box.process = subprocess.Popen([*command, "--info-fd", str(info_write), "--", *PLACEHOLDER],
                                        stdin=hold_read, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -316,7 +322,7 @@ def _read_within(fd: int, timeout: float, until_eof: bool = False) -> bytes:
 
 
 def bwrap_command(bwrap: str, files: Path, runtime: Path, libraries: list[Path], limits: SandboxLimits,
-                  devices: tuple[str, ...] = (), sized: bool = True) -> list[str]:
+                  devices: tuple[str, ...] = (), sized: bool = True, shared: Path | None = None) -> list[str]:
     """The bubblewrap command line (without `--info-fd` and the command): a pure function of its inputs."""
     cmd = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
            "--as-pid-1",  # the placeholder is the PID namespace's init: see PLACEHOLDER
@@ -345,8 +351,10 @@ def bwrap_command(bwrap: str, files: Path, runtime: Path, libraries: list[Path],
     # nothing the kernel can write is unbounded host disk: its runtime folder is a sized memory file system that
     # the grader reaches through /proc (`Sandbox.grader_runtime`); a host folder only where sizes are unsupported
     cmd += ["--size", str(RUNTIME_BYTES), "--tmpfs", RUNTIME] if sized else ["--bind", str(runtime), RUNTIME]
-    cmd += ["--ro-bind", str(files), FILES, "--chdir", WORKDIR]
-    return cmd
+    cmd += ["--ro-bind", str(files), FILES]
+    if shared is not None:
+        cmd += ["--ro-bind", str(shared), SHARED_FILES]
+    return cmd + ["--chdir", WORKDIR]
 
 
 def dev_arguments(devices: tuple[str, ...], shm_bytes: int, sized: bool) -> list[str]:

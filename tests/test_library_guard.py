@@ -1,0 +1,172 @@
+"""The library guard in one process (as a self-check runs it): its dispatch key sees every way to a forbidden operator
+and reports the one the call reached; every other operator passes the key in C++; the thread's keys are as they
+were after the call, whatever it did.
+
+(Grading kernels, their tripwires and the attacks on them: test_guard_bypass.py and test_redteam.py.)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+
+from autograder.checks.ops import operators
+from autograder.kernel.kernel_side import Guard, ListSink, default_origin
+from autograder.kernel.kernel_side.guard import OP_KERNELS, OP_KEY
+
+LIBRARY = {"ops": ("convolution", "conv1d", "conv2d", "conv3d", "conv_tbc", "conv_transpose", "_conv_depthwise",
+                   "max_pool", "avg_pool")}
+ORIGIN = default_origin()
+
+
+def reported(fn, forbid=LIBRARY):
+    sink = ListSink()
+    with Guard(forbid, sink, ORIGIN):
+        fn()
+    return sink.events
+
+
+x, w = torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3)
+saved_conv = F.conv2d  # a reference taken before any guard, as a notebook might
+
+
+class OwnMode(TorchDispatchMode):  # a student's own dispatch mode, passing every operator on
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+class Wrapped(torch.Tensor):  # a student's tensor subclass, computing inside its __torch_dispatch__
+    @staticmethod
+    def __new__(cls, data):
+        return torch.Tensor._make_wrapper_subclass(cls, data.shape, dtype=data.dtype)
+
+    def __init__(self, data):
+        self.data_ = data
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        unwrap = lambda a: a.data_ if isinstance(a, Wrapped) else a  # noqa: E731
+        return func(*[unwrap(a) for a in args], **{k: unwrap(v) for k, v in (kwargs or {}).items()})
+
+
+def in_own_mode():
+    with OwnMode():
+        F.conv2d(x, w)
+
+
+def with_modes_popped():
+    with _disable_current_modes():
+        F.conv2d(x, w)
+
+
+def backward():
+    F.conv2d(x.clone().requires_grad_(), w).sum().backward()
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: F.conv2d(x, w), "conv2d"),
+    (lambda: torch.nn.Conv2d(3, 4, 3)(x), "conv2d"),
+    (lambda: torch.conv2d(x, w), "conv2d"),
+    (lambda: saved_conv(x, w, padding=1), "conv2d"),
+    (lambda: torch.ops.aten.convolution(x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1), "convolution"),
+    (lambda: F.max_pool2d(x, 2), "max_pool2d"),
+    (lambda: torch.nn.AvgPool2d(2)(x), "avg_pool2d"),
+    (in_own_mode, "conv2d"),  # under a mode of the student's own, which a dispatch mode guard sat below
+    (with_modes_popped, "conv2d"),  # popping every dispatch mode took a dispatch mode guard off with them
+    (lambda: F.conv2d(Wrapped(x), w), "conv2d"),
+    (lambda: torch.vmap(lambda image: F.conv2d(image[None], w))(x), "conv2d"),
+    (backward, "conv2d"),
+])
+def test_every_way_to_a_forbidden_operator_is_reported_by_the_name_the_call_reached(call, name):
+    events = reported(call)
+    assert events and events[0] == ("O", name), events
+    assert all(kind == "O" for kind, _ in events), events
+
+
+def test_the_operators_a_forbidden_one_runs_inside_it_are_not_reported_again():
+    assert reported(lambda: F.conv2d(x, w)) == [("O", "conv2d")]  # not convolution, _convolution, mkldnn_...
+    assert reported(backward) == [("O", "conv2d"), ("O", "convolution_backward")]  # each one the call reached
+
+
+def conv2d_by_hand(image, kernel):
+    out = torch.zeros(image.shape[0] - kernel.shape[0] + 1, image.shape[1] - kernel.shape[1] + 1)
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = (image[i:i + kernel.shape[0], j:j + kernel.shape[1]] * kernel).sum()
+    return out
+
+
+def test_honest_code_reports_nothing_and_computes_the_same():
+    image, kernel = torch.randn(9, 7), torch.randn(3, 2)
+    sink = ListSink()
+    with Guard(LIBRARY, sink, ORIGIN):
+        out = conv2d_by_hand(image, kernel)
+        unfolded = F.unfold(x, 3).transpose(1, 2) @ w.view(4, -1).t()
+    assert sink.events == []
+    assert torch.allclose(out, F.conv2d(image[None, None], kernel[None, None])[0, 0], atol=1e-5)
+    assert torch.allclose(unfolded, F.conv2d(x, w).flatten(2).transpose(1, 2), atol=1e-5)
+
+
+def test_the_threads_dispatch_keys_are_as_they_were_after_the_call_whatever_it_did():
+    def raises():
+        raise ValueError("student bug")
+
+    with pytest.raises(ValueError):
+        with Guard(LIBRARY, ListSink(), ORIGIN):
+            raises()
+    assert not torch._C._dispatch_tls_is_dispatch_key_included(OP_KEY)
+    assert torch.allclose(F.conv2d(x, w), F.conv2d(x, w))  # and no kernel of the guard's runs outside a call
+
+
+def test_a_guard_taken_off_during_the_call_says_so():
+    def drops_the_key():
+        torch._C._dispatch_tls_set_dispatch_key_included(OP_KEY, False)  # (a grading kernel's tripwire: see
+        F.conv2d(x, w)  # test_guard_bypass.py); unseen, but the guard is missing at the end of the call
+
+    events = reported(drops_the_key)
+    assert ("T", "the library guard was removed during the call (its dispatch key or kernels)") in events
+
+
+def test_a_guard_whose_kernels_were_removed_during_the_call_says_so():
+    reported(lambda: None)  # the kernels exist
+    library = next(iter(OP_KERNELS.libraries.values()))
+
+    def removes_the_kernels():
+        library.reset()  # reached through the heap in a notebook (flagged: test_integrity.py)
+
+    try:
+        events = reported(removes_the_kernels)
+        assert ("T", "the library guard was removed during the call (its dispatch key or kernels)") in events
+    finally:
+        OP_KERNELS.__init__()  # registered again by the next guard
+
+
+GUARD_ONLY_WHERE_FORBIDDEN = """
+import torch
+from autograder.kernel.kernel_side import Guard, ListSink, default_origin
+from autograder.kernel.kernel_side.guard import OP_KEY
+with Guard({"ops": ("conv",)}, ListSink(), default_origin()):
+    pass
+has = lambda name: torch._C._dispatch_has_kernel_for_dispatch_key(name, OP_KEY)
+print(has("aten::convolution"), has("aten::conv2d.padding"), has("aten::slice.Tensor"), has("aten::mul.Tensor"),
+      has("aten::sum"), has("aten::select.int"))
+"""
+
+
+def test_only_forbidden_operators_have_a_kernel_at_the_guards_key():
+    """What makes a guarded student loop run at nearly its own speed: the slicing, products and sums of an honest
+    convolution pass the key in C++ (a fresh process: the `torchgrade ops` tests give every operator a kernel)."""
+    out = subprocess.run([sys.executable, "-c", GUARD_ONLY_WHERE_FORBIDDEN], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "False", "False", "False", "False"]
+
+
+def test_ops_lists_what_the_guard_sees_outermost_first_and_inside():
+    names = operators("F.conv2d(x, w)")
+    assert names.index("conv2d") < names.index("convolution")
+    assert {"softmax", "_softmax"} <= set(operators("F.softmax(x, dim=1)"))
