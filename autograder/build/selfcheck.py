@@ -20,12 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .assignment import PACKED_VARIABLE, STUDENT_META, Assignment, load_student_checks
-from ..checks import Context, Outcome, run_checks
-from ..render import outcomes_text, public_summary
+from typing import TYPE_CHECKING
+
 from ..errors import ConfigError
-from ..kernel.probe import LocalStudent
 from ..kernel.spec import GRADING_ENV
+
+if TYPE_CHECKING:
+    from ..checks import Outcome
+    from .assignment import Assignment
+
+# The checks, the reference values and the probe are imported where a self-check runs, not at import: every graded
+# notebook's first cell imports this module, in a grading kernel where `Grader` does nothing.
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class QuestionReport:
     def lines(self) -> list[str]:
         if self.skipped:
             return [f"{self.question}: self-check skipped while grading (the grader runs every check itself)"]
+        from ..render import outcomes_text, public_summary
+
         out = [public_summary(self.question, self.outcomes) + (" ✔" if self.passed else "")]
         out += outcomes_text(self.outcomes, "student", symbols=True)
         if self.passed:
@@ -77,8 +84,11 @@ class Grader:
         self.grading = os.environ.get(GRADING_ENV) == "1"  # in a grading kernel: the grader runs every check itself
         caller = inspect.currentframe().f_back
         self.namespace = namespace if namespace is not None else caller.f_globals
-        self.assignment: Assignment | None = None if self.grading else load_student_checks(
-            *find_meta(folder, self.namespace.get(PACKED_VARIABLE)))
+        self.assignment: Assignment | None = None
+        if not self.grading:
+            from .assignment import PACKED_VARIABLE, load_student_checks
+
+            self.assignment = load_student_checks(*find_meta(folder, self.namespace.get(PACKED_VARIABLE)))
 
     @property
     def questions(self) -> list[str]:
@@ -91,6 +101,9 @@ class Grader:
             return QuestionReport(question, (), skipped=True)
         if question not in self.questions:
             raise ConfigError(f"no question {question!r}; questions are: {', '.join(self.questions)}")
+        from ..checks import Context, run_checks
+        from ..kernel.probe import LocalStudent
+
         st = LocalStudent(self.namespace)
         ctx = Context(self.assignment.config, "cpu", None, self.assignment.root / "data")
         outcomes = tuple(run_checks(self.assignment.checks.for_question(question), st, self.assignment.reference, ctx))
@@ -105,6 +118,8 @@ class Grader:
 def find_meta(folder: str | Path | None, packed: str | None = None) -> tuple[Path, Path]:
     """(the public checks' folder, the student's folder): `folder` or the current folder's `.torchgrade/`, else the
     files the notebook's packed cell unpacked (`packed`, its `SELFCHECK_FILES`; data stays the current folder's)."""
+    from .assignment import STUDENT_META
+
     start = Path(folder) if folder else Path.cwd()
     for candidate in (start, start / STUDENT_META):
         if (candidate / "assignment.toml").is_file() and candidate.name == STUDENT_META:

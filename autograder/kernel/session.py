@@ -34,7 +34,7 @@ from .limits import Watchdog
 from .output import CappedClient
 from .provisioner import KernelProcess, SandboxKernelManager
 from .spec import FILE_SIZE_LIMIT, KernelSpec, kernel_env
-from .zygote import zygote_for
+from .zygote import Zygote, zygote_for
 
 MIB = 1024 * 1024
 MAX_ERROR = 2000
@@ -92,6 +92,7 @@ class Session:
         self.probe_socket: socket.socket | None = None
         self._kernel_end: socket.socket | None = None
         self.answer_limit = MAX_RESPONSE_BYTES  # the most one answer may carry; the kernel refuses larger ones
+        self.zygote: Zygote | None = None  # the fork server of this session's kernel
 
     # ------------------------------------------------------------------------- lifetime
 
@@ -119,7 +120,7 @@ class Session:
         """The sandbox, and a kernel forked into it that boots on its own: no event loop involved, so this may
         run on another (long-lived) thread while the previous submission is graded."""
         limits, spec = self.spec.limits, self.spec
-        zygote = zygote_for(spec)
+        self.zygote = zygote = zygote_for(spec)
         self.box = box = self.isolation.open(self.notebook, self.student_files, SandboxLimits(
             memory_bytes=limits.memory_mb * MIB, processes=limits.processes, disk_bytes=limits.disk_mb * MIB,
             file_bytes=FILE_SIZE_LIMIT, gpu=spec.device == "cuda"))
@@ -297,8 +298,8 @@ class Session:
             return ProbeAnswer("budget", message=f"the submission's time budget ({self.budget.seconds:g} s) ran out")
         call_id = secrets.token_hex(8)
         deadline = time.monotonic() + timeout
-        if guarded:  # the operators the guard is asked to see: the zygote gives later kernels their kernels at once
-            zygote_for(self.spec).guard_ops.update((request.get("forbid") or {}).get("ops") or ())
+        if guarded and self.zygote is not None:  # the operators the guard sees: the zygote registers them once
+            self.zygote.guard_ops.update((request.get("forbid") or {}).get("ops") or ())
         try:
             send_frame(self.probe_socket, {"id": call_id, "guarded": guarded, "limit": self.answer_limit},
                        encode_request(request), deadline)
