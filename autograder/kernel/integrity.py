@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import select
 import threading
 import time
 import warnings
@@ -228,11 +229,15 @@ def needs_watch(findings: Iterable[Finding]) -> bool:
 
 
 class IntegrityChannel:
-    """The read end of a kernel's integrity pipe, drained by a thread into a list of lines."""
+    """The read end of a kernel's integrity pipe, drained into a list of lines: by a thread as lines come, and by
+    whoever asks for a call's lines (`call_events`), who reads what is there at once rather than wait for the
+    thread to wake (a guarded call's last line is in the pipe before its answer is on the probe socket)."""
 
     def __init__(self) -> None:
         self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
         self.lines: list[tuple[str, str]] = []
+        self.pending = b""
         self.dropped = 0
         self.closed = False
         self.cond = threading.Condition()
@@ -246,28 +251,40 @@ class IntegrityChannel:
             self.write_fd = None
 
     def _drain(self) -> None:
-        pending = b""
-        while True:
+        while not self.closed:
+            try:
+                select.select([self.read_fd], [], [])
+            except (OSError, ValueError):
+                with self.cond:
+                    self.closed = True
+                    self.cond.notify_all()
+                return
+            with self.cond:
+                self._read_available()
+
+    def _read_available(self) -> None:
+        """Whatever the pipe holds now, as lines (the caller holds `cond`); at its end, the channel is closed."""
+        while not self.closed:
             try:
                 chunk = os.read(self.read_fd, 65536)
+            except BlockingIOError:
+                return
             except OSError:
                 chunk = b""
             if not chunk:
-                break
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            pending = pending[-4096:]
-            with self.cond:
-                for raw in complete:
-                    text = raw.decode("utf-8", "replace")[:1000]
-                    kind, _, detail = text.partition(" ")
-                    if len(self.lines) < MAX_LINES:
-                        self.lines.append((kind, detail))
-                    else:
-                        self.dropped += 1
+                self.closed = True
                 self.cond.notify_all()
-        with self.cond:
-            self.closed = True
+                return
+            self.pending += chunk
+            *complete, pending = self.pending.split(b"\n")
+            self.pending = pending[-4096:]
+            for raw in complete:
+                text = raw.decode("utf-8", "replace")[:1000]
+                kind, _, detail = text.partition(" ")
+                if len(self.lines) < MAX_LINES:
+                    self.lines.append((kind, detail))
+                else:
+                    self.dropped += 1
             self.cond.notify_all()
 
     def call_events(self, call_id: str, data: bytes, timeout: float = 2.0) -> list[str]:
@@ -279,6 +296,7 @@ class IntegrityChannel:
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
+                self._read_available()
                 begin = next((i for i, (k, d) in enumerate(self.lines) if k == "B" and d == call_id), None)
                 end = next((i for i, (k, d) in enumerate(self.lines) if k == "E" and d.split(" ")[0] == call_id),
                            None)
