@@ -406,6 +406,20 @@ def test_the_zygote_is_single_threaded_and_never_touches_cuda(tmp_path):
     assert {"torch", "torchvision", "numpy", "IPython", "ipykernel.kernelapp"} <= set(info["preloaded"])
 
 
+def test_kernels_have_no_debugger_yet_a_notebook_may_import_debugpy(tmp_path):
+    """ipykernel's debugger (debugpy: a twentieth of a second of a zygote's start) is left out; the package is not."""
+    path, nb = notebook(tmp_path, "import ipykernel.debugger, debugpy\n"
+                                  "a = (ipykernel.debugger._is_debugpy_available,\n"
+                                  "     getattr(get_ipython().kernel, 'debugger', None))\n"
+                                  "b = debugpy.__name__")
+    spec = KernelSpec(limits=LIMITS, threads=1, device="cpu", seed=0)
+    with Session(path, None, spec) as session:
+        report = execute_notebook(session, nb)
+        st = KernelStudent(session, 10)
+        assert report.status == "ok" and not report.errors, report
+        assert tuple(st.value("a").value) == (False, None) and st.value("b").value == "debugpy"
+
+
 def test_a_batch_zygote_imports_what_the_solution_imports_and_no_more(tmp_path):
     """torchvision alone costs a second to import: a zygote for convolution (torch only) is ready without it, one
     for training imports it once instead of in every kernel's first cell."""

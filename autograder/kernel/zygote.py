@@ -63,6 +63,18 @@ def preload(names: tuple[str, ...] = PRELOAD) -> list[str]:
     return loaded
 
 
+def preload_without_debugger(names: tuple[str, ...]) -> list[str]:
+    """`preload`, with debugpy kept out: ipykernel then gives its kernels no debugger (nbclient never asks for one),
+    and neither the zygote nor a kernel pays the tenth of a second debugpy takes to import. A notebook may still
+    import it."""
+    blocked = sys.modules.setdefault("debugpy", None) is None
+    try:
+        return preload(names)
+    finally:
+        if blocked and "debugpy" in sys.modules and sys.modules["debugpy"] is None:
+            del sys.modules["debugpy"]
+
+
 def serve(listener: socket.socket, wanted: tuple[str, ...] | None = None) -> None:
     """Import once (`PRELOAD`, and of `PRELOAD_OPTIONAL` those `wanted`, all if None), then fork kernels for every
     worker that connects, one request at a time."""
@@ -71,7 +83,7 @@ def serve(listener: socket.socket, wanted: tuple[str, ...] | None = None) -> Non
     from . import boot, kernel_side
 
     start = time.perf_counter()
-    loaded = preload((*PRELOAD, *(m for m in PRELOAD_OPTIONAL if wanted is None or m in wanted)))
+    loaded = preload_without_debugger((*PRELOAD, *(m for m in PRELOAD_OPTIONAL if wanted is None or m in wanted)))
     probe = kernel_side.load_private()
     probe["origin"] = probe["default_origin"]()
     import torch
