@@ -97,6 +97,31 @@ ATTACKS = {
                            "        try:\n            LIB.impl(_rest, torch.library.fallthrough_kernel, 'PreDispatch')\n"
                            "        except Exception:\n            pass\n"
                            "def as_is(f):\n    return f()\n", "as_is"),
+    "keys_restored": ("import torch\nOUTER = torch._C._PreserveDispatchKeyGuard()\nOUTER.__enter__()\n"  # the keys
+                      "def below(f):\n    inner = torch._C._PreserveDispatchKeyGuard()\n    inner.__enter__()\n"  # as
+                      "    OUTER.__exit__(None, None, None)\n    OUTER.__enter__()\n    try:\n        return f()\n"  # saved
+                      "    finally:\n        inner.__exit__(None, None, None)\n", "below"),  # before the call
+    "python_dispatcher": ("import torch\nfrom torch._dispatch.python import enable_python_dispatcher\n"
+                          "K = torch._C.DispatchKey\n"  # an operator's Python-dispatcher cache sends it below the key
+                          "for _name in torch._C._dispatch_get_all_op_names():\n"
+                          "    _ns, _, _rest = _name.partition('::')\n    _base, _, _ov = _rest.partition('.')\n"
+                          "    if _ns == 'aten' and ('conv' in _base or 'pool' in _base) and 'backward' not in _base:\n"
+                          "        try:\n            _op = getattr(getattr(torch.ops.aten, _base), _ov or 'default')\n"
+                          "            for _k in (K.CPU, K.CompositeExplicitAutograd, K.CompositeImplicitAutograd):\n"
+                          "                if _op.has_kernel_for_dispatch_key(_k):\n"
+                          "                    _op._dispatch_cache[getattr(K, 'Pre' + 'Dispatch')] = _k\n"
+                          "                    break\n"
+                          "        except Exception:\n            pass\n"
+                          "def below(f):\n    with enable_python_dispatcher():\n        return f()\n", "below"),
+    "thread_from_asyncio": ("import asyncio\nfrom concurrent.futures import ThreadPoolExecutor\n"  # started by asyncio
+                            "def on_thread(f):\n    box, pool, loop = [], ThreadPoolExecutor(1), asyncio.new_event_loop()\n"
+                            "    loop.run_in_executor(pool, lambda: box.append(f()))\n"
+                            "    pool.shutdown(wait=True)\n    loop.close()\n    return box[0]\n", "on_thread"),
+    "kernel_from_vars": (DIRECT.format(  # the kernel-by-key entry point read from the operator's __dict__
+        conv="vars(torch.ops.aten._slow_conv2d_forward.default)['_op' + '_dk'](CPU, x, w, list(w.shape[-2:]), b, "
+             "_pair(stride), _pair(padding))",
+        pool="vars(torch.ops.aten.max_pool2d_with_indices.default)['_op' + '_dk'](CPU, x, _pair(k), _pair(stride or k), "
+             "[0, 0], [1, 1], False)[0]"), "direct"),
     # an operator's kernel called below the dispatcher's top, where no key is looked at
     "redispatched": (DIRECT.format(
         conv="torch.ops.aten.mkldnn_convolution.default.redispatch(torch._C.DispatchKeySet(CPU), x.contiguous(), "
@@ -151,13 +176,16 @@ def graded(convolution_build, tmp_path_factory, request):
     return {r.submission: r for r in report.graded}
 
 
+RAISES = {"kernel_from_vars"}  # the entry point is not in the operator's __dict__: the student's call raises
+
+
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_a_library_call_the_dispatch_mode_cannot_see_is_still_caught(graded, name):
     result = graded[name]
     points = {q.id: q.points for q in result.questions}
     assert points["conv2d_single"] == 0 and points["conv2d"] == 0 and points["max_pool2d"] == 0, points
-    assert set(result.flag_kinds) & {"concurrency", "custom-op", "dispatch-keys", "guard-tampered", "grader-patched"}, \
-        result.flags  # and flagged
+    assert set(result.flag_kinds) & {"concurrency", "custom-op", "dispatch-keys", "guard-tampered", "grader-patched"} \
+        or name in RAISES, result.flags  # and flagged
 
 
 def test_the_honest_solution_is_neither_slowed_into_failure_nor_flagged(graded):

@@ -170,3 +170,25 @@ def test_ops_lists_what_the_guard_sees_outermost_first_and_inside():
     names = operators("F.conv2d(x, w)")
     assert names.index("conv2d") < names.index("convolution")
     assert {"softmax", "_softmax"} <= set(operators("F.softmax(x, dim=1)"))
+
+
+def test_the_python_dispatcher_cannot_route_an_operator_around_the_key():
+    """An operator's Python-dispatcher cache (a plain dict) can send it to a kernel below the guard's key; the guard
+    keeps the Python dispatcher off for the call, so the cache is never read."""
+    from torch._dispatch.python import enable_python_dispatcher
+
+    poisoned = [torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default]
+    for op in poisoned:
+        op._dispatch_cache[OP_KEY] = torch._C.DispatchKey.CompositeImplicitAutograd if op is poisoned[0] \
+            else torch._C.DispatchKey.CompositeExplicitAutograd
+
+    def routed():
+        with enable_python_dispatcher():
+            return F.conv2d(x, w)
+
+    try:
+        assert reported(routed)[0] == ("O", "conv2d")
+        assert not torch._C._dispatch_tls_is_dispatch_key_excluded(torch._C.DispatchKey.PythonDispatcher)  # as before
+    finally:
+        for op in poisoned:
+            op._dispatch_cache.pop(OP_KEY, None)

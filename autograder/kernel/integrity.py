@@ -88,6 +88,12 @@ ATTRIBUTES = {
     "_dispatch_call_boxed": ("guard-tampered", "calls an operator's kernel directly (_dispatch_call_boxed)"),
     "_dispatch_get_computed_kernel_for_dispatch_key": ("guard-tampered", "takes an operator's kernel to call it"),
     "_dispatch_library": ("guard-tampered", "registers operator kernels (_dispatch_library)"),
+    "_PreserveDispatchKeyGuard": ("guard-tampered", "saves the thread's dispatch keys to restore them"),
+    "_IncludeDispatchKeyGuard": ("guard-tampered", "includes dispatch keys (_IncludeDispatchKeyGuard)"),
+    "_RestorePythonTLSSnapshot": ("guard-tampered", "restores a dispatch-key snapshot"),
+    "_EnablePythonDispatcher": ("guard-tampered", "turns the Python dispatcher on"),
+    "enable_python_dispatcher": ("guard-tampered", "turns the Python dispatcher on"),
+    "_dispatch_cache": ("guard-tampered", "rewrites an operator's dispatch cache"),
     "shell_handlers": ("grader-patched", "rewires the kernel's message handlers (shell_handlers)"),
     "addaudithook": ("guard-tampered", "adds an audit hook"),
 }

@@ -15,7 +15,7 @@ from autograder.checks import (CheckSet, Forbid, Misconception, ModuleSnapshot, 
 checks = CheckSet()
 
 # aten operators a convolution ends up in, whichever layer or function called it
-CONV_OPS = Forbid(ops=("convolution", "conv1d", "conv2d", "conv3d", "conv_depthwise", "conv_tbc",
+CONV_OPS = Forbid(ops=("convolution", "conv1d", "conv2d", "conv3d", "conv_depthwise", "qconv", "conv_tbc",
                        "conv_transpose", "slow_conv"))
 
 TRAIN_MODE = ("Call model.eval() before predicting (and predict under torch.no_grad()). In train mode "

@@ -7,8 +7,8 @@ from autograder.checks import (CheckSet, Forbid, Misconception, close, failed, f
                                student_call, value_problem)
 
 checks = CheckSet()
-LIBRARY = Forbid(ops=("convolution", "conv1d", "conv2d", "conv3d", "conv_tbc", "conv_transpose", "_conv_depthwise",
-                      "slow_conv", "thnn_conv", "mkldnn_conv", "cudnn_conv", "miopen_conv", "max_pool", "avg_pool",
+LIBRARY = Forbid(ops=("convolution", "conv1d", "conv2d", "conv3d", "conv_tbc", "conv_transpose", "conv_depthwise",
+                      "qconv", "slow_conv", "thnn_conv", "mkldnn_conv", "cudnn_conv", "miopen_conv", "max_pool", "avg_pool",
                       "lp_pool", "adaptive_max_pool", "adaptive_avg_pool", "fractional_max_pool", "max_unpool",
                       "im2col", "col2im"), modules=("scipy.signal", "scipy.ndimage"), names=("convolve", "correlate"))
 FLIPPED = ("The kernel is flipped: you computed a textbook convolution. PyTorch's conv2d is a "

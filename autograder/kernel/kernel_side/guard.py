@@ -7,7 +7,8 @@ import os
 import sys
 import traceback
 
-from .refs import OP_KEY, _all_op_names, _enumerate_threads, _find_op, _get_ident, _getframe, _getprofile, _include_key, _key_excluded, _key_included, _op_library, _perf_counter, _redispatch, _register_kernel, _has_kernel, _setprofile, _write
+import torch
+from .refs import OP_KEY, PYTHON_DISPATCHER, _all_op_names, _enumerate_threads, _find_op, _get_ident, _getframe, _getprofile, _exclude_key, _include_key, _key_excluded, _key_included, _op_library, _perf_counter, _redispatch, _register_kernel, _has_kernel, _setprofile, _weak_keys, _write
 from .plain import type_name
 from .refs import Flags, _current_frames, _json_load, _observer_add, _observer_disable, _observer_enable, _observer_remove, _unlink
 
@@ -139,7 +140,7 @@ class ForbiddenOps:
         self.report = report
         self.seen = {}
         self.said = set()
-        self.was_included = False
+        self.was_included = self.was_excluded = False
         self.modules = 0
         self.inside = 0  # how many forbidden operators the call is inside now
 
@@ -161,12 +162,16 @@ class ForbiddenOps:
         self.modules = len(sys.modules)
         self.was_included = _key_included(OP_KEY)
         ForbiddenOps.current = self
+        self.was_excluded = _key_excluded(PYTHON_DISPATCHER)
+        _exclude_key(PYTHON_DISPATCHER, True)  # (below)
         _include_key(OP_KEY, True)
         return self.active()
 
     @staticmethod
     def active():
-        return _key_included(OP_KEY) and not _key_excluded(OP_KEY)
+        """The key in effect on this thread; and the Python dispatcher off, which could otherwise route an operator
+        from an entry of its `_dispatch_cache` (a plain dict a notebook can write) to a kernel below the key."""
+        return _key_included(OP_KEY) and not _key_excluded(OP_KEY) and _key_excluded(PYTHON_DISPATCHER)
 
     def remove(self):
         """The key back as it was; returns whether the guard was intact to the end of the call."""
@@ -174,6 +179,7 @@ class ForbiddenOps:
             return True
         intact = self.active() and OP_KERNELS.intact()
         _include_key(OP_KEY, self.was_included)
+        _exclude_key(PYTHON_DISPATCHER, self.was_excluded)
         ForbiddenOps.current = None
         if len(sys.modules) != self.modules:  # imported during the call: its operators could not be seen
             for name in OP_KERNELS.cover(self.fragments):
@@ -403,6 +409,20 @@ def format_error(exc):
     return f"{type_name(exc)}: {text[:1000]}{where}"
 
 
+def existing_instances(owner):
+    """The operator overloads made so far (`torch.ops.<namespace>.<name>.<overload>`, cached where they were made)."""
+    if owner.__name__ != "OpOverload":
+        return []
+    found = []
+    for namespace in list(vars(torch.ops).values()):
+        if type(namespace).__name__ != "_OpNamespace":
+            continue
+        for packet in list(vars(namespace).values()):
+            if type(packet).__name__ == "OpOverloadPacket":
+                found += [o for o in list(vars(packet).values()) if isinstance(o, owner)]
+    return found
+
+
 class Tripwires:
     """What a notebook could use to compute outside the guard's dispatch key, wrapped before its first cell:
     starting threads, defining custom operators or registering kernels, changing the thread's dispatch keys or
@@ -430,6 +450,11 @@ class Tripwires:
         ("torch._C", "_dispatch_tls_set_dispatch_key_excluded", "dispatch-keys", "excluded a dispatch key"),
         ("torch._C", "_dispatch_tls_set_dispatch_key_included", "dispatch-keys", "changed the included dispatch keys"),
         ("torch._C", "_dynamo_restore_local_dispatch_key_set", "dispatch-keys", "set the dispatch keys"),
+        ("torch._C", "_PreserveDispatchKeyGuard", "dispatch-keys", "saved the thread's dispatch keys to restore them"),
+        ("torch._C", "_IncludeDispatchKeyGuard", "dispatch-keys", "included dispatch keys"),
+        ("torch._C", "_RestorePythonTLSSnapshot", "dispatch-keys", "restored a dispatch-key snapshot"),
+        ("torch._C", "_EnablePythonDispatcher", "dispatch-keys", "turned the Python dispatcher on"),
+        ("torch._dispatch.python", "enable_python_dispatcher", "dispatch-keys", "turned the Python dispatcher on"),
         ("torch._C", "_DisableTorchDispatch", "dispatch-keys", "disabled torch dispatch"),
         ("torch._C", "_pop_torch_dispatch_stack", "dispatch-keys", "took a mode off the dispatch stack"),
         ("torch._C", "_set_dispatch_mode", "dispatch-keys", "set a dispatch mode"),
@@ -448,6 +473,9 @@ class Tripwires:
     # of the class in its place hands out a tripwire around it.
     ATTRIBUTES = (("torch._ops", "OpOverload", "_op_dk", "dispatch-keys", "called an operator's kernel directly"),)
     DURING_CALL = ("dispatch-keys",)  # what, during a guarded call, the observer may not see: the call is reported
+    # During a guarded call a thread started by anyone counts (a library the notebook hands a callback to, asyncio's
+    # executor): nothing the grader runs starts one, and the thread is a way around the key however it is reached.
+    ANY_CALLER_DURING_CALL = ("concurrency",)
 
     def __init__(self, report, origin):
         self.report, self.origin, self.said = report, origin, set()
@@ -468,21 +496,27 @@ class Tripwires:
             owner = getattr(sys.modules.get(module_name), owner_name, None)
             if owner is not None:
                 try:
-                    setattr(owner, name, self.wrapped_attribute(name, kind, f"{what} ({owner_name}.{name})"))
+                    setattr(owner, name, self.wrapped_attribute(owner, name, kind, f"{what} ({owner_name}.{name})"))
                 except (AttributeError, TypeError):
                     pass
 
-    def wrapped_attribute(self, name, kind, what):
-        """A property in place of each instance's attribute `name`: reading it gives a tripwire around the value."""
+    def wrapped_attribute(self, owner, name, kind, what):
+        """A property in place of each instance's attribute `name`: reading it gives a tripwire around the value, which
+        is kept out of the instance's `__dict__` (where `vars(op)[name]` would hand it out), those of the instances
+        made already included."""
         wrap = self.wrap
+        kept = _weak_keys()
 
         def get(obj):
-            value = obj.__dict__.get(name)
+            value = kept.get(obj)
             return value if value is None else wrap(value, kind, what)
 
         def put(obj, value):
-            obj.__dict__[name] = value
+            kept[obj] = value
 
+        for obj in existing_instances(owner):
+            if name in vars(obj):
+                kept[obj] = vars(obj).pop(name)
         return property(get, put)
 
     def wrap(self, original, kind, what):
@@ -506,6 +540,8 @@ class Tripwires:
         frame = self.origin.student_caller(caller, through=self.PLUMBING)
         if frame is None and self.origin.is_grader(caller):  # a copy of the grader's code the notebook imported: the
             frame = self.origin.student_caller(caller, through=None) or caller  # kernel's own never calls a tripwire
+        if frame is None and Guard.current is not None and kind in self.ANY_CALLER_DURING_CALL:
+            frame = self.origin.student_caller(caller, through=None) or caller
         if frame is None:
             return
         Flags.bypass = True

@@ -11,6 +11,7 @@ import struct
 import sys
 import threading
 import time
+import weakref
 
 import torch
 
@@ -32,10 +33,13 @@ OP_KEY = torch._C.DispatchKey.PreDispatch
 _key_included = torch._C._dispatch_tls_is_dispatch_key_included
 _key_excluded = torch._C._dispatch_tls_is_dispatch_key_excluded
 _include_key = torch._C._dispatch_tls_set_dispatch_key_included
+_exclude_key = torch._C._dispatch_tls_set_dispatch_key_excluded
 _all_op_names, _find_op = torch._C._dispatch_get_all_op_names, torch._C._dispatch_find_schema_or_throw
 _op_library, _redispatch = torch._C._dispatch_library, torch._C._DispatchOperatorHandle.redispatch_boxed
 _register_kernel = torch._C._DispatchModule.impl
 _has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
+PYTHON_DISPATCHER = torch._C.DispatchKey.PythonDispatcher
+_weak_keys = weakref.WeakKeyDictionary
 _perf_counter = time.perf_counter
 _sha256 = hashlib.sha256
 _enumerate_threads = threading.enumerate
