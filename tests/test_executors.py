@@ -319,3 +319,56 @@ def test_a_grader_first_kernel_starts_alone_and_the_next_once_it_runs(monkeypatc
         assert prefetch.session("second", None, "spec") is not None and started == ["first", "second"]
         prefetch.prepare("third", None, "spec", hold=True)  # never released (its submission failed): never started
     assert started == ["first", "second"]
+
+
+def test_a_worker_prepares_its_second_kernel_once_its_first_result_is_sent(monkeypatch):
+    """With several workers, each one's first submission has the cores to itself (no next kernel booting beside
+    it): the batch's first result comes sooner. From then on the next kernel is prepared while one is graded."""
+    import autograder.build.assignment as assignment_module
+    import autograder.grading.worker as worker_module
+    import autograder.kernel.prefetch as prefetch_module
+    from autograder.grading import local_pool
+
+    events: list[str] = []
+
+    class FakePrefetch:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def prepare(self, path, files, spec, hold=False):
+            events.append(f"prepare {path}")
+
+    class FakeConn:
+        messages = [((SimpleNamespace(path="a"), None), (SimpleNamespace(path="b"), None)),
+                    ((SimpleNamespace(path="b"), None), (SimpleNamespace(path="c"), None)),
+                    ((SimpleNamespace(path="c"), None), None), None]
+
+        def recv(self):
+            return self.messages.pop(0)
+
+        def send(self, message):
+            events.append(f"send {message[1]}" if message[0] == "result" else message[0])
+
+    monkeypatch.setattr(assignment_module, "load_assignment", lambda root: SimpleNamespace(student_files=None))
+    monkeypatch.setattr(worker_module, "grade_safely", lambda a, sub, settings, prefetch: f"graded {sub.path}")
+    monkeypatch.setattr(prefetch_module, "Prefetch", FakePrefetch)
+    monkeypatch.setattr(local_pool, "kernel_spec", lambda assignment, settings: None)
+    monkeypatch.setattr(local_pool.signal, "signal", lambda *a: None)
+    local_pool.serve(FakeConn(), Path("."), GradeSettings(jobs=2))
+    assert events == ["ready", "prepare a", "send graded a", "prepare b",
+                      "prepare c", "send graded b", "send graded c"]
+
+
+def test_the_workers_server_imports_without_the_collector_and_its_workers_collect():
+    """The workers' fork server imports torch and the grader with the collector off (each full collection would walk
+    every object imported so far), then freezes them and turns it back on: its workers collect, skipping torch."""
+    code = ("import gc\nfrom autograder.grading.warm import warm_context\n"
+            "if __name__ == '__main__':\n"
+            "    with warm_context().Pool(1) as pool:\n"
+            "        print(pool.apply(gc.isenabled), pool.apply(gc.get_freeze_count) > 100000)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True"]

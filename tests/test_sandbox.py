@@ -7,6 +7,7 @@ it managed to do in variables, and the test reads them back through the probe.
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import nbformat
@@ -406,18 +407,47 @@ def test_the_zygote_is_single_threaded_and_never_touches_cuda(tmp_path):
     assert {"torch", "torchvision", "numpy", "IPython", "ipykernel.kernelapp"} <= set(info["preloaded"])
 
 
-def test_kernels_have_no_debugger_yet_a_notebook_may_import_debugpy(tmp_path):
-    """ipykernel's debugger (debugpy: a twentieth of a second of a zygote's start) is left out; the package is not."""
-    path, nb = notebook(tmp_path, "import ipykernel.debugger, debugpy\n"
+def test_kernels_have_no_debugger_nor_jedi_yet_a_notebook_may_import_both(tmp_path):
+    """ipykernel's debugger (debugpy) and IPython's jedi completions (a tenth of a second of a zygote's start) are
+    left out; the packages are not."""
+    path, nb = notebook(tmp_path, "import ipykernel.debugger, IPython.core.completer, debugpy, jedi\n"
                                   "a = (ipykernel.debugger._is_debugpy_available,\n"
-                                  "     getattr(get_ipython().kernel, 'debugger', None))\n"
-                                  "b = debugpy.__name__")
+                                  "     getattr(get_ipython().kernel, 'debugger', None), IPython.core.completer.JEDI_INSTALLED)\n"
+                                  "b = (debugpy.__name__, jedi.__name__)")
     spec = KernelSpec(limits=LIMITS, threads=1, device="cpu", seed=0)
     with Session(path, None, spec) as session:
         report = execute_notebook(session, nb)
         st = KernelStudent(session, 10)
         assert report.status == "ok" and not report.errors, report
-        assert tuple(st.value("a").value) == (False, None) and st.value("b").value == "debugpy"
+        assert tuple(st.value("a").value) == (False, None, False) and tuple(st.value("b").value) == ("debugpy", "jedi")
+
+
+def test_a_kernel_collects_garbage_and_names_its_cells_as_ipykernel_does(tmp_path):
+    """The zygote imports with the collector off and freezes what it imported: its kernels collect (skipping the
+    frozen imports). Cells are named `<tmp>/ipykernel_<pid>/<hash>.py` from a hash in C: one name per source, the
+    source readable by linecache (for tracebacks), and an error in a cell says which line of the student's code."""
+    code = ("import gc, linecache, os, weakref\n"
+            "class Node:\n    pass\n"
+            "def cycle():\n    n = Node(); n.me = n\n    return weakref.ref(n)\n"
+            "ref = cycle(); gc.collect()\n"
+            "a = (gc.isenabled(), gc.get_freeze_count() > 100000, ref() is None)\n"
+            "name = cycle.__code__.co_filename\n"
+            "b = (os.path.basename(os.path.dirname(name)), linecache.getline(name, 4))")
+    path, nb = notebook(tmp_path, code)
+    nb.cells.append(nbformat.v4.new_code_cell(code.replace("a = ", "a2 = ").replace("b = ", "b2 = ")))
+    nb.cells.append(nbformat.v4.new_code_cell("def broken():\n    return 1 / 0\nc = broken()"))
+    spec = KernelSpec(limits=LIMITS, threads=1, device="cpu", seed=0)
+    with Session(path, None, spec) as session:
+        report = execute_notebook(session, nb)
+        st = KernelStudent(session, 10)
+        assert tuple(st.value("a").value) == (True, True, True)
+        folder, line = st.value("b").value
+        assert folder.startswith("ipykernel_") and line == "def cycle():\n"
+        assert st.value("name").value == st.value("cycle.__code__.co_filename").value
+        assert [c.status for c in report.cells] == ["ok", "ok", "error"]
+        traceback = re.sub(r"\x1b\[[0-9;]*m", "", "".join(nb.cells[-1].outputs[-1]["traceback"]))
+        assert "ZeroDivisionError" in report.cells[-1].error and "return 1 / 0" in traceback
+        assert "1 / 0" in st.call("broken").error
 
 
 def test_a_batch_zygote_imports_what_the_solution_imports_and_no_more(tmp_path):

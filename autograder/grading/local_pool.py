@@ -29,6 +29,7 @@ from typing import Any
 from ..build.assignment import BUNDLE_SOLUTION, Assignment
 from ..config import GradeSettings
 from ..errors import ConfigError, TorchgradeError
+from ..kernel.heap import imports_without_collection
 from ..kernel.isolation import get_isolation
 from ..kernel.machine import resolved_device
 from ..kernel.spec import kernel_spec
@@ -69,7 +70,9 @@ class LocalPool:
                                        notebook_modules(assignment.root / BUNDLE_SOLUTION))
             self.shared = replace(self.settings, zygote=self.zygote.address)
         if self.settings.jobs <= 1:
-            assignment.load()  # graded in this process
+            with imports_without_collection():  # graded in this process, which imports torch and the grader now
+                assignment.load()
+                from . import pipeline  # noqa: F401
             return
         if self.workers:
             return
@@ -259,7 +262,8 @@ class Worker:
 def serve(conn: Connection, root: Path, settings: GradeSettings) -> None:
     """A worker: load the assignment and say whether it loaded, then grade the tasks that come over `conn` one at a
     time, until told to stop or the grader is gone; each comes with the one that will follow it, whose sandbox and
-    kernel are prepared meanwhile. (Where the assignment did not load, each task gets an `error` row.)"""
+    kernel are prepared meanwhile (after the first: once its result is sent). (Where the assignment did not load,
+    each task gets an `error` row.)"""
     import torch
 
     from ..build.assignment import load_assignment
@@ -298,10 +302,8 @@ def serve(conn: Connection, root: Path, settings: GradeSettings) -> None:
                     raise ConfigError(*hello[1])
                 if first:
                     prefetch.prepare(task[0].path, assignment.student_files, kernel_spec(assignment, task[1]))
-                if following is not None:
-                    prefetch.prepare(following[0].path, assignment.student_files, kernel_spec(assignment, following[1]),
-                                     hold=first)
-                first = False
+                elif following is not None:
+                    prefetch.prepare(following[0].path, assignment.student_files, kernel_spec(assignment, following[1]))
                 reply: tuple[str, Any] = ("result", grade_safely(assignment, *task, prefetch))
             except Exception as exc:  # the assignment would not load here: an `error` row, the worker goes on
                 reply = ("error", describe(exc))
@@ -309,6 +311,11 @@ def serve(conn: Connection, root: Path, settings: GradeSettings) -> None:
                 conn.send(reply)
             except OSError:
                 return
+            if first and following is not None and assignment is not None:
+                # only now: while every worker grades its first submission, their kernels and checks have the
+                # cores to themselves, and the batch's first result comes sooner
+                prefetch.prepare(following[0].path, assignment.student_files, kernel_spec(assignment, following[1]))
+            first = False
 
 
 def exit_reason(process: Any) -> str:

@@ -13,16 +13,18 @@ from typing import Any
 # raster; matplotlib's Figure is imported by the first figure that uses one, IPython's cell transformer by the first
 # cell with a magic, if any: the source scan reads Python as it is)
 WARM_MODULES = ("autograder.grading.pipeline", "autograder.grading.worker", "matplotlib", "PIL.Image", "PIL.ImageDraw",
-                "PIL.ImageFont", "autograder.grading.prewarm")
+                "PIL.ImageFont")
+FIRST, LAST = "autograder.grading.prewarm_start", "autograder.grading.prewarm"  # the collector off, then frozen and on
 
 
 def warm_context(*modules: str) -> Any:
     """The "forkserver" multiprocessing context whose server, when it starts, imports the grader (torch and nbclient
-    included), `WARM_MODULES` and `modules` once, before any torch computation: worker processes forked from it start
-    warm, with no forked OpenMP pool. (One server per process: whoever starts it first sets what it imported.)"""
+    included), `WARM_MODULES` and `modules` once, with the collector off (`kernel/heap.py`), before any torch
+    computation: worker processes forked from it start warm, with no forked OpenMP pool. (One server per process:
+    whoever starts it first sets what it imported.)"""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # inherited by the server when it starts
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([*WARM_MODULES, *modules])
+    context.set_forkserver_preload([FIRST, *WARM_MODULES, *modules, LAST])
     return context
 
 

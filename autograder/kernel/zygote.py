@@ -42,6 +42,7 @@ PRELOAD = ("numpy", "torch", "IPython", "ipykernel.kernelapp", "ipykernel.ipkern
 # assignment's solution imports (`notebook_modules`), a zygote that knows no assignment all of them
 PRELOAD_OPTIONAL = ("torchvision", "pandas", "matplotlib", "matplotlib.pyplot", "scipy",
                     "matplotlib_inline.backend_inline")  # with matplotlib: `%matplotlib inline` imports it
+KEPT_OUT = ("debugpy", "jedi")  # a debugger, completions: what no grading kernel is asked for
 PR_SET_CHILD_SUBREAPER = 36
 MAX_MESSAGE = 1 << 20
 
@@ -64,15 +65,16 @@ def preload(names: tuple[str, ...] = PRELOAD) -> list[str]:
 
 
 def preload_without_debugger(names: tuple[str, ...]) -> list[str]:
-    """`preload`, with debugpy kept out: ipykernel then gives its kernels no debugger (nbclient never asks for one),
-    and neither the zygote nor a kernel pays the tenth of a second debugpy takes to import. A notebook may still
-    import it."""
-    blocked = sys.modules.setdefault("debugpy", None) is None
+    """`preload`, with what ipykernel and IPython import only to offer a debugger and completions kept out (`KEPT_OUT`):
+    ipykernel then gives its kernels no debugger, IPython completes without jedi (nbclient asks for neither), and the
+    zygote does not pay the tenth of a second they take to import. A notebook may still import them."""
+    blocked = [name for name in KEPT_OUT if sys.modules.setdefault(name, None) is None]
     try:
         return preload(names)
     finally:
-        if blocked and "debugpy" in sys.modules and sys.modules["debugpy"] is None:
-            del sys.modules["debugpy"]
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 def serve(listener: socket.socket, wanted: tuple[str, ...] | None = None) -> None:
@@ -81,23 +83,24 @@ def serve(listener: socket.socket, wanted: tuple[str, ...] | None = None) -> Non
     import selectors
 
     from . import boot, kernel_side
+    from .heap import imports_without_collection
 
     start = time.perf_counter()
-    loaded = preload_without_debugger((*PRELOAD, *(m for m in PRELOAD_OPTIONAL if wanted is None or m in wanted)))
-    probe = kernel_side.load_private()
-    probe["origin"] = probe["default_origin"]()
-    import torch
+    # what is imported is never collected: the imports run faster, a kernel's collections stay small, and its pages
+    # shared (no collection first: after the imports it finds a handful of objects, for a tenth of a second)
+    with imports_without_collection():
+        loaded = preload_without_debugger((*PRELOAD, *(m for m in PRELOAD_OPTIONAL if wanted is None or m in wanted)))
+        probe = kernel_side.load_private()
+        probe["origin"] = probe["default_origin"]()
+        import torch
 
-    torch.set_num_threads(1)  # no OpenMP pool may exist at a fork: a forked pool deadlocks the child
-    try:
-        probe["warm_up"](probe["origin"])
-    except Exception:  # a slower first guarded call, not a failure
-        pass
+        torch.set_num_threads(1)  # no OpenMP pool may exist at a fork: a forked pool deadlocks the child
+        try:
+            probe["warm_up"](probe["origin"])
+        except Exception:  # a slower first guarded call, not a failure
+            pass
     import ctypes
-    import gc
 
-    gc.freeze()  # what was imported is never collected: a kernel's collections stay small, and its pages shared
-    # (no collection first: after the imports it finds a handful of objects, for a tenth of a second)
     ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphaned kernels are reaped here...
     signal.signal(signal.SIGCHLD, lambda *_: reap())  # ...at once: a sandbox ends only when all its pids are free
     greeting = json.dumps({"ready": True, "pid": os.getpid(), "seconds": time.perf_counter() - start,
