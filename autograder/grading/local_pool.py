@@ -22,6 +22,7 @@ import signal
 import sys
 from collections import defaultdict, deque
 from dataclasses import replace
+from importlib import import_module
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ class LocalPool:
         if self.settings.jobs <= 1:
             with imports_without_collection():  # graded in this process, which imports torch and the grader now
                 assignment.load()
-                from . import pipeline  # noqa: F401
+                import_module(f"{__package__}.pipeline")
             return
         if self.workers:
             return
