@@ -31,9 +31,9 @@ def start_kernels_early(args: argparse.Namespace) -> None:
     solution = root / "solution.ipynb" if (root / "solution.ipynb").is_file() else next(iter(sorted(
         root.glob("*.ipynb"))), None)
     threads = kernel_threads(GradeSettings(jobs=args.jobs, threads=args.threads))
-    prestart_zygote(KernelSpec(limits=config.limits, threads=threads, device="cpu", seed=config.seed),
-                    notebook_modules(solution) if solution else None)
-    if args.jobs > 1:  # and the server the workers fork from, importing the grader meanwhile
-        from ..grading.warm import start_warm_server
+    if args.jobs > 1:  # and the server the workers fork from, importing the grader meanwhile: started first, as it
+        from ..grading.warm import start_warm_server  # has more to import than the zygote
 
         start_warm_server("autograder.grading.local_pool")
+    prestart_zygote(KernelSpec(limits=config.limits, threads=threads, device="cpu", seed=config.seed),
+                    notebook_modules(solution) if solution else None)
