@@ -192,3 +192,27 @@ def test_the_python_dispatcher_cannot_route_an_operator_around_the_key():
     finally:
         for op in poisoned:
             op._dispatch_cache.pop(OP_KEY, None)
+
+
+OPERATOR_WITHOUT_KERNEL = """
+import torch, torch.nn.functional as F
+from autograder.kernel.kernel_side import Guard, ListSink, default_origin, guard
+register = guard._register_kernel
+def refuse_conv2d(library, name, key, kernel, *rest):
+    if name.startswith("conv2d"):
+        raise RuntimeError("refused")
+    return register(library, name, key, kernel, *rest)
+guard._register_kernel = refuse_conv2d
+sink = ListSink()
+with Guard({"ops": ("conv2d",)}, sink, default_origin()):
+    F.conv2d(torch.randn(1, 1, 5, 5), torch.randn(1, 1, 3, 3))
+print("aten::conv2d" in guard.OP_KERNELS.failed, ("O", "conv2d") in sink.events)
+"""
+
+
+def test_an_operator_the_key_cannot_see_is_seen_by_the_observer_instead():
+    """Should an operator not get a kernel at the guard's key, calls forbidding it run under the process-wide
+    observer, which still reports it: the guard's gap is neither a way around it nor billed to the student."""
+    out = subprocess.run([sys.executable, "-c", OPERATOR_WITHOUT_KERNEL], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"]
