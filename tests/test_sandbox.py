@@ -432,7 +432,8 @@ def test_a_kernel_collects_garbage_and_names_its_cells_as_ipykernel_does(tmp_pat
             "ref = cycle(); gc.collect()\n"
             "a = (gc.isenabled(), gc.get_freeze_count() > 100000, ref() is None)\n"
             "name = cycle.__code__.co_filename\n"
-            "b = (os.path.basename(os.path.dirname(name)), linecache.getline(name, 4))")
+            "b = (os.path.basename(os.path.dirname(name)), linecache.getline(name, 4))\n"
+            "patched = 'get_code_name' in vars(get_ipython().compile)")
     path, nb = notebook(tmp_path, code)
     nb.cells.append(nbformat.v4.new_code_cell(code.replace("a = ", "a2 = ").replace("b = ", "b2 = ")))
     nb.cells.append(nbformat.v4.new_code_cell("def broken():\n    return 1 / 0\nc = broken()"))
@@ -444,6 +445,7 @@ def test_a_kernel_collects_garbage_and_names_its_cells_as_ipykernel_does(tmp_pat
         folder, line = st.value("b").value
         assert folder.startswith("ipykernel_") and line == "def cycle():\n"
         assert st.value("name").value == st.value("cycle.__code__.co_filename").value
+        assert st.value("patched").value is True  # named from the hash in C
         assert [c.status for c in report.cells] == ["ok", "ok", "error"]
         traceback = re.sub(r"\x1b\[[0-9;]*m", "", "".join(nb.cells[-1].outputs[-1]["traceback"]))
         assert "ZeroDivisionError" in report.cells[-1].error and "return 1 / 0" in traceback
