@@ -216,3 +216,27 @@ def test_an_operator_the_key_cannot_see_is_seen_by_the_observer_instead():
     out = subprocess.run([sys.executable, "-c", OPERATOR_WITHOUT_KERNEL], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True"]
+
+
+ENTRY_POINTS_KEPT_ONCE = """
+import torch
+from autograder.kernel.kernel_side import ListSink, default_origin, load_private
+probe = load_private()
+conv = torch.ops.aten.conv2d.default
+probe["keep_attributes"]()  # the zygote, once
+table = probe["KEPT"][type(conv), "_op_dk"]
+plain = "_op_dk" not in vars(conv) and conv._op_dk is table[conv] and len(table) > 100
+probe["Tripwires"](ListSink(), default_origin()).install()  # each kernel
+late = torch.ops.aten.conv_tbc.default  # an overload made after: kept in the same table
+print(plain, getattr(conv._op_dk, "__wrapped_by_torchgrade__", False), "_op_dk" not in vars(late) and late in table,
+      getattr(late._op_dk, "__wrapped_by_torchgrade__", False))
+"""
+
+
+def test_the_zygote_moves_operators_entry_points_once_and_each_kernel_wraps_them():
+    """Keeping two thousand operators' kernel-by-key entry points out of their `__dict__` is done once, in the zygote
+    (it cost each kernel a hundredth of a second); a kernel's tripwires then hand out a tripwire for each, for the
+    overloads made later too."""
+    out = subprocess.run([sys.executable, "-c", ENTRY_POINTS_KEPT_ONCE], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "True", "True"]

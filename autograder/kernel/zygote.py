@@ -99,6 +99,7 @@ def serve(listener: socket.socket, wanted: tuple[str, ...] | None = None) -> Non
             probe["warm_up"](probe["origin"])
         except Exception:  # a slower first guarded call, not a failure
             pass
+        probe["keep_attributes"]()  # once here, for every kernel's tripwires
     import ctypes
 
     ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphaned kernels are reaped here...

@@ -420,6 +420,31 @@ def format_error(exc):
     return f"{type_name(exc)}: {text[:1000]}{where}"
 
 
+KEPT = {}  # (class, attribute) -> {instance: value}: each of `Tripwires.ATTRIBUTES`, out of the instances' __dict__
+
+
+def keep_attribute(owner, name):
+    """The table that holds attribute `name` of every instance of `owner`, in place of their `__dict__`: the values
+    of the instances made so far moved there, and a property of the class reading and writing it. Done once per
+    process, by the zygote before it forks a kernel (`keep_attributes`): moving two thousand operators' entry points
+    cost each kernel a hundredth of a second. Each kernel's tripwires then replace the property with their own."""
+    kept = KEPT.get((owner, name))
+    if kept is None:
+        kept = KEPT[owner, name] = _weak_keys()
+        for obj in existing_instances(owner):
+            if name in vars(obj):
+                kept[obj] = vars(obj).pop(name)
+        setattr(owner, name, property(kept.get, kept.__setitem__))
+    return kept
+
+
+def keep_attributes():
+    for module_name, owner_name, name, *_ in Tripwires.ATTRIBUTES:
+        owner = getattr(sys.modules.get(module_name), owner_name, None)
+        if owner is not None:
+            keep_attribute(owner, name)
+
+
 def existing_instances(owner):
     """The operator overloads made so far (`torch.ops.<namespace>.<name>.<overload>`, cached where they were made)."""
     if owner.__name__ != "OpOverload":
@@ -514,21 +539,15 @@ class Tripwires:
     def wrapped_attribute(self, owner, name, kind, what):
         """A property in place of each instance's attribute `name`: reading it gives a tripwire around the value, which
         is kept out of the instance's `__dict__` (where `vars(op)[name]` would hand it out), those of the instances
-        made already included."""
+        made already included (`keep_attribute`: moved by the zygote already, as a rule)."""
         wrap = self.wrap
-        kept = _weak_keys()
+        kept = keep_attribute(owner, name)
 
         def get(obj):
             value = kept.get(obj)
             return value if value is None else wrap(value, kind, what)
 
-        def put(obj, value):
-            kept[obj] = value
-
-        for obj in existing_instances(owner):
-            if name in vars(obj):
-                kept[obj] = vars(obj).pop(name)
-        return property(get, put)
+        return property(get, kept.__setitem__)
 
     def wrap(self, original, kind, what):
         tripped = self.tripped
