@@ -203,6 +203,7 @@ def start_kernel(request: dict[str, Any], probe: dict[str, Any]) -> None:
     config.HistoryManager.enabled = False
     config.Completer.use_jedi = False
     app = IPKernelApp.instance(config=config)
+    app.parse_command_line = lambda argv=None: None  # no arguments: traitlets would build an argparse parser for none
     app.initialize([])
     hash_cells_in_c(app.shell)
     probe["serve"](app.kernel, INTEGRITY_FD, PROBE_FD, probe["origin"])
