@@ -240,3 +240,19 @@ def test_the_zygote_moves_operators_entry_points_once_and_each_kernel_wraps_them
     out = subprocess.run([sys.executable, "-c", ENTRY_POINTS_KEPT_ONCE], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "True", "True"]
+
+
+def test_an_operator_passed_a_number_for_a_tensor_still_runs_under_the_key():
+    """C++ code may hand an operator a number where it takes a tensor (`logsumexp` passes `to` an infinity, and
+    `gumbel_softmax` passes `div` a one): the call still runs, is reported, and computes what it does unguarded."""
+    x = torch.randn(4, 5)
+    assert {"logsumexp", "to", "masked_fill_"} <= set(operators("torch.logsumexp(x, dim=1)"))
+    assert "div" in operators("F.gumbel_softmax(x, dim=1)")
+    sink = ListSink()
+    with Guard({"ops": ("to", "masked_fill")}, sink, ORIGIN):
+        value = torch.logsumexp(x, dim=1)
+    assert torch.equal(value, torch.logsumexp(x, dim=1))
+    assert ("O", "to") in sink.events and ("O", "masked_fill_") in sink.events
+    half = torch.randn(3, dtype=torch.float16)
+    with Guard({"ops": ("add",)}, ListSink(), ORIGIN):  # a number stays a number in type promotion
+        assert (half + 2.5).dtype == torch.float16 and torch.equal(half + 2.5, torch.add(half, 2.5))

@@ -8,7 +8,7 @@ import sys
 import traceback
 
 import torch
-from .refs import OP_KEY, PYTHON_DISPATCHER, _all_op_names, _enumerate_threads, _find_op, _get_ident, _getframe, _getprofile, _exclude_key, _include_key, _key_excluded, _key_included, _op_library, _perf_counter, _redispatch, _register_kernel, _has_kernel, _setprofile, _weak_keys, _write
+from .refs import OP_KEY, PYTHON_DISPATCHER, _all_op_names, _enumerate_threads, _find_op, _get_ident, _getframe, _getprofile, _exclude_key, _include_key, _key_excluded, _key_included, _op_library, _perf_counter, _redispatch, _register_kernel, _has_kernel, _setprofile, _weak_keys, _write, _op_from_top, _optional_type, _tensor_type
 from .plain import type_name
 from .refs import Flags, _current_frames, _json_load, _observer_add, _observer_disable, _observer_enable, _observer_remove, _unlink
 
@@ -85,7 +85,8 @@ class OpKernels:
             if library is None:
                 library = self.libraries[namespace] = _op_library("IMPL", namespace, "", "torchgrade-guard", 0)
             handle = _find_op(f"{namespace}::{name}", overload)
-            _register_kernel(library, rest, OP_KEY, self.kernel(handle, name), True)
+            onward = Onward(handle, _op_from_top(f"{namespace}::{name}", overload)[0])
+            _register_kernel(library, rest, OP_KEY, self.kernel(onward, name), True)
         except Exception:
             self.failed.append(full)
             return
@@ -93,14 +94,14 @@ class OpKernels:
         self.samples.setdefault(namespace, full)
 
     @staticmethod
-    def kernel(handle, name):
+    def kernel(onward, name):
         def kernel(keyset, *args, **kwargs):  # reports, then hands the call on below the key
             ops = ForbiddenOps.current
             if ops is None or not ops.hit(name):
-                return _redispatch(handle, keyset.remove(OP_KEY), *args, **kwargs)
+                return onward(keyset, args, kwargs)
             ops.inside += 1  # what a forbidden operator runs inside it is not reported again
             try:
-                return _redispatch(handle, keyset.remove(OP_KEY), *args, **kwargs)
+                return onward(keyset, args, kwargs)
             finally:
                 ops.inside -= 1
 
@@ -114,6 +115,38 @@ class OpKernels:
         """The kernels registered are still there: a registration object can only drop all of its kernels at once
         (`reset`), so one operator of each (namespace) is asked."""
         return all(_has_kernel(full, OP_KEY) for full in self.samples.values())
+
+
+class Onward:
+    """An operator's call handed on below the guard's key: redispatched from its kernel there, as a rule.
+
+    C++ code may pass an operator a number where it takes a tensor (a "wrapped number": `logsumexp` hands `to` an
+    infinity), which reaches a Python kernel as a plain number that redispatching cannot take back. Such a call is
+    made again from the top, with the key excluded for it, through the operator's Python entry, which turns the
+    number into a tensor as the dispatcher did (the operators it runs inside then pass the key unseen: the call's
+    outermost forbidden operator is reported already)."""
+
+    NUMBERS = (bool, int, float, complex)
+
+    def __init__(self, handle, from_top):
+        self.handle, self.from_top = handle, from_top
+        arguments = handle.schema().arguments
+        tensor = [i for i, a in enumerate(arguments) if isinstance(a.type, _tensor_type) or (
+            isinstance(a.type, _optional_type) and isinstance(a.type.getElementType(), _tensor_type))]
+        self.positions = tuple(i for i in tensor if not arguments[i].kwarg_only)
+        self.names = tuple(arguments[i].name for i in tensor if arguments[i].kwarg_only)
+
+    def __call__(self, keyset, args, kwargs):
+        numbers = self.NUMBERS
+        if not (any(i < len(args) and isinstance(args[i], numbers) for i in self.positions)
+                or any(isinstance(kwargs.get(n), numbers) for n in self.names)):
+            return _redispatch(self.handle, keyset.remove(OP_KEY), *args, **kwargs)
+        excluded = _key_excluded(OP_KEY)
+        _exclude_key(OP_KEY, True)
+        try:
+            return self.from_top(*args, **kwargs)
+        finally:
+            _exclude_key(OP_KEY, excluded)
 
 
 def op_name(full):
