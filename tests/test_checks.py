@@ -49,6 +49,15 @@ def test_close_names_the_misconception_that_matches():
     assert not verdict.passed and "flipped kernel" in verdict.message and verdict.hint == "no flip"
 
 
+def test_close_names_a_mistake_whose_value_overflows_to_nan():
+    """The naive softmax on large logits: NaN where exp overflowed, as the known mistake computes it."""
+    logits = torch.tensor([[1000.0, 1.0, 2.0], [3.0, 1.0, 2.0]])
+    naive = logits.exp() / logits.exp().sum(1, keepdim=True)
+    overflow = Misconception("exp overflowed: subtract the row's max first", "x - x.max(dim, keepdim=True)", naive)
+    verdict = close(Call("softmax", value=naive.clone()), logits.softmax(1), misconceptions=[overflow])
+    assert not verdict.passed and "exp overflowed" in verdict.message and verdict.hint.startswith("x - x.max")
+
+
 def test_close_on_wrong_device_says_so():
     verdict = close(Call("f", value=T, devices=("cpu",)), T, device="cuda")
     assert not verdict.passed and "on cpu" in verdict.message

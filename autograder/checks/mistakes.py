@@ -19,11 +19,11 @@ def known_mistakes(table: Iterable[tuple[str, str, Any]], value_of: Callable[[An
 def diagnose(actual: torch.Tensor, misconceptions: Sequence[Misconception], rtol: float,
              atol: float) -> Misconception | None:
     """The first known mistake whose tensor `actual` equals within tolerance, whatever its dtype (the dtype is
-    judged on its own, after the values)."""
+    judged on its own, after the values), NaN where the mistake gives NaN (an overflow is a mistake too)."""
     for m in misconceptions:
         exp = m.value()
         if (isinstance(exp, torch.Tensor) and exp.shape == actual.shape
-                and torch.allclose(actual.double(), exp.double(), rtol=rtol, atol=atol)):
+                and torch.allclose(actual.double(), exp.double(), rtol=rtol, atol=atol, equal_nan=True)):
             return m
     return None
 
