@@ -76,6 +76,11 @@ def test_grade_writes_gradebook_results_and_feedback(built, tmp_path):
     forced = torchgrade("grade", built / "autograder", subs[1], "--out", out, "--force", check=True)
     assert "graded 1 in" in forced.stdout
     assert len(pd.read_csv(out / "gradebook.csv")) == 3
+    rebuilt = tmp_path / "rebuilt"  # the assignment built again, with a check changed: its grades are stale
+    shutil.copytree(built / "autograder", rebuilt)
+    (rebuilt / "checks" / "hidden.py").write_text((rebuilt / "checks" / "hidden.py").read_text() + "\n# changed\n")
+    regraded = torchgrade("grade", rebuilt, *subs, "--out", out, check=True)
+    assert "graded 3 in" in regraded.stdout and "skipped" not in regraded.stdout
 
 
 def test_grading_from_the_source_folder_matches_the_bundle(built, tmp_path):

@@ -84,6 +84,15 @@ class Assignment:
         self.grading
         return self
 
+    def fingerprint(self) -> str:
+        """A digest of every file of the assignment (its configuration, checks, reference, hidden data and student
+        files): a result recorded under another one was graded by other checks, and a rerun grades it again."""
+        h = hashlib.sha256()
+        for path in sorted(p for p in self.root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            h.update(f"{path.relative_to(self.root).as_posix()}\0{path.stat().st_size}\0".encode())
+            h.update(path.read_bytes())
+        return h.hexdigest()
+
 
 def load_assignment(path: Path, lazy: bool = False) -> Assignment:
     """Load whichever form of an assignment `path` is; with `lazy`, only its configuration now, its checks and

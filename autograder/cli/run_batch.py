@@ -53,5 +53,5 @@ def grade_into(assignment: Assignment, submissions: Iterable[Submission | Path],
                on_start: Callable[[int], None] | None = None,
                on_ready: Callable[[], None] | None = None) -> BatchReport:
     """Grade a batch into `out`: what the records there do not hold for the same notebook (all with `force`)."""
-    return grade_batch(assignment, submissions, settings, Outbox(out, assignment.config), on_result, on_start,
+    return grade_batch(assignment, submissions, settings, Outbox(out, assignment.config, assignment.fingerprint()), on_result, on_start,
                        on_ready)

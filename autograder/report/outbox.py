@@ -24,15 +24,16 @@ if TYPE_CHECKING:
 
 
 class Outbox:
-    def __init__(self, out: Path, config: AssignmentConfig):
+    def __init__(self, out: Path, config: AssignmentConfig, fingerprint: str = ""):
         self.out, self.config = out, config
+        self.fingerprint = fingerprint  # the assignment's (`Assignment.fingerprint`): recorded with each notebook's
         self.records: Records | None = None  # opened by `todo`: a batch refused before it starts writes nothing
         self.digests: dict[str, str] = {}
         self.gradebook: Gradebook | None = None
 
     def todo(self, submissions: "list[Submission]", force: bool) -> "list[Submission]":
         self.records = Records(self.out)
-        self.digests = {s.name: notebook_digest(s.path) for s in submissions}
+        self.digests = {s.name: notebook_digest(s.path, self.fingerprint) for s in submissions}
         todo = [s for s in submissions if force or not self.records.done(s.name, self.digests[s.name])]
         regraded = {s.name for s in todo}
         self.gradebook = Gradebook(self.out, self.config,

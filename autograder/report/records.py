@@ -50,11 +50,15 @@ CREATE TABLE IF NOT EXISTS timing (
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)"""
 
 
-def notebook_digest(path: Path) -> str:
+def notebook_digest(path: Path, assignment: str = "") -> str:
+    """What a recorded result was graded from: the notebook's bytes, under the assignment's fingerprint (a rerun
+    skips a submission only when both are unchanged)."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        data = path.read_bytes()
     except OSError:
         return ""
+    return hashlib.sha256(f"{assignment}\0".encode() + data).hexdigest() if assignment else \
+        hashlib.sha256(data).hexdigest()
 
 
 class Records:
