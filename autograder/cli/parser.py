@@ -159,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run="cmd_validate")
 
     p = sub.add_parser("ops", help="print the aten operators a PyTorch expression dispatches to (for Forbid)")
-    p.add_argument("expression", help='e.g. "F.softmax(x, dim=1)"; x is a 2×3×4×4 tensor, torch, F and nn are '
-                                      "imported")
+    p.add_argument("expression", help='e.g. "F.softmax(x, dim=1)"; torch, F and nn are imported, and sample '
+                                      "tensors x (2×3×4×4), w (5×3×3×3), y (labels of x's batch), image (8×8) "
+                                      "and kernel (3×3) are defined")
     p.set_defaults(run="cmd_ops")
 
     p = sub.add_parser("demo", help="build an assignment and grade its example submissions, offline on CPU")

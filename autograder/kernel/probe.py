@@ -26,7 +26,11 @@ class ProbeFault(ProbeError):
 @dataclass(frozen=True)
 class Forbid:
     """Library functions a student's call must not use: aten operator name fragments, plus Python
-    modules whose functions are refused (only those whose names hold one of `names`, if given)."""
+    modules whose functions are refused (only those whose names hold one of `names`, if given).
+
+    A call that uses one fails its check, whatever it returned: "<call> used library code that this question does
+    not allow (<operator>)", with the hint "Write it yourself with loops or plain tensor operations (indexing,
+    slicing, sums)" (`call_problem`; a check of your own may test `call.forbidden` first to say otherwise)."""
 
     ops: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
@@ -41,7 +45,11 @@ class Forbid:
 
 @dataclass(frozen=True)
 class Call:
-    """What a student's name gave back: a value, or why there is none. Data, never raised."""
+    """What a student's name gave back: a value, or why there is none. Data, never raised.
+
+    `value`: what it returned (tensors on the CPU, detached); `error`: what it raised, as "Type: message (in your
+    code, line n: ...)"; `missing`: the name is not defined; `forbidden`: the library operators of a `Forbid` it
+    used; `ok`: none of those; `what`: how messages name the call, e.g. "conv2d(tensor(2, 3, 8, 8), ...)"."""
 
     target: str
     value: Any = None
