@@ -86,7 +86,7 @@ def test_a_batch_reads_its_records_twice_whatever_its_size(tmp_path, monkeypatch
         notebooks[-1].parent.mkdir(exist_ok=True)
         notebooks[-1].write_text(f"{{}} {i}")
     out, settings = tmp_path / "out", GradeSettings(executor="instant")
-    assignment = SimpleNamespace(config=CONFIG)
+    assignment = SimpleNamespace(config=CONFIG, fingerprint=lambda: "")
     seen = []
     report = grade_into(assignment, notebooks, out, settings, on_result=lambda r: seen.append(r.submission))
     assert len(reads) == 2 and seen == [p.stem for p in notebooks]  # at the start and at the end, not per result
@@ -127,7 +127,7 @@ def test_an_interrupted_batch_writes_its_gradebook_and_a_killed_one_keeps_its_ro
     for p in notebooks:
         p.write_text(p.stem)
     with pytest.raises(KeyboardInterrupt):
-        grade_into(SimpleNamespace(config=CONFIG), notebooks, tmp_path / "out", GradeSettings(executor="interrupted"))
+        grade_into(SimpleNamespace(config=CONFIG, fingerprint=lambda: ""), notebooks, tmp_path / "out", GradeSettings(executor="interrupted"))
     assert list(pd.read_csv(tmp_path / "out" / GRADEBOOK)["submission"]) == ["b"]
 
     book = Gradebook(tmp_path / "live", CONFIG, [synthetic("m", 1)])  # a kill: rows appended, never closed
