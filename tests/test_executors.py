@@ -321,7 +321,8 @@ def test_a_grader_first_kernel_starts_alone_and_the_next_once_it_runs(monkeypatc
     assert started == ["first", "second"]
 
 
-def test_a_worker_prepares_its_second_kernel_once_its_first_result_is_sent(monkeypatch):
+def test_a_worker_prepares_its_first_kernel_as_it_starts_and_its_second_once_its_first_result_is_sent(
+        monkeypatch):
     """With several workers, each one's first submission has the cores to itself (no next kernel booting beside
     it): the batch's first result comes sooner. From then on the next kernel is prepared while one is graded."""
     import autograder.build.assignment as assignment_module
@@ -341,6 +342,9 @@ def test_a_worker_prepares_its_second_kernel_once_its_first_result_is_sent(monke
         def prepare(self, path, files, spec, hold=False):
             events.append(f"prepare {path}")
 
+        def discard(self, path, files, spec):
+            events.append(f"discard {path}")
+
     class FakeConn:
         messages = [((SimpleNamespace(path="a"), None), (SimpleNamespace(path="b"), None)),
                     ((SimpleNamespace(path="b"), None), (SimpleNamespace(path="c"), None)),
@@ -352,7 +356,7 @@ def test_a_worker_prepares_its_second_kernel_once_its_first_result_is_sent(monke
         def send(self, message):
             events.append(f"send {message[1]}" if message[0] == "result" else message[0])
 
-    monkeypatch.setattr(assignment_module, "load_assignment", lambda root: SimpleNamespace(student_files=None))
+    monkeypatch.setattr(assignment_module, "load_assignment", lambda root, lazy=False: SimpleNamespace(student_files=None))
     monkeypatch.setattr(worker_module, "grade_safely", lambda a, sub, settings, prefetch: f"graded {sub.path}")
     monkeypatch.setattr(prefetch_module, "Prefetch", FakePrefetch)
     monkeypatch.setattr(local_pool, "kernel_spec", lambda assignment, settings: None)
@@ -360,6 +364,16 @@ def test_a_worker_prepares_its_second_kernel_once_its_first_result_is_sent(monke
     local_pool.serve(FakeConn(), Path("."), GradeSettings(jobs=2))
     assert events == ["ready", "prepare a", "send graded a", "prepare b",
                       "prepare c", "send graded b", "send graded c"]
+
+    # told the task it will likely get first, a worker prepares it as it starts, before its checks have loaded
+    events.clear()
+    FakeConn.messages = [((SimpleNamespace(path="a"), None), None), None]
+    local_pool.serve(FakeConn(), Path("."), GradeSettings(jobs=2), (SimpleNamespace(path="a"), None))
+    assert events == ["prepare a", "ready", "prepare a", "send graded a"]  # (prepared once: the same key)
+    events.clear()  # a resumed batch had graded it: what was prepared for it is dropped
+    FakeConn.messages = [((SimpleNamespace(path="b"), None), None), None]
+    local_pool.serve(FakeConn(), Path("."), GradeSettings(jobs=2), (SimpleNamespace(path="a"), None))
+    assert events == ["prepare a", "ready", "prepare b", "discard a", "send graded b"]
 
 
 def test_the_workers_server_imports_without_the_collector_and_its_workers_collect():
@@ -372,3 +386,40 @@ def test_the_workers_server_imports_without_the_collector_and_its_workers_collec
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["True", "True"]
+
+
+def test_each_worker_is_told_the_task_it_will_likely_get_first():
+    """`grade_in_workers` hands each worker two tasks at a time, in order: worker i starts with submission 2i."""
+    from autograder.grading.local_pool import LocalPool
+
+    subs = [SimpleNamespace(name=str(i)) for i in range(5)]
+    pool = LocalPool(GradeSettings(jobs=2, device="cpu"))
+    assert [s.name for s, _ in pool.first_tasks(subs)] == ["0", "2"]
+    assert [s.name for s, _ in pool.first_tasks(subs[:2])] == ["0"] and pool.first_tasks(None) == []
+
+
+@pytest.mark.slow
+def test_a_killed_grader_takes_its_workers_zygote_and_kernels_with_it(convolution_build, tmp_path):
+    """`torchgrade grade --jobs 2` killed mid-batch (the machine's OOM killer, a job scheduler): nothing it started
+    goes on using the cores (workers grading on, or starting zygotes of their own once the batch's is gone)."""
+    solution = convolution_build.autograder_dir / "solution.ipynb"
+    slow = notebook_with(solution, "import time\ntime.sleep(3)")
+    subs = []
+    for i in range(6):
+        nbformat.write(slow, tmp_path / f"s{i}.ipynb")
+        subs.append(tmp_path / f"s{i}.ipynb")
+    out = tmp_path / "out"
+    command = subprocess.Popen([sys.executable, "-m", "autograder.cli", "grade", str(convolution_build.autograder_dir),
+                                *map(str, subs), "--out", str(out), "--jobs", "2"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started: set[psutil.Process] = set()
+    deadline = time.monotonic() + 120
+    while not list((out / "results").glob("*.json")) and time.monotonic() < deadline:
+        started |= set(psutil.Process(command.pid).children(recursive=True))
+        time.sleep(0.05)
+    started |= set(psutil.Process(command.pid).children(recursive=True))
+    command.kill()
+    command.wait()
+    time.sleep(3)
+    alive = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, [" ".join(p.cmdline())[:120] for p in alive]

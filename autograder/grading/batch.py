@@ -53,11 +53,13 @@ def grade_batch(assignment: "Assignment", submissions: Iterable[Submission | Pat
     before its results, such as the course's dates), `on_start` is told how many are to do before the first starts,
     `on_result` gets each result once the outbox holds it."""
     executor = get_executor(settings)
+    submissions = [as_submission(s) for s in submissions]
     try:
+        if hasattr(executor, "expect"):
+            executor.expect(submissions)
         executor.check(assignment)  # before anything is written: a batch that cannot run leaves no trace
         if on_ready:
             on_ready()
-        submissions = [as_submission(s) for s in submissions]
         todo = outbox.todo(submissions, settings.force)
         regraded = {s.name for s in todo}
         report = BatchReport(None, skipped=[s.name for s in submissions if s.name not in regraded])

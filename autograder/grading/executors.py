@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 class Executor(Protocol):
     def check(self, assignment: "Assignment") -> None:
         """Fail before any work where submissions cannot be graded as the settings ask (device, isolation), or the
-        assignment's checks do not load where they will run; may start what the batch runs on (`close` ends it)."""
+        assignment's checks do not load where they will run; may start what the batch runs on (`close` ends it).
+        An executor may also have `expect(submissions)`, called first with what the batch will likely grade, in
+        order, as far as is known before its records are read (a worker may start preparing its first one)."""
 
     def close(self) -> None:
         """End what `check` or `run` started (workers, the zygote); called once the batch is over, however it ends."""

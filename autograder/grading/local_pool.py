@@ -55,6 +55,11 @@ class LocalPool:
         self.zygote: Zygote | None = None
         self.context: Any = None
         self.shared = settings  # the settings every task shares: the zygote's address added once it starts
+        self.likely: list[Submission] | None = None
+
+    def expect(self, likely: list[Submission]) -> None:
+        """What the batch will likely grade, in order (`first_tasks`)."""
+        self.likely = likely
 
     def check(self, assignment: Assignment) -> None:
         """Fail before any work where the device or isolation cannot be had, or the checks do not load where they
@@ -78,8 +83,10 @@ class LocalPool:
         if self.workers:
             return
         self.context = warm_context(__name__)  # workers forked from a server that imported the grader once
-        for _ in range(self.settings.jobs):
-            self.workers.append(Worker(self.context, assignment.root, self.shared))  # each kept as it starts
+        firsts, self.likely = self.first_tasks(self.likely), None  # (a later batch's workers are told nothing)
+        for i in range(self.settings.jobs):  # each kept as it starts
+            self.workers.append(Worker(self.context, assignment.root, self.shared, firsts[i] if i < len(firsts)
+                                       else None))
         for worker in self.workers:
             worker.wait_hello()
         failed = next((w.hello[1] for w in self.workers if w.hello and w.hello[0] == "failed"), None)
@@ -89,6 +96,14 @@ class LocalPool:
             if worker.hello is None:  # it died loading them: the instructor's code exited, crashed or ran out of memory
                 raise ConfigError(f"a grading worker {exit_reason(worker.process)} while it loaded the checks",
                                   assignment.root / "checks")
+
+    def first_tasks(self, likely: list[Submission] | None) -> list[Task]:
+        """What each worker will likely grade first, as far as is known before the batch reads its records
+        (`grade_in_workers` hands out two at a time, in order): its sandbox and kernel start as the worker does,
+        while it loads the checks. A resumed batch may skip those; the worker then drops what it prepared."""
+        if not likely or resolved_device(self.settings) != "cpu":
+            return []
+        return [(each, self.shared) for each in likely[::2][:self.settings.jobs]]
 
     def close(self) -> None:
         self.close_workers()
@@ -197,9 +212,9 @@ class Worker:
     """One worker process, the pipe to it, the task it holds (None: idle), and the one it will be given next
     (`ahead`: its sandbox and kernel are prepared while `task` is graded; charged nothing if the worker dies)."""
 
-    def __init__(self, context: Any, root: Path, settings: GradeSettings):
+    def __init__(self, context: Any, root: Path, settings: GradeSettings, first: Task | None = None):
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=serve, args=(child, root, settings), name="torchgrade-worker")
+        self.process = context.Process(target=serve, args=(child, root, settings, first), name="torchgrade-worker")
         self.process.start()
         child.close()
         self.task: Task | None = None
@@ -260,11 +275,12 @@ class Worker:
         self.conn.close()
 
 
-def serve(conn: Connection, root: Path, settings: GradeSettings) -> None:
+def serve(conn: Connection, root: Path, settings: GradeSettings, likely: Task | None = None) -> None:
     """A worker: load the assignment and say whether it loaded, then grade the tasks that come over `conn` one at a
     time, until told to stop or the grader is gone; each comes with the one that will follow it, whose sandbox and
-    kernel are prepared meanwhile (after the first: once its result is sent). (Where the assignment did not load,
-    each task gets an `error` row.)"""
+    kernel are prepared meanwhile (after the first: once its result is sent). The one it will `likely` grade first
+    is prepared as it starts, while it loads the checks. (Where the assignment did not load, each task gets an
+    `error` row.)"""
     import torch
 
     from ..build.assignment import load_assignment
@@ -273,22 +289,24 @@ def serve(conn: Connection, root: Path, settings: GradeSettings) -> None:
     from .worker import grade_safely
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the grader, which stops its workers
+    end_with_the_grader()
     torch.set_num_threads(1)  # a worker's checks are small; the cores are the kernels'
     if "autograder.grading.prewarm" not in sys.modules:  # its server warmed up before forking it, as a rule
         warm_up_in_background(settings)
-    assignment: Assignment | None = None
-    try:
-        assignment = load_assignment(root)
-        hello: tuple[str, Any] = ("ready", None)
-    except TorchgradeError as exc:
-        hello = ("failed", (exc.message, str(exc.path) if exc.path is not None else None))
-    except (Exception, SystemExit) as exc:  # the instructor's checks raised, or exited, as they were imported
-        hello = ("failed", (f"the checks do not load: {describe(exc)}", str(root / "checks")))
-    try:
-        conn.send(hello)
-    except OSError:
-        return
     with Prefetch() as prefetch:
+        guess = prepare_likely(prefetch, root, likely)
+        assignment: Assignment | None = None
+        try:
+            assignment = load_assignment(root)
+            hello: tuple[str, Any] = ("ready", None)
+        except TorchgradeError as exc:
+            hello = ("failed", (exc.message, str(exc.path) if exc.path is not None else None))
+        except (Exception, SystemExit) as exc:  # the instructor's checks raised, or exited, as they were imported
+            hello = ("failed", (f"the checks do not load: {describe(exc)}", str(root / "checks")))
+        try:
+            conn.send(hello)
+        except OSError:
+            return
         first = True
         while True:
             try:
@@ -302,7 +320,10 @@ def serve(conn: Connection, root: Path, settings: GradeSettings) -> None:
                 if assignment is None:
                     raise ConfigError(*hello[1])
                 if first:
-                    prefetch.prepare(task[0].path, assignment.student_files, kernel_spec(assignment, task[1]))
+                    key = (task[0].path, assignment.student_files, kernel_spec(assignment, task[1]))
+                    prefetch.prepare(*key)
+                    if guess is not None and guess != key:  # the batch had graded it already: not needed
+                        prefetch.discard(*guess)
                 elif following is not None:
                     prefetch.prepare(following[0].path, assignment.student_files, kernel_spec(assignment, following[1]))
                 reply: tuple[str, Any] = ("result", grade_safely(assignment, *task, prefetch))
@@ -317,6 +338,41 @@ def serve(conn: Connection, root: Path, settings: GradeSettings) -> None:
                 # cores to themselves, and the batch's first result comes sooner
                 prefetch.prepare(following[0].path, assignment.student_files, kernel_spec(assignment, following[1]))
             first = False
+
+
+def end_with_the_grader() -> None:
+    """Should the process that started this worker die (killed: the machine's OOM killer, a job scheduler), the
+    worker ends at once (as `Worker.stop` ends it: its sandboxes go with it), rather than grade on, starting a zygote
+    of its own once the batch's is gone. (Its fork server is no sign: each worker holds the pipe that keeps the fork
+    server alive.)"""
+    import multiprocessing
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="torchgrade-grader-watch", daemon=True).start()
+
+
+def prepare_likely(prefetch: Any, root: Path, likely: Task | None) -> tuple | None:
+    """Start preparing the sandbox and kernel of the task a worker will likely get first (from the assignment's
+    configuration alone: its checks load meanwhile); the prefetch key, or None."""
+    if likely is None:
+        return None
+    from ..build.assignment import load_assignment
+
+    try:
+        bundle = load_assignment(root, lazy=True)
+        key = (likely[0].path, bundle.student_files, kernel_spec(bundle, likely[1]))
+    except Exception:  # said where the assignment loads in full
+        return None
+    prefetch.prepare(*key)
+    return key
 
 
 def exit_reason(process: Any) -> str:

@@ -47,6 +47,22 @@ class Prefetch:
         for key in held:
             self.prepare(*key)
 
+    def discard(self, notebook: Path, student_files: Path | None, spec: KernelSpec) -> None:
+        """What was prepared for this notebook is not needed: ended on the preparing thread, after what it holds."""
+        key = (notebook, student_files, spec)
+        if key in self.held:
+            self.held.remove(key)
+        future = self.pending.pop(key, None)
+        if future is not None:
+            self.pool.submit(self._ended, future)
+
+    @staticmethod
+    def _ended(future: Future) -> None:
+        try:
+            future.result().stop()
+        except Exception:  # it never started: nothing to end
+            pass
+
     @staticmethod
     def _prepared(notebook: Path, student_files: Path | None, spec: KernelSpec) -> Session:
         session = Session(notebook, student_files, spec)
