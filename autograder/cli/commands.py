@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from importlib import import_module
 from pathlib import Path
 
 from rich.markup import escape
@@ -36,6 +37,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from ..build.assignment import load_assignment
     from ..grading.submissions import find_submissions
     from .run_batch import run_batch
+
+    import_module("autograder.report.course")  # what `record_grading` needs, imported while the workers start
 
     assignment = load_assignment(args.assignment, lazy=True)  # its checks load where they run (the batch's check)
     if assignment.kind == "student":
