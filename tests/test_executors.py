@@ -423,3 +423,40 @@ def test_a_killed_grader_takes_its_workers_zygote_and_kernels_with_it(convolutio
     time.sleep(3)
     alive = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, [" ".join(p.cmdline())[:120] for p in alive]
+
+
+def test_what_was_prepared_for_a_notebook_that_cannot_be_read_is_ended(tmp_path):
+    """A sandbox and kernel prepared ahead for a file that turns out not to be a notebook end at once, rather than
+    idle until the worker's last submission."""
+    from autograder.grading.pipeline import grade_submission
+
+    class Recording:
+        def __init__(self):
+            self.discarded = []
+
+        def discard(self, path, files, spec):
+            self.discarded.append(path)
+
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text("not json")
+    assignment = load_assignment(ASSIGNMENTS / "convolution", lazy=True)
+    prefetch = Recording()
+    result = grade_submission(bad, assignment, GradeSettings(), prefetch=prefetch)
+    assert result.status == "invalid" and prefetch.discarded == [bad]
+
+
+def test_a_discarded_preparation_is_ended_on_the_preparing_thread(monkeypatch):
+    from autograder.kernel.prefetch import Prefetch
+
+    stopped: list[str] = []
+    monkeypatch.setattr(Prefetch, "_prepared", staticmethod(
+        lambda notebook, files, spec: SimpleNamespace(stop=lambda: stopped.append(notebook))))
+    with Prefetch() as prefetch:
+        prefetch.prepare("unneeded", None, "spec")
+        prefetch.prepare("needed", None, "spec")
+        prefetch.discard("unneeded", None, "spec")
+        prefetch.discard("never prepared", None, "spec")  # nothing to end
+        assert prefetch.session("needed", None, "spec") is not None
+        prefetch.pool.submit(lambda: None).result()  # what the thread had to do is done
+        assert stopped == ["unneeded"]
+    assert stopped == ["unneeded"]  # the one taken is its grader's to end

@@ -36,12 +36,14 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
     one was graded."""
     start = time.perf_counter()
     name = name or path.stem
+    spec = kernel_spec(assignment, settings)
     try:
         nb = read_submission(path)
     except InvalidSubmission as exc:
+        if prefetch:  # a sandbox and kernel prepared for it are not needed
+            prefetch.discard(path, assignment.student_files, spec)
         return SubmissionResult.ungraded_row(name, "invalid", exc.message, assignment.config.questions, str(path),
                                              phase="read")
-    spec = kernel_spec(assignment, settings)
     data = assignment.student_files / "data" if assignment.student_files else None
     ctx = Context(assignment.config, spec.device, assignment.hidden, data)
     prober = prober or all_checks(assignment)
