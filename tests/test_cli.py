@@ -87,6 +87,10 @@ def test_grading_from_the_source_folder_matches_the_bundle(built, tmp_path):
     torchgrade("grade", ASSIGNMENTS / "convolution", EXAMPLES / "pool_stride_one.ipynb", "--out", tmp_path,
                check=True)
     assert pd.read_csv(tmp_path / "gradebook.csv").loc[0, "max_pool2d"] == 1
+    # built again for the rerun (new cell ids in its notebooks, nothing else): the same assignment, nothing regraded
+    again = torchgrade("grade", ASSIGNMENTS / "convolution", EXAMPLES / "pool_stride_one.ipynb", "--out", tmp_path,
+                       check=True)
+    assert "skipped 1 already graded" in again.stdout
 
 
 @pytest.mark.parametrize("executor", [[], ["--executor", "dask", "--jobs", "2"]], ids=["local", "dask"])

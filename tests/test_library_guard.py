@@ -228,8 +228,10 @@ table = probe["KEPT"][type(conv), "_op_dk"]
 plain = "_op_dk" not in vars(conv) and conv._op_dk is table[conv] and len(table) > 100
 probe["Tripwires"](ListSink(), default_origin()).install()  # each kernel
 late = torch.ops.aten.conv_tbc.default  # an overload made after: kept in the same table
+accessors = vars(type(conv))["_op_dk"]  # its getter and setter hand out no table as their __self__
 print(plain, getattr(conv._op_dk, "__wrapped_by_torchgrade__", False), "_op_dk" not in vars(late) and late in table,
-      getattr(late._op_dk, "__wrapped_by_torchgrade__", False))
+      getattr(late._op_dk, "__wrapped_by_torchgrade__", False),
+      getattr(accessors.fget, "__self__", None) is None and getattr(accessors.fset, "__self__", None) is None)
 """
 
 
@@ -239,7 +241,7 @@ def test_the_zygote_moves_operators_entry_points_once_and_each_kernel_wraps_them
     overloads made later too."""
     out = subprocess.run([sys.executable, "-c", ENTRY_POINTS_KEPT_ONCE], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["True", "True", "True", "True"]
+    assert out.stdout.split() == ["True", "True", "True", "True", "True"]
 
 
 def test_an_operator_passed_a_number_for_a_tensor_still_runs_under_the_key():
@@ -256,3 +258,17 @@ def test_an_operator_passed_a_number_for_a_tensor_still_runs_under_the_key():
     half = torch.randn(3, dtype=torch.float16)
     with Guard({"ops": ("add",)}, ListSink(), ORIGIN):  # a number stays a number in type promotion
         assert (half + 2.5).dtype == torch.float16 and torch.equal(half + 2.5, torch.add(half, 2.5))
+
+
+def test_a_kept_kernel_that_must_leave_the_key_puts_the_rest_of_the_call_under_the_observer():
+    """A kernel kept from an earlier call's fragments (`to`), re-made from the top for a number it was handed, runs
+    what it runs with the key excluded: the observer then watches the rest of the call, which forbids `masked_fill`."""
+    x = torch.randn(4, 5)
+    with Guard({"ops": ("to",)}, ListSink(), ORIGIN):  # an earlier question: `to` keeps its kernel at the key
+        torch.logsumexp(x, dim=1)
+    sink = ListSink()
+    guard = Guard({"ops": ("masked_fill",)}, sink, ORIGIN)
+    with guard:
+        value = torch.logsumexp(x, dim=1)
+        observing = guard.observer.on
+    assert torch.equal(value, torch.logsumexp(x, dim=1)) and observing and ("O", "masked_fill_") in sink.events

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -86,12 +87,29 @@ class Assignment:
 
     def fingerprint(self) -> str:
         """A digest of every file of the assignment (its configuration, checks, reference, hidden data and student
-        files): a result recorded under another one was graded by other checks, and a rerun grades it again."""
+        files): a result recorded under another one was graded by other checks, and a rerun grades it again. Of a
+        notebook, its content without the cells' ids, which each build draws anew (a source folder is built again
+        for every batch)."""
         h = hashlib.sha256()
         for path in sorted(p for p in self.root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-            h.update(f"{path.relative_to(self.root).as_posix()}\0{path.stat().st_size}\0".encode())
-            h.update(path.read_bytes())
+            data = path.read_bytes()
+            if path.suffix == ".ipynb":
+                data = without_cell_ids(data)
+            h.update(f"{path.relative_to(self.root).as_posix()}\0{len(data)}\0".encode())
+            h.update(data)
         return h.hexdigest()
+
+
+def without_cell_ids(data: bytes) -> bytes:
+    """A notebook's JSON with its cells' `id`s left out (as it is, if it is not a notebook)."""
+    try:
+        nb = json.loads(data)
+        for cell in nb.get("cells", []):
+            if isinstance(cell, dict):
+                cell.pop("id", None)
+        return json.dumps(nb, sort_keys=True).encode()
+    except (ValueError, AttributeError, TypeError):
+        return data
 
 
 def load_assignment(path: Path, lazy: bool = False) -> Assignment:

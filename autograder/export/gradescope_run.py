@@ -133,7 +133,7 @@ def grade_one(assignment, notebook: Path, isolation: str, device: str):
     settings = GradeSettings(device=device, isolation=isolation)
     with tempfile.TemporaryDirectory(prefix="torchgrade-gradescope-") as out:
         report = grade_batch(assignment, [Submission(notebook.stem, notebook)], settings,
-                             Outbox(Path(out), assignment.config, assignment.fingerprint()))
+                             Outbox(Path(out), assignment.config))  # (a fresh folder: nothing to resume)
     result = report.graded[0]
     print(feedback_text(result, "instructor"))
     return result

@@ -97,11 +97,11 @@ class OpKernels:
     def kernel(onward, name):
         def kernel(keyset, *args, **kwargs):  # reports, then hands the call on below the key
             ops = ForbiddenOps.current
-            if ops is None or not ops.hit(name):
-                return onward(keyset, args, kwargs)
+            if ops is None or not ops.hit(name):  # (a kernel kept from another call's fragments)
+                return onward(keyset, args, kwargs, forbidden=False)
             ops.inside += 1  # what a forbidden operator runs inside it is not reported again
             try:
-                return onward(keyset, args, kwargs)
+                return onward(keyset, args, kwargs, forbidden=True)
             finally:
                 ops.inside -= 1
 
@@ -123,8 +123,9 @@ class Onward:
     C++ code may pass an operator a number where it takes a tensor (a "wrapped number": `logsumexp` hands `to` an
     infinity), which reaches a Python kernel as a plain number that redispatching cannot take back. Such a call is
     made again from the top, with the key excluded for it, through the operator's Python entry, which turns the
-    number into a tensor as the dispatcher did (the operators it runs inside then pass the key unseen: the call's
-    outermost forbidden operator is reported already)."""
+    number into a tensor as the dispatcher did. The operators it runs inside then pass the key unseen: where it is
+    forbidden, it is reported already; where it is not (its kernel was kept from another call's fragments), the
+    process-wide observer watches the rest of the guarded call."""
 
     NUMBERS = (bool, int, float, complex)
 
@@ -136,11 +137,13 @@ class Onward:
         self.positions = tuple(i for i in tensor if not arguments[i].kwarg_only)
         self.names = tuple(arguments[i].name for i in tensor if arguments[i].kwarg_only)
 
-    def __call__(self, keyset, args, kwargs):
+    def __call__(self, keyset, args, kwargs, forbidden=False):
         numbers = self.NUMBERS
         if not (any(i < len(args) and isinstance(args[i], numbers) for i in self.positions)
                 or any(isinstance(kwargs.get(n), numbers) for n in self.names)):
             return _redispatch(self.handle, keyset.remove(OP_KEY), *args, **kwargs)
+        if not forbidden and Guard.current is not None:
+            Guard.current.observe()
         excluded = _key_excluded(OP_KEY)
         _exclude_key(OP_KEY, True)
         try:
@@ -467,8 +470,22 @@ def keep_attribute(owner, name):
         for obj in existing_instances(owner):
             if name in vars(obj):
                 kept[obj] = vars(obj).pop(name)
-        setattr(owner, name, property(kept.get, kept.__setitem__))
+        setattr(owner, name, property(*kept_accessors(kept)))
     return kept
+
+
+def kept_accessors(kept, wrap=None):
+    """A property's getter (through `wrap`, if given) and setter over `kept`, as closures: a bound method of the
+    table (`kept.get`) would hand it out as its `__self__`, unflagged; a closure's cells take introspection the
+    source scan names (`__closure__`, `cell_contents`)."""
+    def get(obj):
+        value = kept.get(obj)
+        return value if value is None or wrap is None else wrap(value)
+
+    def put(obj, value):
+        kept[obj] = value
+
+    return get, put
 
 
 def keep_attributes():
@@ -574,13 +591,7 @@ class Tripwires:
         is kept out of the instance's `__dict__` (where `vars(op)[name]` would hand it out), those of the instances
         made already included (`keep_attribute`: moved by the zygote already, as a rule)."""
         wrap = self.wrap
-        kept = keep_attribute(owner, name)
-
-        def get(obj):
-            value = kept.get(obj)
-            return value if value is None else wrap(value, kind, what)
-
-        return property(get, kept.__setitem__)
+        return property(*kept_accessors(keep_attribute(owner, name), lambda value: wrap(value, kind, what)))
 
     def wrap(self, original, kind, what):
         tripped = self.tripped
