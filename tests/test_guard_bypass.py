@@ -69,6 +69,13 @@ ATTACKS = {
                   "def _run(x: torch.Tensor) -> torch.Tensor:\n    return _pending[-1]().clone()\n"
                   "@_run.register_fake\ndef _(x):\n    return torch.empty(0)\n"
                   "def in_op(f):\n    _pending.append(f)\n    return _run(torch.zeros(1))\n", "in_op"),
+    "dispatch_subclass": ("import torch\n"  # its handler runs with the keys above Python excluded, the guard's too
+                          "class Box(torch.Tensor):\n    @staticmethod\n    def __new__(cls, f):\n"
+                          "        box = torch.Tensor._make_wrapper_subclass(cls, (1,), dtype=torch.float32)\n"
+                          "        box.f = f\n        return box\n"
+                          "    @classmethod\n    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):\n"
+                          "        return args[0].f()\n"
+                          "def in_handler(f):\n    return torch.neg(Box(f))\n", "in_handler"),
     "excluded_keys": ("import torch\n"
                       "KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.Python) | "
                       "torch._C.DispatchKeySet(torch._C.DispatchKey.PythonTLSSnapshot)\n"

@@ -578,6 +578,7 @@ class Tripwires:
                 setattr(owner, name, self.wrap(original, kind, f"{what} ({module_name}.{attribute})"))
             except (AttributeError, TypeError):
                 pass
+        self.watch_subclasses()
         for module_name, owner_name, name, kind, what in self.ATTRIBUTES:
             owner = getattr(sys.modules.get(module_name), owner_name, None)
             if owner is not None:
@@ -585,6 +586,24 @@ class Tripwires:
                     setattr(owner, name, self.wrapped_attribute(owner, name, kind, f"{what} ({owner_name}.{name})"))
                 except (AttributeError, TypeError):
                     pass
+
+    def watch_subclasses(self):
+        """A tensor subclass with a `__torch_dispatch__` of its own: PyTorch runs that handler with the keys above
+        Python excluded, the guard's among them, so what it computes passes the key unseen. Defining one is a way
+        around the key, seen as the class is made (`torch.Tensor.__init_subclass__`): from then on the observer
+        watches, as it does once a custom operator is defined."""
+        tensor = getattr(sys.modules.get("torch"), "Tensor", None)
+        if tensor is None or "__init_subclass__" in vars(tensor):
+            return
+        tripped = self.tripped
+
+        def __init_subclass__(cls, **kwargs):
+            mro = cls.__mro__
+            if any("__torch_dispatch__" in vars(k) for k in mro[:mro.index(tensor)]):
+                tripped("custom-op", "defined a tensor subclass with a __torch_dispatch__ of its own")
+            super(tensor, cls).__init_subclass__(**kwargs)
+
+        tensor.__init_subclass__ = classmethod(__init_subclass__)
 
     def wrapped_attribute(self, owner, name, kind, what):
         """A property in place of each instance's attribute `name`: reading it gives a tripwire around the value, which
