@@ -76,8 +76,9 @@ class LocalPool:
                                        notebook_modules(assignment.root / BUNDLE_SOLUTION))
             self.shared = replace(self.settings, zygote=self.zygote.address)
         if self.settings.jobs <= 1:
-            with imports_without_collection():  # graded in this process, which imports torch and the grader now
-                import_module(f"{__package__}.pipeline")
+            if f"{__package__}.pipeline" not in sys.modules:  # (`run` starts it again: imported and frozen once)
+                with imports_without_collection():  # graded in this process, which imports torch and the grader now
+                    import_module(f"{__package__}.pipeline")
             assignment.load()  # (the instructor's code, with the collector on)
             return
         if self.workers:

@@ -47,12 +47,16 @@ class Prefetch:
         for key in held:
             self.prepare(*key)
 
-    def discard(self, notebook: Path, student_files: Path | None, spec: KernelSpec) -> None:
-        """What was prepared for this notebook is not needed: ended on the preparing thread, after what it holds."""
+    def _take(self, notebook: Path, student_files: Path | None, spec: KernelSpec) -> Future | None:
+        """This notebook no longer held or pending: what was started for it, if anything."""
         key = (notebook, student_files, spec)
         if key in self.held:
             self.held.remove(key)
-        future = self.pending.pop(key, None)
+        return self.pending.pop(key, None)
+
+    def discard(self, notebook: Path, student_files: Path | None, spec: KernelSpec) -> None:
+        """What was prepared for this notebook is not needed: ended on the preparing thread, after what it holds."""
+        future = self._take(notebook, student_files, spec)
         if future is not None:
             self.pool.submit(self._ended, future)
 
@@ -75,10 +79,7 @@ class Prefetch:
 
     def session(self, notebook: Path, student_files: Path | None, spec: KernelSpec) -> Session:
         """The prepared session for this notebook, or a new one (also when preparing it failed)."""
-        key = (notebook, student_files, spec)
-        if key in self.held:
-            self.held.remove(key)
-        future = self.pending.pop(key, None)
+        future = self._take(notebook, student_files, spec)
         if future is not None:
             try:
                 return future.result()
@@ -88,10 +89,7 @@ class Prefetch:
 
     def close(self) -> None:
         for future in self.pending.values():
-            try:
-                future.result().stop()
-            except Exception:
-                pass
+            self._ended(future)
         self.pending.clear()
         self.held.clear()
         self.pool.shutdown(wait=True)

@@ -88,8 +88,11 @@ class OpKernels:
             onward = Onward(handle, _op_from_top(f"{namespace}::{name}", overload)[0])
             _register_kernel(library, rest, OP_KEY, self.kernel(onward, name), True)
         except Exception:
-            self.failed.append(full)
+            if full not in self.failed:
+                self.failed.append(full)
             return
+        if full in self.failed:  # registered on a later look: the key sees it now
+            self.failed.remove(full)
         self.names.add(full)
         self.samples.setdefault(namespace, full)
 
