@@ -57,6 +57,14 @@ def direct(f):
         F = saved
 """
 
+# a tensor subclass made with no `__torch_dispatch__` (and PyTorch's function handling off, as the handler needs)
+LATE_BOX = ("import torch\n"
+            "class Box(torch.Tensor):\n    __torch_function__ = torch._C._disabled_torch_function_impl\n"
+            "    @staticmethod\n    def __new__(cls, f):\n"
+            "        box = torch.Tensor._make_wrapper_subclass(cls, (1,), dtype=torch.float32)\n"
+            "        box.f = f\n        return box\n"
+            "def _handler(cls, func, types, args=(), kwargs=None):\n    return args[0].f()\n")
+
 ATTACKS = {
     "thread_pool": ("from concurrent.futures import ThreadPoolExecutor\n"
                     "def on_thread(f):\n    with ThreadPoolExecutor(1) as pool:\n        return pool.submit(f).result()\n",
@@ -76,6 +84,14 @@ ATTACKS = {
                           "    @classmethod\n    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):\n"
                           "        return args[0].f()\n"
                           "def in_handler(f):\n    return torch.neg(Box(f))\n", "in_handler"),
+    # the same handler attached once the class is made (its `__init_subclass__` saw no handler), before any call...
+    "dispatch_attached_later": (LATE_BOX + "Box.__torch_dispatch__ = classmethod(_handler)\n"
+                                "def in_handler(f):\n    return torch.neg(Box(f))\n", "in_handler"),
+    # ...or during the call, and taken off again before it returns
+    "dispatch_attached_in_call": (LATE_BOX + "def in_handler(f):\n"
+                                  "    Box.__torch_dispatch__ = classmethod(_handler)\n"
+                                  "    try:\n        return torch.neg(Box(f))\n"
+                                  "    finally:\n        del Box.__torch_dispatch__\n", "in_handler"),
     "excluded_keys": ("import torch\n"
                       "KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.Python) | "
                       "torch._C.DispatchKeySet(torch._C.DispatchKey.PythonTLSSnapshot)\n"
@@ -124,6 +140,21 @@ ATTACKS = {
                             "def on_thread(f):\n    box, pool, loop = [], ThreadPoolExecutor(1), asyncio.new_event_loop()\n"
                             "    loop.run_in_executor(pool, lambda: box.append(f()))\n"
                             "    pool.shutdown(wait=True)\n    loop.close()\n    return box[0]\n", "on_thread"),
+    # a thread asyncio started for its executor before any call (no tripwire: not the notebook's doing), handed the
+    # work during the call, when no thread starts
+    "thread_started_before": ("import asyncio\n_loop = asyncio.new_event_loop()\n_loop.run_in_executor(None, int)\n"
+                              "def on_thread(f):\n    return _loop._default_executor.submit(f).result()\n",
+                              "on_thread"),
+    # the kernel's own IOPub thread, handed the work
+    "kernel_thread": ("import sys, threading\nPUB = sys.stdout.pub_thread\n"
+                      "def on_thread(f):\n    box, done = [], threading.Event()\n"
+                      "    PUB.schedule(lambda: (box.append(f()), done.set()))\n"
+                      "    done.wait(30)\n    return box[0]\n", "on_thread"),
+    # ...or its control thread's event loop
+    "kernel_loop_thread": ("import threading\nLOOP = get_ipython().kernel.control_thread.io_loop\n"
+                           "def on_thread(f):\n    box, done = [], threading.Event()\n"
+                           "    LOOP.add_callback(lambda: (box.append(f()), done.set()))\n"
+                           "    done.wait(30)\n    return box[0]\n", "on_thread"),
     "kernel_from_vars": (DIRECT.format(  # the kernel-by-key entry point read from the operator's __dict__
         conv="vars(torch.ops.aten._slow_conv2d_forward.default)['_op' + '_dk'](CPU, x, w, list(w.shape[-2:]), b, "
              "_pair(stride), _pair(padding))",

@@ -275,3 +275,98 @@ def test_a_kept_kernel_that_must_leave_the_key_puts_the_rest_of_the_call_under_t
         value = torch.logsumexp(x, dim=1)
         observing = guard.observer.on
     assert torch.equal(value, torch.logsumexp(x, dim=1)) and observing and ("O", "masked_fill_") in sink.events
+
+
+HANDLER_ATTACHED = """
+import torch
+import torch.nn.functional as F
+from autograder.kernel.kernel_side import ListSink, default_origin
+from autograder.kernel.kernel_side.guard import Guard, Tripwires
+
+sink = ListSink()
+Tripwires(sink, default_origin()).install()  # as a kernel does before its first cell
+x, w = torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3)
+
+
+class Box(torch.Tensor):  # made with no handler: nothing trips as it is made
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    @staticmethod
+    def __new__(cls, f):
+        box = torch.Tensor._make_wrapper_subclass(cls, (1,), dtype=torch.float32)
+        box.f = f
+        return box
+
+
+def handler(cls, func, types, args=(), kwargs=None):
+    return args[0].f()
+
+
+def in_call():  # attached during the call, taken off before it returns
+    Box.__torch_dispatch__ = classmethod(handler)
+    try:
+        return torch.neg(Box(lambda: F.conv2d(x, w)))
+    finally:
+        del Box.__torch_dispatch__
+
+
+def guarded(fn):  # what the call reported, and the tripwires meanwhile
+    said, events = len(sink.events), ListSink()
+    with Guard({"ops": ("conv2d",)}, events, default_origin()):
+        value = fn()
+    return value, events.events + sink.events[said:]
+
+
+value, events = guarded(in_call)
+print(SEP, torch.equal(value, F.conv2d(x, w)), ("O", "conv2d") in events,
+      any(kind == "A" and detail.startswith("dispatch-keys") for kind, detail in events))
+Box.__torch_dispatch__ = classmethod(handler)  # attached after the class was made, before the call
+value, events = guarded(lambda: torch.neg(Box(lambda: F.conv2d(x, w))))
+print(SEP, ("O", "conv2d") in events, ("A", "custom-op: the notebook gave the tensor subclass Box a __torch_dispatch__ "
+                                           "after it was made") in events)
+"""
+
+
+def test_a_handler_given_to_a_tensor_subclass_after_it_was_made_is_seen(tmp_path):
+    """PyTorch runs a tensor subclass's `__torch_dispatch__` with the guard's key excluded. Given to the class once it
+    is made (no tripwire sees that), before a guarded call or during it (taken off again before the call returns),
+    what the handler computes is still seen: a class the notebook made, or a handler that changed since its class
+    was made, puts the call under the observer, and the observer seeing what the key did not is said."""
+    notebook = tmp_path / "notebook.py"  # student code: a file of no library
+    notebook.write_text(HANDLER_ATTACHED.replace("SEP", "'|'"))
+    out = subprocess.run([sys.executable, str(notebook)], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["|", "True", "True", "True", "|", "True", "True"], out.stdout
+
+
+WORK_HANDED_TO_A_THREAD = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+import torch
+import torch.nn.functional as F
+from autograder.kernel.kernel_side import ListSink, default_origin
+from autograder.kernel.kernel_side.guard import Guard, Tripwires
+from autograder.kernel.kernel_side.refs import Flags
+
+Flags.threads = frozenset(sys._current_frames())  # the kernel's own threads
+POOL = ThreadPoolExecutor(1)
+POOL.submit(int).result()  # an idle thread no tripwire saw start (a library's, as asyncio's executor)
+sink = ListSink()
+Tripwires(sink, default_origin()).install()
+x, w = torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3)
+with Guard({"ops": ("conv2d",)}, sink, default_origin()):
+    value = POOL.submit(lambda: F.conv2d(x, w)).result()  # no thread starts
+print(torch.equal(value, F.conv2d(x, w)), ("O", "conv2d") in sink.events,
+      any(kind == "A" and detail.startswith("dispatch-keys") for kind, detail in sink.events))
+"""
+
+
+def test_work_handed_to_a_thread_that_was_already_running_is_seen(tmp_path):
+    """An executor's idle thread, started where no tripwire saw it, takes work handed to it during a guarded call
+    without a thread starting: any thread of the kernel's that is not its own puts the call under the observer, which
+    sees the operator on that thread, and says that the key did not."""
+    notebook = tmp_path / "notebook.py"
+    notebook.write_text(WORK_HANDED_TO_A_THREAD)
+    out = subprocess.run([sys.executable, str(notebook)], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "True"], out.stdout

@@ -202,6 +202,9 @@ def start_kernel(request: dict[str, Any], probe: dict[str, Any]) -> None:
     config.IPKernelApp.quiet = True
     config.HistoryManager.enabled = False
     config.Completer.use_jedi = False
+    # no threads watching the standard streams' file descriptors (output written below Python, which grading has no
+    # use for): a thread a notebook could hand work to, by replacing the stream's `write`, where the guard's key is not
+    config.IPKernelApp.capture_fd_output = False
     app = IPKernelApp.instance(config=config)
     app.parse_command_line = lambda argv=None: None  # no arguments: traitlets would build an argparse parser for none
     app.initialize([])

@@ -100,6 +100,8 @@ class OpKernels:
     def kernel(onward, name):
         def kernel(keyset, *args, **kwargs):  # reports, then hands the call on below the key
             ops = ForbiddenOps.current
+            if ops is not None and _get_ident() != ops.thread:  # the kernel's own threads have the key too
+                ops.elsewhere(name)
             if ops is None or not ops.hit(name):  # (a kernel kept from another call's fragments)
                 return onward(keyset, args, kwargs, forbidden=False)
             ops.inside += 1  # what a forbidden operator runs inside it is not reported again
@@ -147,6 +149,8 @@ class Onward:
             return _redispatch(self.handle, keyset.remove(OP_KEY), *args, **kwargs)
         if not forbidden and Guard.current is not None:
             Guard.current.observe()
+        if ForbiddenOps.current is not None:  # what it runs inside passes the key unseen, by the guard's own doing
+            ForbiddenOps.current.left_the_key = True
         excluded = _key_excluded(OP_KEY)
         _exclude_key(OP_KEY, True)
         try:
@@ -172,8 +176,9 @@ class ForbiddenOps:
     (a dispatch mode takes every operator through Python: three to five times slower for the loops students
     write). Every alias a student might hold (`F.conv2d`, `nn.Conv2d`, `torch.conv2d`, `torch.ops.aten.convolution`,
     a saved reference to any of them) enters the dispatcher at its top, as do the operators each one runs
-    inside (a decomposition, a custom operator's body, a tensor subclass's `__torch_dispatch__`, the backward):
-    all of them pass the key. Dispatch modes are no way around it, and excluding the key is a tripwire.
+    inside (a decomposition, a custom operator's body, the backward): all of them pass the key. Dispatch modes are
+    no way around it, and excluding the key is a tripwire; a tensor subclass's `__torch_dispatch__`, which runs with
+    the key excluded, puts calls under the observer (`Tripwires.watch_subclasses`, `around_the_key`).
     """
 
     current = None  # the one installed now: what the kernels report to
@@ -186,19 +191,33 @@ class ForbiddenOps:
         self.was_included = self.was_excluded = False
         self.modules = 0
         self.inside = 0  # how many forbidden operators the call is inside now
+        self.left_the_key = False  # an operator was made again from the top, the key excluded for it (`Onward`)
+        self.thread = None  # the call's own thread
 
     def hit(self, name):
         """Whether operator `name` is forbidden; reported once, where the call entered it (not for what it runs)."""
-        match = self.seen.get(name)
-        if match is None:  # once per operator and guard: does a fragment match it?
-            match = self.seen[name] = any(fragment in name for fragment in self.fragments)
+        match = self.match(name)
         if match and not self.inside and name not in self.said:
             self.said.add(name)
             self.report("O", name)
         return match
 
+    def elsewhere(self, name):
+        """An operator seen at the key on another thread than the call's, while the call ran: work the notebook
+        handed one of the kernel's own threads (said once, for the instructor)."""
+        if self.match(name) and "elsewhere" not in self.said:
+            self.said.add("elsewhere")
+            self.report("A", f"concurrency: {name} ran on another thread of the kernel during a guarded call")
+
+    def match(self, name):
+        match = self.seen.get(name)
+        if match is None:  # once per operator and guard: does a fragment match it?
+            match = self.seen[name] = any(fragment in name for fragment in self.fragments)
+        return match
+
     def install(self):
         """The kernels, and the key on this thread; False if the key cannot take effect (excluded already)."""
+        self.thread = _get_ident()
         if not self.fragments:
             return True
         OP_KERNELS.cover(self.fragments)
@@ -309,8 +328,9 @@ class Observer:
         return True
 
     def stop(self):
+        """Off; the forbidden operators it saw (reported)."""
         if not self.on:
-            return
+            return []
         self.on = False
         try:
             _observer_disable()
@@ -319,16 +339,19 @@ class Observer:
                 names = {str(node.get("name", "")) for node in _json_load(f).get("nodes", ())}
         except Exception as exc:
             self.report("T", f"the operator observer's record could not be read ({type_name(exc)})")
-            return
+            return []
         finally:
             try:
                 _unlink(self.path)
             except OSError:
                 pass
+        seen = []
         for name in sorted(names):
             op = name.split("::", 1)[-1].split(".", 1)[0]
             if "::" in name and any(fragment in op for fragment in self.fragments):  # an operator, any namespace
                 self.report("O", op)
+                seen.append(op)
+        return seen
 
 
 class Guard:
@@ -338,11 +361,14 @@ class Guard:
     when a forbidden Python module is loaded, or when there is a reason to watch for tampering: the grader asked
     for it (`watch`, from what it read in the notebook's source) or the audit hook saw the notebook run code built
     at run time. The process-wide operator observer (`Observer`) once the notebook touched a way around the
-    dispatch key (threads, custom operators, dispatch keys: `Flags.bypass`, set by `Tripwires`), or when other
-    Python threads run; and from the moment such a way is touched during the call itself.
+    dispatch key (threads, custom operators, dispatch keys: `Flags.bypass`, set by `Tripwires`), when other
+    Python threads run, or when a tensor subclass's handler may run around the key (`Tripwires.around_the_key`);
+    and from the moment such a way is touched during the call itself. What the observer saw and the key did not
+    is said (`missed`).
     """
 
     active = False  # read by AuditWatch: is a guarded call running?
+    said_missed = False  # the observer saw forbidden operators the key did not (said once per kernel)
     current = None  # the guard of the call running now, for the tripwires
 
     def __init__(self, forbid, report, origin):
@@ -358,8 +384,9 @@ class Guard:
         if not self.forbid:
             return self
         self.concurrent_work()
-        if Flags.bypass or self.student_threads() or self.ops.uncovered():  # (an operator the key cannot see: the
-            self.observe()  # observer sees it, rather than the student paying for what the guard could not do)
+        if Flags.bypass or self.student_threads() or self.ops.uncovered() or (  # (an operator the key cannot see:
+                Tripwires.installed is not None and Tripwires.installed.around_the_key()):  # the observer sees it,
+            self.observe()  # rather than the student paying for what the guard could not do)
         if self.watch is not None:
             self.watch.__enter__()
         Guard.active, Guard.current = True, self
@@ -367,14 +394,25 @@ class Guard:
             self.report("T", "the library guard could not be installed (its dispatch key is excluded on this thread)")
         return self
 
+    # threads of the kernel's own, which ipykernel and ZeroMQ may start after the kernel's first look at its threads
+    # (its control and shell channels, ZeroMQ's garbage collector): started by library code, as no student's thread
+    # is without tripping a wire
+    KERNEL_THREADS = ("ipykernel.", "zmq.")
+
     def student_threads(self):
-        """Whether a thread other than the kernel's own (and the call's) is running the notebook's code as the call
-        starts (one started where no tripwire saw it); the kernel's own threads sit in library code and cost
-        nothing. In a self-check no thread was registered as the kernel's: the call's own thread is the cell's."""
+        """Whether a Python thread other than the kernel's own (and the call's) is alive as the call starts: whoever
+        started it (a library, where no tripwire saw it), the notebook may hand it work during the call (an
+        executor's idle thread takes it, and no thread starts), or it may run the notebook's code (a callback it
+        was given). The kernel's own threads were there before the first cell. In a self-check no thread was
+        registered as the kernel's (the call's own thread is the cell's): there, a thread counts only while it
+        runs the notebook's code."""
         caller = _get_ident()  # the call's own thread: its operators pass the guard's dispatch key
+        kernels = {t.ident for t in _enumerate_threads() if thread_module(t).startswith(self.KERNEL_THREADS)}
         for ident, frame in _current_frames().items():
-            if ident in Flags.threads or ident == caller:
+            if ident in Flags.threads or ident == caller or ident in kernels:
                 continue
+            if Flags.threads:  # a grading kernel
+                return True
             for _ in range(256):
                 if frame is None:
                     break
@@ -396,10 +434,24 @@ class Guard:
                 self.report("T", "the library guard was removed during the call (its dispatch key or kernels)")
         finally:
             Guard.active, Guard.current = False, None
-            self.observer.stop()
+            self.missed(self.observer.stop())
             if self.watch is not None:
                 self.watch.__exit__(*exc)
         return False
+
+    def missed(self, observed):
+        """Say (once per kernel) that the observer saw forbidden operators which the key, on the call's thread
+        throughout, did not: they ran on another thread, or in a tensor subclass's handler."""
+        if Guard.said_missed or self.ops.left_the_key:  # (the guard's own way around the key: `Onward`)
+            return
+        unseen = {op for op in observed if op not in self.ops.seen}
+        if unseen:  # (not those the key could not be given: the guard's gap, not the notebook's doing)
+            unseen -= {op_name(full) for full in self.ops.uncovered()}
+        if unseen:
+            Guard.said_missed = True
+            names = ", ".join(sorted(unseen, key=lambda op: (op.startswith("_"), op))[:4])
+            self.report("A", f"dispatch-keys: forbidden operators ran where the guard's dispatch key could not see "
+                             f"them, on another thread or in a tensor subclass's handler ({names})")
 
     def concurrent_work(self):
         """Threads the notebook started, or live child processes, could compute outside the guard: reported
@@ -421,6 +473,12 @@ class Guard:
             live = []
         if live:
             self.report("A", f"concurrency: {len(live)} process(es) started by the notebook ran during a guarded call")
+
+
+def thread_module(thread):
+    """The module of what a thread runs: its target's, or its class's."""
+    target = getattr(thread, "_target", None)
+    return str(getattr(target, "__module__", None) or getattr(type(thread), "__module__", None) or "")
 
 
 class _FakeFrame:
@@ -498,6 +556,17 @@ def keep_attributes():
             keep_attribute(owner, name)
 
 
+def tensor_classes(tensor):
+    """`tensor` and every subclass of it made so far."""
+    found, pending = [tensor], [tensor]
+    while pending:
+        for sub in type.__subclasses__(pending.pop()):
+            if sub not in found:
+                found.append(sub)
+                pending.append(sub)
+    return found
+
+
 def existing_instances(owner):
     """The operator overloads made so far (`torch.ops.<namespace>.<name>.<overload>`, cached where they were made)."""
     if owner.__name__ != "OpOverload":
@@ -566,8 +635,12 @@ class Tripwires:
     # executor): nothing the grader runs starts one, and the thread is a way around the key however it is reached.
     ANY_CALLER_DURING_CALL = ("concurrency",)
 
+    installed = None  # the kernel's own, once installed
+
     def __init__(self, report, origin):
         self.report, self.origin, self.said = report, origin, set()
+        self.handlers = {}  # tensor class -> its own __torch_dispatch__ (or None) as it was made
+        self.made = []  # tensor subclasses the notebook made
 
     def install(self):
         for module_name, attribute, kind, what in self.TARGETS:
@@ -598,15 +671,40 @@ class Tripwires:
         tensor = getattr(sys.modules.get("torch"), "Tensor", None)
         if tensor is None or "__init_subclass__" in vars(tensor):
             return
-        tripped = self.tripped
+        tripped, handlers, made, origin, plumbing = self.tripped, self.handlers, self.made, self.origin, self.PLUMBING
+        for cls in tensor_classes(tensor):  # each class's own handler as it was made (here: before the first cell)
+            handlers[cls] = cls.__dict__.get("__torch_dispatch__")
 
         def __init_subclass__(cls, **kwargs):
+            handlers[cls] = cls.__dict__.get("__torch_dispatch__")
             mro = cls.__mro__
             if any("__torch_dispatch__" in vars(k) for k in mro[:mro.index(tensor)]):
                 tripped("custom-op", "defined a tensor subclass with a __torch_dispatch__ of its own")
+            elif origin.student_caller(_getframe(1), through=plumbing) is not None:  # a handler may come later
+                made.append(cls)
+                if Guard.current is not None:  # (during this call, even)
+                    Guard.current.observe()
             super(tensor, cls).__init_subclass__(**kwargs)
 
         tensor.__init_subclass__ = classmethod(__init_subclass__)
+        Tripwires.installed = self
+
+    def around_the_key(self):
+        """Whether a tensor subclass's handler may compute around the key in the next guarded call: one was attached
+        to a class (or replaced) after the class was made, which no tripwire sees (reported once, and from then on
+        every guarded call is observed), or the notebook made a tensor subclass, to which it may attach one during
+        the call and take it off again before the call returns."""
+        changed = [cls for cls, handler in list(self.handlers.items()) if cls.__dict__.get("__torch_dispatch__")
+                   is not handler]
+        for cls in changed:
+            what = f"gave the tensor subclass {type.__dict__['__qualname__'].__get__(cls)} a __torch_dispatch__ after " \
+                   "it was made"
+            Flags.bypass = True
+            self.handlers[cls] = cls.__dict__.get("__torch_dispatch__")
+            if what not in self.said:
+                self.said.add(what)
+                self.report("A", f"custom-op: the notebook {what}")
+        return bool(changed or self.made or Flags.bypass)
 
     def wrapped_attribute(self, owner, name, kind, what):
         """A property in place of each instance's attribute `name`: reading it gives a tripwire around the value, which

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 import torch
-from .refs import Flags, _IOLOOP_READ, _SIGINT, _default_int_handler, _json_dumps, _json_loads, _pack, _read, _sha256, _signal, _unpack, _write
+from .refs import Flags, OP_KEY, _include_key, _IOLOOP_READ, _SIGINT, _default_int_handler, _json_dumps, _json_loads, _pack, _read, _sha256, _signal, _unpack, _write
 from .wire import TooLarge, answer_decode, answer_encode, wire_decode
 from .plain import to_plain
 from .watch import AuditWatch, StateWatch
@@ -117,7 +117,27 @@ def serve(kernel, integrity_fd, probe_fd, origin):
     Tripwires(report, origin).install()
     forget_grader_modules()
     Flags.threads = frozenset(sys._current_frames())
+    key_on_kernel_threads(kernel)
     return server
+
+
+def key_on_kernel_threads(kernel):
+    """The guard's key included, for good, on the kernel's own threads that run Python for their event loops (IOPub,
+    control, shell channel): a notebook may hand any of them work (`pub_thread.schedule`, a loop's `add_callback`)
+    that then computes while a guarded call runs, and the key sees it there too. (Outside a guarded call the key's
+    kernels hand every operator on.) Excluding it there again is a tripwire, as everywhere."""
+    def include():
+        _include_key(OP_KEY, True)
+
+    for name in ("iopub_thread", "control_thread", "shell_channel_thread"):
+        thread = getattr(kernel, name, None)
+        try:
+            if name == "iopub_thread":
+                thread.schedule(include)
+            elif thread is not None:
+                thread.io_loop.add_callback(include)
+        except Exception:  # another ipykernel: its threads are as they are (the observer still watches others)
+            pass
 
 
 def forget_grader_modules():
