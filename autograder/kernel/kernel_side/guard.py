@@ -394,22 +394,18 @@ class Guard:
             self.report("T", "the library guard could not be installed (its dispatch key is excluded on this thread)")
         return self
 
-    # threads of the kernel's own, which ipykernel and ZeroMQ may start after the kernel's first look at its threads
-    # (its control and shell channels, ZeroMQ's garbage collector): started by library code, as no student's thread
-    # is without tripping a wire
-    KERNEL_THREADS = ("ipykernel.", "zmq.")
-
     def student_threads(self):
         """Whether a Python thread other than the kernel's own (and the call's) is alive as the call starts: whoever
         started it (a library, where no tripwire saw it), the notebook may hand it work during the call (an
         executor's idle thread takes it, and no thread starts), or it may run the notebook's code (a callback it
-        was given). The kernel's own threads were there before the first cell. In a self-check no thread was
+        was given). The kernel's own threads were there before the first cell, or said so from inside themselves
+        as their event loops started (`server.key_on_kernel_threads`): a thread's name, class or target, which
+        the notebook can rewrite, says nothing. In a self-check no thread was
         registered as the kernel's (the call's own thread is the cell's): there, a thread counts only while it
         runs the notebook's code."""
         caller = _get_ident()  # the call's own thread: its operators pass the guard's dispatch key
-        kernels = {t.ident for t in _enumerate_threads() if thread_module(t).startswith(self.KERNEL_THREADS)}
         for ident, frame in _current_frames().items():
-            if ident in Flags.threads or ident == caller or ident in kernels:
+            if ident in Flags.threads or ident == caller or ident in Flags.loop_threads:
                 continue
             if Flags.threads:  # a grading kernel
                 return True
@@ -473,12 +469,6 @@ class Guard:
             live = []
         if live:
             self.report("A", f"concurrency: {len(live)} process(es) started by the notebook ran during a guarded call")
-
-
-def thread_module(thread):
-    """The module of what a thread runs: its target's, or its class's."""
-    target = getattr(thread, "_target", None)
-    return str(getattr(target, "__module__", None) or getattr(type(thread), "__module__", None) or "")
 
 
 class _FakeFrame:

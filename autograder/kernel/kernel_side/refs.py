@@ -55,6 +55,7 @@ class Flags:
     suspicious = False  # the notebook ran code it built at run time: guarded calls are watched closely
     bypass = False  # the notebook touched a way around the guard's dispatch key: guarded calls are observed widely
     threads = frozenset()  # the kernel's own Python threads, before its first cell: any other one is the notebook's
+    loop_threads = set()  # the kernel's own threads that started their event loops later, each said from inside it
     children = False  # a process was started (fork, spawn, subprocess): guarded calls look for live children
 
 

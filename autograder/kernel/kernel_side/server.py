@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 import torch
-from .refs import Flags, OP_KEY, _include_key, _IOLOOP_READ, _SIGINT, _default_int_handler, _json_dumps, _json_loads, _pack, _read, _sha256, _signal, _unpack, _write
+from .refs import Flags, OP_KEY, _get_ident, _include_key, _IOLOOP_READ, _SIGINT, _default_int_handler, _json_dumps, _json_loads, _pack, _read, _sha256, _signal, _unpack, _write
 from .wire import TooLarge, answer_decode, answer_encode, wire_decode
 from .plain import to_plain
 from .watch import AuditWatch, StateWatch
@@ -116,9 +116,23 @@ def serve(kernel, integrity_fd, probe_fd, origin):
     sys.addaudithook(AuditWatch(report, origin))
     Tripwires(report, origin).install()
     forget_grader_modules()
+    start_zmq_collector()
     Flags.threads = frozenset(sys._current_frames())
     key_on_kernel_threads(kernel)
     return server
+
+
+def start_zmq_collector():
+    """ZeroMQ's garbage collector thread (dropping what zero-copy sends held), which it would start later, when it
+    first needs it: started now, before the first cell, so that it is among the kernel's own threads. (Started later,
+    it would put every guarded call under the observer.)"""
+    try:
+        from zmq.utils.garbage import gc
+
+        if not gc.is_alive():
+            gc.start()
+    except Exception:  # another pyzmq: calls are observed once it starts, which costs time, not correctness
+        pass
 
 
 def key_on_kernel_threads(kernel):
@@ -128,6 +142,7 @@ def key_on_kernel_threads(kernel):
     kernels hand every operator on.) Excluding it there again is a tripwire, as everywhere."""
     def include():
         _include_key(OP_KEY, True)
+        Flags.loop_threads.add(_get_ident())  # (one started after `Flags.threads` was taken: its own word)
 
     for name in ("iopub_thread", "control_thread", "shell_channel_thread"):
         thread = getattr(kernel, name, None)
