@@ -47,6 +47,32 @@ def test_each_sandbox_gets_a_cpu_cgroup_of_the_default_weight():
     assert not groups.cpu.exists()
 
 
+def test_cgroups_left_by_a_killed_grader_neither_clash_nor_stay():
+    """A grader killed with its sandboxes open leaves their cgroups behind, named for its pid: a later process given
+    the same pid still makes its own (a name with a counter clashed, and no kernel started: a grader fault billed to
+    the submission), and the leftovers of processes that are gone are removed."""
+    import os
+    import subprocess
+
+    from autograder.kernel.limits import cgroup_roots, remove_stale_cgroups
+
+    gone = subprocess.run(["true"]).args and subprocess.Popen(["true"])
+    gone.wait()
+    leftovers = [root / name for root in cgroup_roots().values()
+                 for name in (f"torchgrade-{os.getpid()}-0", f"torchgrade-{os.getpid()}-1", f"torchgrade-{gone.pid}-1")]
+    for group in leftovers:
+        group.mkdir(exist_ok=True)
+    try:
+        groups = Cgroups(1 << 30, 64)
+        groups.close()
+        remove_stale_cgroups()
+        assert [g.exists() for g in leftovers] == [True, True, False] * len(cgroup_roots())
+    finally:
+        for group in leftovers:
+            if group.exists():
+                group.rmdir()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(bwrap_unavailable() is not None, reason=f"no sandbox here: {bwrap_unavailable()}")
 def test_a_cpu_hog_with_a_session_per_process_does_not_starve_its_neighbours(convolution_build, tmp_path):

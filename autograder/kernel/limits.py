@@ -18,8 +18,8 @@ here bounds it but the time limits of its neighbours (the README says so).
 
 from __future__ import annotations
 
-import itertools
 import os
+import secrets
 import threading
 import time
 from functools import lru_cache
@@ -28,7 +28,6 @@ from typing import Callable, Iterable
 
 import psutil
 
-_counter = itertools.count()
 CONTROLLERS = ("memory", "pids", "cpu")
 CPU_SHARES = 1024  # cgroup v1's default weight: each sandbox weighs as much as one ordinary process
 
@@ -85,14 +84,25 @@ def _cannot_create(controller: str) -> str | None:
 
 
 class Cgroups:
-    """A memory and a pids cgroup for one sandbox, and a cpu cgroup where the controller is there."""
+    """A memory and a pids cgroup for one sandbox, and a cpu cgroup where the controller is there.
+
+    Named `torchgrade-<pid>-<random>`: a grader killed with its sandboxes open leaves their cgroups behind, and a later
+    process may get its pid (a name with a counter clashed with them, and no kernel could start); those of processes
+    that are gone are removed as this process makes its first (`remove_stale_cgroups`)."""
 
     def __init__(self, memory_bytes: int, processes: int):
+        sweep_once()
         roots = cgroup_roots()
-        name = f"torchgrade-{os.getpid()}-{next(_counter)}"
-        self.memory, self.pids = roots["memory"] / name, roots["pids"] / name
-        self.cpu = roots["cpu"] / name if cpu_cgroup_unavailable() is None else None
-        self.memory.mkdir()
+        cpu = cpu_cgroup_unavailable() is None
+        for _ in range(8):  # (a clash of random names is all but impossible)
+            name = f"torchgrade-{os.getpid()}-{secrets.token_hex(6)}"
+            self.memory, self.pids = roots["memory"] / name, roots["pids"] / name
+            self.cpu = roots["cpu"] / name if cpu else None
+            try:
+                self.memory.mkdir()
+                break
+            except FileExistsError:
+                continue
         self.pids.mkdir()
         if self.cpu is not None:  # one scheduling entity of the default weight, whatever runs inside
             self.cpu.mkdir()
@@ -162,8 +172,14 @@ class Cgroups:
                     time.sleep(0.01)
 
 
+@lru_cache(maxsize=1)
+def sweep_once() -> None:
+    remove_stale_cgroups()
+
+
 def remove_stale_cgroups() -> None:
-    """Empty cgroups left by a grader that was killed (SIGKILL leaves no chance to clean up)."""
+    """Empty cgroups left by a grader that was killed (SIGKILL leaves no chance to clean up): those of processes that
+    are gone."""
     for root in cgroup_roots().values():
         try:
             for group in root.glob("torchgrade-*"):
