@@ -92,6 +92,15 @@ ATTACKS = {
                                   "    Box.__torch_dispatch__ = classmethod(_handler)\n"
                                   "    try:\n        return torch.neg(Box(f))\n"
                                   "    finally:\n        del Box.__torch_dispatch__\n", "in_handler"),
+    # ...or one of PyTorch's own subclasses given another handler during the call, and its own back before it returns
+    "library_handler_swapped": ("import torch\nfrom torch.testing._internal.logging_tensor import LoggingTensor\n"
+                                "_pending = []\n"
+                                "def _handler(cls, func, types, args=(), kwargs=None):\n    return _pending[-1]()\n"
+                                "def in_handler(f):\n    _pending.append(f)\n"
+                                "    saved = LoggingTensor.__dict__['__torch_dispatch__']\n"
+                                "    LoggingTensor.__torch_dispatch__ = classmethod(_handler)\n"
+                                "    try:\n        return torch.ops.aten.neg.default(LoggingTensor(torch.zeros(1)))\n"
+                                "    finally:\n        LoggingTensor.__torch_dispatch__ = saved\n", "in_handler"),
     "excluded_keys": ("import torch\n"
                       "KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.Python) | "
                       "torch._C.DispatchKeySet(torch._C.DispatchKey.PythonTLSSnapshot)\n"

@@ -370,3 +370,44 @@ def test_work_handed_to_a_thread_that_was_already_running_is_seen(tmp_path):
     out = subprocess.run([sys.executable, str(notebook)], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "True"], out.stdout
+
+
+def test_a_layers_operator_run_around_the_key_is_seen_below_it():
+    """The operators of layers (those taking a weight, a kernel size or an output size, and no number) have a second
+    kernel, below Python and autograd and on every thread: one run on another thread while the call runs, or in a
+    `__torch_dispatch__` (here one of PyTorch's own subclasses, given a handler of the notebook's for the call only),
+    is reported there, and the notebook flagged. Arithmetic operators keep the first line alone: a number ATen
+    passes them where they take a tensor could not be handed on from below autograd."""
+    import threading
+
+    from torch.testing._internal.logging_tensor import LoggingTensor
+
+    from autograder.kernel.kernel_side.guard import layer_operator
+    from autograder.kernel.kernel_side.refs import _all_op_names
+
+    def on_another_thread():
+        box = []
+        thread = threading.Thread(target=lambda: box.append(F.conv2d(x, w)))
+        thread.start()
+        thread.join()
+        return box[0]
+
+    def in_a_swapped_handler():
+        saved = LoggingTensor.__dict__["__torch_dispatch__"]
+        LoggingTensor.__torch_dispatch__ = classmethod(lambda cls, func, types, args=(), kwargs=None: F.conv2d(x, w))
+        try:
+            return torch.ops.aten.neg.default(LoggingTensor(torch.zeros(1)))
+        finally:
+            LoggingTensor.__torch_dispatch__ = saved
+
+    for call in (on_another_thread, in_a_swapped_handler):
+        sink = ListSink()
+        with Guard(LIBRARY, sink, ORIGIN):
+            value = call()
+        assert torch.equal(value, F.conv2d(x, w))
+        assert ("O", "conv2d") in sink.events or ("O", "convolution") in sink.events, (call.__name__, sink.events)
+        assert any(kind == "A" and detail.startswith("dispatch-keys") for kind, detail in sink.events), sink.events
+    names = _all_op_names()
+    assert layer_operator("aten", "convolution", names) and layer_operator("aten", "max_pool2d", names)
+    assert not layer_operator("aten", "div", names) and not layer_operator("aten", "masked_fill", names)
+    assert reported(lambda: F.conv2d(x, w)) == [("O", "conv2d")]  # on the call's own thread: the first line alone

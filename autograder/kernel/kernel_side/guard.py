@@ -8,7 +8,7 @@ import sys
 import traceback
 
 import torch
-from .refs import OP_KEY, PYTHON_DISPATCHER, _all_op_names, _enumerate_threads, _find_op, _get_ident, _getframe, _getprofile, _exclude_key, _include_key, _key_excluded, _key_included, _op_library, _perf_counter, _redispatch, _register_kernel, _has_kernel, _setprofile, _weak_keys, _write, _op_from_top, _optional_type, _tensor_type
+from .refs import OP_KEY, PYTHON_DISPATCHER, SECOND_KEY, _all_op_names, _enumerate_threads, _find_op, _get_ident, _getframe, _getprofile, _exclude_key, _include_key, _key_excluded, _key_included, _op_library, _perf_counter, _redispatch, _register_kernel, _has_kernel, _setprofile, _weak_keys, _write, _op_from_top, _optional_type, _tensor_type
 from .plain import type_name
 from .refs import Flags, _current_frames, _json_load, _observer_add, _observer_disable, _observer_enable, _observer_remove, _unlink
 
@@ -73,11 +73,11 @@ class OpKernels:
                 continue
             name = op_name(full)
             if any(fragment in name for fragment in fragments):
-                self.register(full, name)
+                self.register(full, name, names)
                 added.append(name)
         return added
 
-    def register(self, full, name):
+    def register(self, full, name, names=()):
         namespace, _, rest = full.partition("::")
         overload = rest.partition(".")[2]
         try:
@@ -91,6 +91,11 @@ class OpKernels:
             if full not in self.failed:
                 self.failed.append(full)
             return
+        try:
+            if layer_operator(namespace, name, names):
+                _register_kernel(library, rest, SECOND_KEY, self.second(handle, name), True)
+        except Exception:  # (the first line alone, as for every other operator)
+            pass
         if full in self.failed:  # registered on a later look: the key sees it now
             self.failed.remove(full)
         self.names.add(full)
@@ -109,6 +114,19 @@ class OpKernels:
                 return onward(keyset, args, kwargs, forbidden=True)
             finally:
                 ops.inside -= 1
+
+        return kernel
+
+    @staticmethod
+    def second(handle, name):
+        """The second line, at `SECOND_KEY`: a layer's operator reached where the guard's key could not see it (on
+        another thread, or with the key excluded: in a tensor subclass's `__torch_dispatch__`, whose class the
+        notebook may have given a handler of its own at any time) while a guarded call runs."""
+        def kernel(keyset, *args, **kwargs):
+            ops = ForbiddenOps.current
+            if ops is not None and (_get_ident() != ops.thread or _key_excluded(OP_KEY) or not _key_included(OP_KEY)):
+                ops.around(name)
+            return _redispatch(handle, keyset.remove(SECOND_KEY), *args, **kwargs)
 
         return kernel
 
@@ -159,6 +177,23 @@ class Onward:
             _exclude_key(OP_KEY, excluded)
 
 
+LAYER_ARGUMENTS = ("weight", "kernel_size", "output_size")
+
+
+def layer_operator(namespace, name, names):
+    """Whether operator `name` (of `namespace`, all its overloads among `names`) is a layer's: one that takes a weight,
+    a kernel size or an output size (convolution, pooling, linear, embedding, normalisation), and a number nowhere.
+    Below autograd a Python kernel could not hand on a number passed where a tensor is taken (a "wrapped number",
+    which ATen makes of the Scalars of arithmetic operators, see `Onward`): those keep the first line alone."""
+    arguments = []
+    for full in names:
+        base, _, overload = full.partition("::")[2].partition(".")
+        if full.startswith(namespace + "::") and base == name:
+            arguments += _find_op(f"{namespace}::{name}", overload).schema().arguments
+    return any(a.name in LAYER_ARGUMENTS for a in arguments) and not any(
+        "Scalar" in str(a.type) or str(a.type) == "number" for a in arguments)
+
+
 def op_name(full):
     """"aten::conv2d.padding" -> "conv2d": the name a fragment is matched against (as `torchgrade ops` prints it)."""
     return full.partition("::")[2].partition(".")[0]
@@ -178,7 +213,9 @@ class ForbiddenOps:
     a saved reference to any of them) enters the dispatcher at its top, as do the operators each one runs
     inside (a decomposition, a custom operator's body, the backward): all of them pass the key. Dispatch modes are
     no way around it, and excluding the key is a tripwire; a tensor subclass's `__torch_dispatch__`, which runs with
-    the key excluded, puts calls under the observer (`Tripwires.watch_subclasses`, `around_the_key`).
+    the key excluded, puts calls under the observer (`Tripwires.watch_subclasses`, `around_the_key`). The operators
+    of layers have a second kernel below Python and autograd, on every thread (`OpKernels.second`): what runs around
+    the key on the call's thread, or on another, is seen there too (`around`).
     """
 
     current = None  # the one installed now: what the kernels report to
@@ -201,6 +238,20 @@ class ForbiddenOps:
             self.said.add(name)
             self.report("O", name)
         return match
+
+    def around(self, name):
+        """A forbidden operator that ran around the key (`OpKernels.second`): reported, and the notebook flagged once.
+        (Not what a forbidden operator runs inside it, on the call's own thread: `Onward` makes some calls again with
+        the key excluded.)"""
+        if not self.match(name) or (self.inside and _get_ident() == self.thread):
+            return
+        if name not in self.said:
+            self.said.add(name)
+            self.report("O", name)
+        if "around" not in self.said:
+            self.said.add("around")
+            self.report("A", f"dispatch-keys: {name} ran around the guard's dispatch key during a guarded call (on "
+                             "another thread, or in a tensor subclass's handler)")
 
     def elsewhere(self, name):
         """An operator seen at the key on another thread than the call's, while the call ran: work the notebook

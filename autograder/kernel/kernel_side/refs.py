@@ -41,6 +41,9 @@ _op_from_top = torch._C._get_operation_overload  # (qualified name, overload) ->
 _tensor_type, _optional_type = torch._C.TensorType, torch._C.OptionalType
 _has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
 PYTHON_DISPATCHER = torch._C.DispatchKey.PythonDispatcher
+# Below Python, autograd and every mode, and on every thread (the dispatcher always includes it): a second kernel for
+# the operators of layers, which sees them where the guard's key is not (`OpKernels.second`).
+SECOND_KEY = torch._C.DispatchKey.BackendSelect
 _weak_keys = weakref.WeakKeyDictionary
 _perf_counter = time.perf_counter
 _sha256 = hashlib.sha256
