@@ -67,17 +67,19 @@ class OpKernels:
         self.fragments.update(new)
         self.known = len(names)
         fragments = tuple(self.fragments)
-        added = []
+        matched = {}  # "namespace::name" -> the overloads matched (every overload of a name, as they share it)
         for full in names:
-            if full in self.names:
-                continue
-            name = op_name(full)
-            if any(fragment in name for fragment in fragments):
-                self.register(full, name, names)
-                added.append(name)
+            if any(fragment in op_name(full) for fragment in fragments):
+                matched.setdefault(full.partition(".")[0], []).append(full)
+        added = []
+        for overloads in matched.values():
+            for full in overloads:
+                if full not in self.names:
+                    self.register(full, op_name(full), overloads)
+                    added.append(op_name(full))
         return added
 
-    def register(self, full, name, names=()):
+    def register(self, full, name, overloads=()):
         namespace, _, rest = full.partition("::")
         overload = rest.partition(".")[2]
         try:
@@ -92,7 +94,7 @@ class OpKernels:
                 self.failed.append(full)
             return
         try:
-            if layer_operator(namespace, name, names):
+            if layer_operator(overloads):
                 _register_kernel(library, rest, SECOND_KEY, self.second(handle, name), True)
         except Exception:  # (the first line alone, as for every other operator)
             pass
@@ -180,16 +182,15 @@ class Onward:
 LAYER_ARGUMENTS = ("weight", "kernel_size", "output_size")
 
 
-def layer_operator(namespace, name, names):
-    """Whether operator `name` (of `namespace`, all its overloads among `names`) is a layer's: one that takes a weight,
-    a kernel size or an output size (convolution, pooling, linear, embedding, normalisation), and a number nowhere.
-    Below autograd a Python kernel could not hand on a number passed where a tensor is taken (a "wrapped number",
-    which ATen makes of the Scalars of arithmetic operators, see `Onward`): those keep the first line alone."""
+def layer_operator(overloads):
+    """Whether an operator (every overload of it: "aten::conv2d", "aten::conv2d.padding") is a layer's: one that takes
+    a weight, a kernel size or an output size (convolution, pooling, linear, embedding, normalisation), and a number
+    nowhere. Below autograd a Python kernel could not hand on a number passed where a tensor is taken (a "wrapped
+    number", which ATen makes of the Scalars of arithmetic operators, see `Onward`): those keep the first line alone."""
     arguments = []
-    for full in names:
-        base, _, overload = full.partition("::")[2].partition(".")
-        if full.startswith(namespace + "::") and base == name:
-            arguments += _find_op(f"{namespace}::{name}", overload).schema().arguments
+    for full in overloads:
+        qualified, _, overload = full.partition(".")
+        arguments += _find_op(qualified, overload).schema().arguments
     return any(a.name in LAYER_ARGUMENTS for a in arguments) and not any(
         "Scalar" in str(a.type) or str(a.type) == "number" for a in arguments)
 
