@@ -164,6 +164,16 @@ ATTACKS = {
                            "def on_thread(f):\n    box, done = [], threading.Event()\n"
                            "    LOOP.add_callback(lambda: (box.append(f()), done.set()))\n"
                            "    done.wait(30)\n    return box[0]\n", "on_thread"),
+    # ...or ZeroMQ's garbage collector thread: a buffer sent without a copy is dropped there, running its finalizer
+    "collector_finalizer": ("import time, zmq\n_ctx = zmq.Context()\n"
+                            "_a, _b = _ctx.socket(zmq.PAIR), _ctx.socket(zmq.PAIR)\n"
+                            "_a.bind('inproc://relay')\n_b.connect('inproc://relay')\n_box = {}\n"
+                            "class _Parcel(bytearray):\n    def __del__(self):\n        _box[id(self.f)] = self.f()\n"
+                            "def on_collector(f):\n    parcel = _Parcel(100000)\n    parcel.f = f\n"
+                            "    _a.send(parcel, copy=False)\n    del parcel\n    _b.recv()\n"
+                            "    start = time.time()\n"
+                            "    while id(f) not in _box and time.time() - start < 10:\n        time.sleep(0.001)\n"
+                            "    return _box.pop(id(f))\n", "on_collector"),
     "kernel_from_vars": (DIRECT.format(  # the kernel-by-key entry point read from the operator's __dict__
         conv="vars(torch.ops.aten._slow_conv2d_forward.default)['_op' + '_dk'](CPU, x, w, list(w.shape[-2:]), b, "
              "_pair(stride), _pair(padding))",

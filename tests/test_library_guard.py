@@ -410,8 +410,9 @@ def test_a_layers_operator_run_around_the_key_is_seen_below_it():
     names = _all_op_names()
 
     def overloads(name):
-        return [full for full in names if full.partition(".")[0] == f"aten::{name}"]
+        return [full for full in names if full.partition(".")[0] == (name if "::" in name else f"aten::{name}")]
 
     assert layer_operator(overloads("convolution")) and layer_operator(overloads("max_pool2d"))
+    assert layer_operator(overloads("mkldnn::_convolution_pointwise"))  # a weight `W`, and scalars in a list
     assert not layer_operator(overloads("div")) and not layer_operator(overloads("masked_fill"))
     assert reported(lambda: F.conv2d(x, w)) == [("O", "conv2d")]  # on the call's own thread: the first line alone

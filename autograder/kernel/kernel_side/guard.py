@@ -179,20 +179,24 @@ class Onward:
             _exclude_key(OP_KEY, excluded)
 
 
-LAYER_ARGUMENTS = ("weight", "kernel_size", "output_size")
+LAYER_ARGUMENTS = ("W", "qw", "kernel_size", "output_size")  # and any argument whose name holds "weight" or "prepack"
 
 
 def layer_operator(overloads):
     """Whether an operator (every overload of it: "aten::conv2d", "aten::conv2d.padding") is a layer's: one that takes
-    a weight, a kernel size or an output size (convolution, pooling, linear, embedding, normalisation), and a number
-    nowhere. Below autograd a Python kernel could not hand on a number passed where a tensor is taken (a "wrapped
-    number", which ATen makes of the Scalars of arithmetic operators, see `Onward`): those keep the first line alone."""
+    a weight (`weight`, `W`, `qw`, `packed_weight`, a prepacked one), a kernel size or an output size (convolution,
+    pooling, linear, embedding, normalisation), and no argument that is a tensor in one overload and a number in
+    another. Below autograd a Python kernel could not hand on a number passed where a tensor is taken (a "wrapped
+    number", which ATen makes of a Scalar to call the tensor overload of an arithmetic operator, see `Onward`): those
+    keep the first line alone."""
     arguments = []
     for full in overloads:
         qualified, _, overload = full.partition(".")
         arguments += _find_op(qualified, overload).schema().arguments
-    return any(a.name in LAYER_ARGUMENTS for a in arguments) and not any(
-        "Scalar" in str(a.type) or str(a.type) == "number" for a in arguments)
+    tensors = {a.name for a in arguments if "Tensor" in str(a.type)}
+    numbers = {a.name for a in arguments if str(a.type) in ("Scalar", "Scalar?", "number", "number?")}
+    return not tensors & numbers and any(
+        a.name in LAYER_ARGUMENTS or "weight" in a.name or "prepack" in a.name for a in arguments)
 
 
 def op_name(full):

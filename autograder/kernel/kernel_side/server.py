@@ -135,6 +135,25 @@ def start_zmq_collector():
         pass
 
 
+def key_on_zmq_collector(include):
+    """ZeroMQ's garbage collector thread runs Python only to drop what zero-copy sends held, which runs their
+    finalizers there: a notebook's object sent so runs its `__del__` on that thread. The key is included there too, by
+    the finalizer of an object of the kernel's own, dropped there the same way."""
+    try:
+        import struct
+
+        from zmq.utils.garbage import gc
+
+        class Dropped:
+            def __del__(self):
+                include()
+
+        key = gc.store(Dropped())
+        gc._push_socket.send(struct.pack("Q", key))  # what libzmq sends once it is done with a buffer
+    except Exception:  # another pyzmq: work handed to that thread is still seen by the operators' second line
+        pass
+
+
 def key_on_kernel_threads(kernel):
     """The guard's key included, for good, on the kernel's own threads that run Python for their event loops (IOPub,
     control, shell channel): a notebook may hand any of them work (`pub_thread.schedule`, a loop's `add_callback`)
@@ -144,6 +163,7 @@ def key_on_kernel_threads(kernel):
         _include_key(OP_KEY, True)
         Flags.loop_threads.add(_get_ident())  # (one started after `Flags.threads` was taken: its own word)
 
+    key_on_zmq_collector(include)
     for name in ("iopub_thread", "control_thread", "shell_channel_thread"):
         thread = getattr(kernel, name, None)
         try:
