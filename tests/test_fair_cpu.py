@@ -50,7 +50,8 @@ def test_each_sandbox_gets_a_cpu_cgroup_of_the_default_weight():
 def test_cgroups_left_by_a_killed_grader_neither_clash_nor_stay():
     """A grader killed with its sandboxes open leaves their cgroups behind, named for its pid: a later process given
     the same pid still makes its own (a name with a counter clashed, and no kernel started: a grader fault billed to
-    the submission), and the leftovers of processes that are gone are removed."""
+    the submission), and the leftovers of processes that are gone are removed, once over a minute old (a younger one
+    may belong to a grader in another PID namespace, whose kernel has yet to join it)."""
     import os
     import subprocess
 
@@ -60,15 +61,19 @@ def test_cgroups_left_by_a_killed_grader_neither_clash_nor_stay():
     gone.wait()
     leftovers = [root / name for root in cgroup_roots().values()
                  for name in (f"torchgrade-{os.getpid()}-0", f"torchgrade-{os.getpid()}-1", f"torchgrade-{gone.pid}-1")]
-    for group in leftovers:
+    fresh = [root / f"torchgrade-{gone.pid}-fresh" for root in cgroup_roots().values()]
+    for group in leftovers + fresh:
         group.mkdir(exist_ok=True)
+    for group in leftovers:  # made by a grader killed an hour ago
+        os.utime(group, (time.time() - 3600, time.time() - 3600))
     try:
         groups = Cgroups(1 << 30, 64)
         groups.close()
         remove_stale_cgroups()
         assert [g.exists() for g in leftovers] == [True, True, False] * len(cgroup_roots())
+        assert all(g.exists() for g in fresh)  # too young to be a leftover: another PID namespace's, about to be joined
     finally:
-        for group in leftovers:
+        for group in leftovers + fresh:
             if group.exists():
                 group.rmdir()
 

@@ -177,14 +177,18 @@ def sweep_once() -> None:
     remove_stale_cgroups()
 
 
+STALE_AFTER = 60.0  # seconds: a younger cgroup may be another PID namespace's grader's, its kernel about to join it
+
+
 def remove_stale_cgroups() -> None:
     """Empty cgroups left by a grader that was killed (SIGKILL leaves no chance to clean up): those of processes that
-    are gone."""
+    are gone, made over a minute ago."""
+    now = time.time()
     for root in cgroup_roots().values():
         try:
             for group in root.glob("torchgrade-*"):
                 pid = group.name.split("-")[1]
-                if pid.isdigit() and not psutil.pid_exists(int(pid)):
+                if pid.isdigit() and not psutil.pid_exists(int(pid)) and now - group.stat().st_mtime > STALE_AFTER:
                     try:
                         group.rmdir()
                     except OSError:
