@@ -7,8 +7,10 @@ were after the call, whatever it did.
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -261,6 +263,95 @@ def test_an_operator_passed_a_number_for_a_tensor_still_runs_under_the_key():
     half = torch.randn(3, dtype=torch.float16)
     with Guard({"ops": ("add",)}, ListSink(), ORIGIN):  # a number stays a number in type promotion
         assert (half + 2.5).dtype == torch.float16 and torch.equal(half + 2.5, torch.add(half, 2.5))
+
+
+EVERY_OPERATOR_KERNELED = """
+import sys, threading
+sys.path.insert(0, sys.argv[1])
+import honest_calls
+from autograder.kernel.kernel_side import Guard, ListSink, default_origin
+from autograder.kernel.kernel_side.guard import OP_KERNELS
+
+before = honest_calls.run_all()
+OP_KERNELS.cover(("",))  # every operator: a kernel at the key, and the layers' a second one
+outside = honest_calls.run_all()
+sink = ListSink()
+with Guard({"ops": ("",)}, sink, default_origin()):
+    inside = honest_calls.run_all()
+threaded = {}
+with Guard({"ops": ("",)}, ListSink(), default_origin()):
+    thread = threading.Thread(target=lambda: threaded.update(honest_calls.run_all()))
+    thread.start()
+    thread.join()
+print(len(before), len(OP_KERNELS.names), len(OP_KERNELS.failed), len(sink.events) > 100)
+for name, after in (("outside", outside), ("inside", inside), ("threaded", threaded)):
+    print(name, honest_calls.differences(before, after))
+"""
+
+
+def test_honest_pytorch_computes_the_same_with_every_operator_given_the_guards_kernels():
+    """The guard's kernels hand every call on unchanged: with a kernel at the key for every operator (and a second one
+    for every layer's), the honest calls of `honest_calls.py` (layers, losses, optimisers, statistics, numbers that
+    C++ code hands on as tensors, parameters made, copied and loaded, a subclass's tensors) compute the same values,
+    dtypes and gradients outside a call, inside one that forbids everything, and on a thread during one."""
+    out = subprocess.run([sys.executable, "-c", EVERY_OPERATOR_KERNELED, str(Path(__file__).parent)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    calls, kernels, failed, reported = lines[0].split()
+    assert int(calls) > 80 and int(kernels) > 2000 and failed == "0" and reported == "True", lines[0]
+    assert lines[1:] == ["outside []", "inside []", "threaded []"], out.stdout[-3000:]
+
+
+def test_forbidding_a_fragment_of_detach_or_alias_breaks_no_parameter_or_subclass():
+    """PyTorch makes every `nn.Parameter` of a detached tensor, and a subclass's results of an aliased one, in C++:
+    a kernel of the guard's on `detach` or `alias` would tie the tensor to a plain tensor object, and PyTorch would
+    refuse to make it a Parameter. A call forbidding "det" (a determinant from scratch) still makes its model, and
+    is not reported for the `detach` inside; `torchgrade ops` lists a layer's making."""
+    class Tagged(torch.Tensor):
+        pass
+
+    for fragment in ("det", "alias"):
+        sink = ListSink()
+        with Guard({"ops": (fragment,)}, sink, ORIGIN):
+            model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+            moved = copy.deepcopy(model).to(torch.float64)
+            tagged = torch.ones(2).as_subclass(Tagged) * 2
+        assert isinstance(moved[0].weight, torch.nn.Parameter) and type(tagged) is Tagged
+        assert sink.events == [], (fragment, sink.events)
+    sink = ListSink()
+    with Guard({"ops": ("det",)}, sink, ORIGIN):
+        torch.det(torch.eye(3))
+    assert ("O", "det") in sink.events
+    assert "uniform_" in operators("nn.Linear(3, 2)")
+
+
+def test_a_number_handed_on_as_a_tensor_goes_the_way_its_operator_takes_it():
+    """A number C++ code hands an operator as a tensor is made a tensor again by the operator's Python entry where it
+    takes numbers as tensors (`add`); through the overload that takes a Scalar there otherwise (`fmod_.Tensor` as
+    `fmod_.Scalar`: `det` hands it the sign of its permutation); or, where no overload does, as a 0-dim tensor of
+    the dtype the number promotes to with the call's tensors."""
+    from autograder.kernel.kernel_side.guard import Onward
+    from autograder.kernel.kernel_side.refs import _all_op_names, _find_op, _op_from_top
+
+    def onward(name, overload):
+        overloads = [full for full in _all_op_names() if full.partition(".")[0] == name]
+        return Onward(_find_op(name, overload), _op_from_top(name, overload)[0], overloads)
+
+    assert onward("aten::add", "Tensor").numbers_taken and not onward("aten::fmod_", "Tensor").numbers_taken
+    x = torch.arange(6, dtype=torch.float32)
+    fmod = onward("aten::fmod_", "Tensor")
+    assert torch.equal(fmod(None, (x.clone(), 4), {}), torch.fmod(x, 4))
+    assert fmod.siblings == {frozenset({"other"}): fmod.siblings[frozenset({"other"})]} and fmod.siblings[
+        frozenset({"other"})] is not None
+    lerp = onward("aten::lerp", "Tensor")  # (no overload takes `end` as a Scalar)
+    ints = torch.arange(4, dtype=torch.int32)
+    values = lerp(None, (x[:4], 2.5, torch.full((4,), 0.5)), {})
+    assert lerp.siblings[frozenset({"end"})] is None
+    assert values.dtype == torch.float32 and torch.equal(values, torch.lerp(x[:4], torch.full((4,), 2.5),
+                                                                             torch.full((4,), 0.5)))
+    where = onward("aten::where", "self")
+    assert torch.equal(where(None, (ints > 1, ints, 0.5), {}), torch.where(ints > 1, ints, 0.5))
 
 
 def test_a_kept_kernel_that_must_leave_the_key_puts_the_rest_of_the_call_under_the_observer():

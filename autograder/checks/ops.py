@@ -5,7 +5,7 @@ by its name without namespace or overload (`softmax`, `_softmax`, `conv2d`, `con
 `max_pool2d_with_indices`), and refuses the call when a fragment of `Forbid.ops` is part of that name.
 `torchgrade ops "F.softmax(x, dim=1)"` prints those names, so a check's author can pick fragments: `F.softmax`
 is `softmax` and `_softmax`, `F.cross_entropy` is `cross_entropy_loss`, `log_softmax`, `_log_softmax` and
-`nll_loss_forward`.
+`nll_loss_forward`. (`detach`, `detach_` and `alias` are never listed nor forbidden: `guard.OBJECT_MAKERS`.)
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import sys
 import traceback
 
 import torch
-from .refs import OP_KEY, PYTHON_DISPATCHER, SECOND_KEY, _all_op_names, _enumerate_threads, _find_op, _get_ident, _getframe, _getprofile, _exclude_key, _include_key, _key_excluded, _key_included, _op_library, _perf_counter, _redispatch, _register_kernel, _has_kernel, _setprofile, _weak_keys, _write, _op_from_top, _optional_type, _tensor_type
+from .refs import OP_KEY, PYTHON_DISPATCHER, SECOND_KEY, _all_op_names, _enumerate_threads, _find_op, _get_ident, _getframe, _getprofile, _exclude_key, _include_key, _key_excluded, _key_included, _op_library, _perf_counter, _redispatch, _register_kernel, _has_kernel, _setprofile, _weak_keys, _write, _op_from_top, _optional_type, _tensor_type, _numbers_as_tensors, _result_type, _scalar_tensor
 from .plain import type_name
 from .refs import Flags, _current_frames, _json_load, _observer_add, _observer_disable, _observer_enable, _observer_remove, _unlink
 
@@ -35,6 +35,17 @@ class PipeSink:
             _write(self.fd, f"{kind} {text}\n".encode("utf-8", "replace"))
         except OSError:
             pass  # a closed pipe is noticed by the grader
+
+
+# Operators PyTorch's C++ code runs to make a tensor object of another class from a tensor: `_make_subclass` (every
+# `nn.Parameter`: made, copied, moved, loaded) detaches it, `as_subclass` (a subclass's results) aliases it. A Python
+# kernel's result is tied to a plain tensor object, which PyTorch then refuses to make anything else of ("the raw Tensor
+# object is already associated to a python object of type Tensor"): these, and `detach_` (which copying a module runs),
+# get no kernel, and no fragment forbids them (they compute nothing; "det" must not break or flag every model made in
+# the call). A subclass's own constructor given data
+# (`Tagged([1.0, 2.0])`) meets the same with `empty`, `lift_fresh` or `to`: those keep their kernels, as forbidding
+# them is something no assignment does, and `to` is where C++ code hands a number as a tensor (`Onward`).
+OBJECT_MAKERS = frozenset({"aten::detach", "aten::detach_", "aten::alias"})
 
 
 class OpKernels:
@@ -72,7 +83,9 @@ class OpKernels:
             if any(fragment in op_name(full) for fragment in fragments):
                 matched.setdefault(full.partition(".")[0], []).append(full)
         added = []
-        for overloads in matched.values():
+        for qualified, overloads in matched.items():
+            if qualified in OBJECT_MAKERS:
+                continue
             for full in overloads:
                 if full not in self.names:
                     self.register(full, op_name(full), overloads)
@@ -87,7 +100,7 @@ class OpKernels:
             if library is None:
                 library = self.libraries[namespace] = _op_library("IMPL", namespace, "", "torchgrade-guard", 0)
             handle = _find_op(f"{namespace}::{name}", overload)
-            onward = Onward(handle, _op_from_top(f"{namespace}::{name}", overload)[0])
+            onward = Onward(handle, _op_from_top(f"{namespace}::{name}", overload)[0], overloads)
             _register_kernel(library, rest, OP_KEY, self.kernel(onward, name), True)
         except Exception:
             if full not in self.failed:
@@ -146,21 +159,29 @@ class Onward:
     """An operator's call handed on below the guard's key: redispatched from its kernel there, as a rule.
 
     C++ code may pass an operator a number where it takes a tensor (a "wrapped number": `logsumexp` hands `to` an
-    infinity), which reaches a Python kernel as a plain number that redispatching cannot take back. Such a call is
-    made again from the top, with the key excluded for it, through the operator's Python entry, which turns the
-    number into a tensor as the dispatcher did. The operators it runs inside then pass the key unseen: where it is
-    forbidden, it is reported already; where it is not (its kernel was kept from another call's fragments), the
-    process-wide observer watches the rest of the guarded call."""
+    infinity, `det` hands `fmod_` the sign of its permutation), which reaches a Python kernel as a plain number that
+    redispatching cannot take back. Such a call is made again from the top, with the key excluded for it: through the
+    operator's Python entry, which turns the number into a tensor as the dispatcher did, where it takes numbers as
+    tensors (`add`, `mul`, `to`...); otherwise through the overload of the same operator that takes a Scalar in those
+    places (`fmod_.Scalar` for `fmod_.Tensor`), which wraps the number again; or, where there is none, with each
+    number made a tensor of the dtype its operation computes in (`result_type`). The operators it runs inside then
+    pass the key unseen: where it is forbidden, it is reported already; where it is not (its kernel was kept from
+    another call's fragments), the process-wide observer watches the rest of the guarded call."""
 
     NUMBERS = (bool, int, float, complex)
+    SCALARS = ("Scalar", "Scalar?", "number", "number?")
 
-    def __init__(self, handle, from_top):
-        self.handle, self.from_top = handle, from_top
-        arguments = handle.schema().arguments
+    def __init__(self, handle, from_top, overloads=()):
+        self.handle, self.from_top, self.overloads = handle, from_top, tuple(overloads)
+        schema = handle.schema()
+        arguments = schema.arguments
         tensor = [i for i, a in enumerate(arguments) if isinstance(a.type, _tensor_type) or (
             isinstance(a.type, _optional_type) and isinstance(a.type.getElementType(), _tensor_type))]
         self.positions = tuple(i for i in tensor if not arguments[i].kwarg_only)
         self.names = tuple(arguments[i].name for i in tensor if arguments[i].kwarg_only)
+        self.arguments = [(a.name, str(a.type)) for a in arguments]
+        self.numbers_taken = bool(_numbers_as_tensors(schema.name.partition("::")[2]))
+        self.siblings = {}  # which arguments are numbers -> the overload's Python entry that takes them (None: none)
 
     def __call__(self, keyset, args, kwargs, forbidden=False):
         numbers = self.NUMBERS
@@ -174,9 +195,47 @@ class Onward:
         excluded = _key_excluded(OP_KEY)
         _exclude_key(OP_KEY, True)
         try:
+            if self.numbers_taken:
+                return self.from_top(*args, **kwargs)
+            wrapped = frozenset(
+                [self.arguments[i][0] for i in self.positions if i < len(args) and isinstance(args[i], numbers)]
+                + [n for n in self.names if isinstance(kwargs.get(n), numbers)])
+            if wrapped not in self.siblings:
+                self.siblings[wrapped] = self.sibling(wrapped)
+            sibling = self.siblings[wrapped]
+            if sibling is not None:
+                return sibling(*args, **kwargs)
+            args, kwargs = self.as_tensors(args, kwargs, wrapped)
             return self.from_top(*args, **kwargs)
         finally:
             _exclude_key(OP_KEY, excluded)
+
+    def sibling(self, wrapped):
+        """The Python entry of the overload of this operator with the same arguments, but Scalars in `wrapped`."""
+        for full in self.overloads:
+            qualified, _, overload = full.partition(".")
+            try:
+                arguments = [(a.name, str(a.type)) for a in _find_op(qualified, overload).schema().arguments]
+            except Exception:
+                continue
+            if len(arguments) == len(self.arguments) and all(
+                    name == own and (kind in self.SCALARS if name in wrapped else kind == own_kind)
+                    for (name, kind), (own, own_kind) in zip(arguments, self.arguments)):
+                return _op_from_top(qualified, overload)[0]
+        return None
+
+    def as_tensors(self, args, kwargs, wrapped):
+        """`args` and `kwargs` with each number in `wrapped` a tensor of the dtype its operation computes in with the
+        call's tensors (a 0-dim tensor takes part in type promotion as a number of its dtype does not, so that dtype
+        is the one the number would promote to)."""
+        tensors = [v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)]
+
+        def tensor(value):
+            return _scalar_tensor(value, dtype=_result_type(tensors[0], value)) if tensors else _scalar_tensor(value)
+
+        names = [name for name, _ in self.arguments]
+        return ([tensor(v) if i < len(names) and names[i] in wrapped else v for i, v in enumerate(args)],
+                {k: tensor(v) if k in wrapped else v for k, v in kwargs.items()})
 
 
 LAYER_ARGUMENTS = ("W", "qw", "kernel_size", "output_size")  # and any argument whose name holds "weight" or "prepack"
@@ -404,7 +463,8 @@ class Observer:
         seen = []
         for name in sorted(names):
             op = name.split("::", 1)[-1].split(".", 1)[0]
-            if "::" in name and any(fragment in op for fragment in self.fragments):  # an operator, any namespace
+            if "::" in name and name.split(".", 1)[0] not in OBJECT_MAKERS and any(  # an operator, any namespace
+                    fragment in op for fragment in self.fragments):
                 self.report("O", op)
                 seen.append(op)
         return seen

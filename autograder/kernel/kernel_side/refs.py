@@ -40,6 +40,9 @@ _register_kernel = torch._C._DispatchModule.impl
 _op_from_top = torch._C._get_operation_overload  # (qualified name, overload) -> (call, ...): an operator's Python entry
 _tensor_type, _optional_type = torch._C.TensorType, torch._C.OptionalType
 _has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
+_numbers_as_tensors = torch._C._should_allow_numbers_as_tensors  # an operator's Python entry takes numbers as tensors
+_result_type = torch.result_type
+_scalar_tensor = torch.scalar_tensor
 PYTHON_DISPATCHER = torch._C.DispatchKey.PythonDispatcher
 # Below Python, autograd and every mode, and on every thread (the dispatcher always includes it): a second kernel for
 # the operators of layers, which sees them where the guard's key is not (`OpKernels.second`).
