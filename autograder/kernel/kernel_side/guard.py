@@ -8,7 +8,7 @@ import sys
 import traceback
 
 import torch
-from .refs import OP_KEY, PYTHON_DISPATCHER, SECOND_KEY, _all_op_names, _enumerate_threads, _find_op, _get_ident, _getframe, _getprofile, _exclude_key, _include_key, _key_excluded, _key_included, _op_library, _perf_counter, _redispatch, _register_kernel, _has_kernel, _setprofile, _weak_keys, _write, _op_from_top, _optional_type, _tensor_type, _numbers_as_tensors, _result_type, _scalar_tensor
+from .refs import OP_KEY, PYTHON_DISPATCHER, SECOND_KEY, _all_op_names, _enumerate_threads, _find_op, _get_ident, _getframe, _getprofile, _exclude_key, _include_key, _key_excluded, _key_included, _op_library, _perf_counter, _redispatch, _register_kernel, _has_kernel, _setprofile, _weak_keys, _write, _op_from_top, _optional_type, _tensor_type, _numbers_as_tensors, _result_type, _scalar_tensor, _Tensor
 from .plain import type_name
 from .refs import Flags, _current_frames, _json_load, _observer_add, _observer_disable, _observer_enable, _observer_remove, _unlink
 
@@ -42,9 +42,9 @@ class PipeSink:
 # kernel's result is tied to a plain tensor object, which PyTorch then refuses to make anything else of ("the raw Tensor
 # object is already associated to a python object of type Tensor"): these, and `detach_` (which copying a module runs),
 # get no kernel, and no fragment forbids them (they compute nothing; "det" must not break or flag every model made in
-# the call). A subclass's own constructor given data
-# (`Tagged([1.0, 2.0])`) meets the same with `empty`, `lift_fresh` or `to`: those keep their kernels, as forbidding
-# them is something no assignment does, and `to` is where C++ code hands a number as a tensor (`Onward`).
+# the call). A subclass's own constructor given data (`Tagged([1.0, 2.0])`) meets the same with `empty`, `lift_fresh`
+# or `to`: those keep their kernels, as forbidding them is something no assignment does, and `to` is where C++ code
+# hands a number as a tensor (`Onward`).
 OBJECT_MAKERS = frozenset({"aten::detach", "aten::detach_", "aten::alias"})
 
 
@@ -225,10 +225,9 @@ class Onward:
         return None
 
     def as_tensors(self, args, kwargs, wrapped):
-        """`args` and `kwargs` with each number in `wrapped` a tensor of the dtype its operation computes in with the
-        call's tensors (a 0-dim tensor takes part in type promotion as a number of its dtype does not, so that dtype
-        is the one the number would promote to)."""
-        tensors = [v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)]
+        """`args` and `kwargs` with each number in `wrapped` a 0-dim tensor of the dtype it would promote to with the
+        call's first tensor (a 0-dim tensor takes part in type promotion as a number of its own dtype does not)."""
+        tensors = [v for v in (*args, *kwargs.values()) if isinstance(v, _Tensor)]
 
         def tensor(value):
             return _scalar_tensor(value, dtype=_result_type(tensors[0], value)) if tensors else _scalar_tensor(value)
