@@ -354,6 +354,58 @@ def test_a_number_handed_on_as_a_tensor_goes_the_way_its_operator_takes_it():
     assert torch.equal(where(None, (ints > 1, ints, 0.5), {}), torch.where(ints > 1, ints, 0.5))
 
 
+COMPILED_WITH_DYNAMIC_SHAPES = """
+import torch
+from autograder.kernel.kernel_side import Guard, ListSink, default_origin
+
+mean = torch.compile(lambda x: x.sum() / x.numel(), backend="eager")  # a second shape makes numel() symbolic
+sink = ListSink()
+with Guard({"ops": ("div",)}, sink, default_origin()):
+    values = [mean(torch.ones(3)), mean(torch.arange(4.0))]
+print(values[0].item(), values[1].item(), ("O", "div") in sink.events)
+"""
+
+
+def test_a_symbolic_number_handed_on_as_a_tensor_is_made_a_tensor_again():
+    """Under torch.compile's dynamic shapes, a shape (`x.numel()`, `q.size(-1)`) is a symbolic number, which C++ code
+    hands `div` where it takes a tensor: it is made a tensor again as a plain number is, and the call is reported."""
+    out = subprocess.run([sys.executable, "-c", COMPILED_WITH_DYNAMIC_SHAPES], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["1.0", "1.5", "True"], out.stdout
+
+
+def test_higher_order_operators_pass_the_key_during_a_call_and_are_put_back():
+    """`vmap` and `grad` over an `autograd.Function` with `setup_context` (the HOP `custom_function_call`) and
+    `torch.cond` looked for a Python kernel at the guard's key and failed in every guarded call; they pass it during
+    the call, the operators they run are still seen, and after the call they are as PyTorch made them."""
+    from torch._ops import _higher_order_ops
+
+    class Double(torch.autograd.Function):
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(x):
+            return x * 2
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            pass
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * 2
+
+    sink = ListSink()
+    with Guard({"ops": ("mul",)}, sink, ORIGIN):
+        batched = torch.func.vmap(Double.apply)(torch.ones(3, 2))
+        gradient = torch.func.grad(lambda x: Double.apply(x).sum())(torch.ones(3))
+        branch = torch.cond(torch.tensor(True), lambda x: x + 1, lambda x: x - 1, (torch.zeros(2),))
+    assert torch.equal(batched, torch.full((3, 2), 2.0)) and torch.equal(gradient, torch.full((3,), 2.0))
+    assert torch.equal(branch, torch.ones(2)) and ("O", "mul") in sink.events
+    hop = _higher_order_ops["custom_function_call"]
+    assert hop.non_fallthrough_keys.has(OP_KEY) and OP_KEY not in hop.py_kernels
+
+
 def test_a_kept_kernel_that_must_leave_the_key_puts_the_rest_of_the_call_under_the_observer():
     """A kernel kept from an earlier call's fragments (`to`), re-made from the top for a number it was handed, runs
     what it runs with the key excluded: the observer then watches the rest of the call, which forbids `masked_fill`."""

@@ -8,7 +8,7 @@ import sys
 import traceback
 
 import torch
-from .refs import OP_KEY, PYTHON_DISPATCHER, SECOND_KEY, _all_op_names, _enumerate_threads, _find_op, _get_ident, _getframe, _getprofile, _exclude_key, _include_key, _key_excluded, _key_included, _op_library, _perf_counter, _redispatch, _register_kernel, _has_kernel, _setprofile, _weak_keys, _write, _op_from_top, _optional_type, _tensor_type, _numbers_as_tensors, _result_type, _scalar_tensor, _Tensor
+from .refs import OP_KEY, PYTHON_DISPATCHER, SECOND_KEY, _all_op_names, _enumerate_threads, _find_op, _get_ident, _getframe, _getprofile, _exclude_key, _include_key, _key_excluded, _key_included, _op_library, _perf_counter, _redispatch, _register_kernel, _has_kernel, _setprofile, _weak_keys, _write, _op_from_top, _optional_type, _tensor_type, _numbers_as_tensors, _result_type, _scalar_tensor, _Tensor, _higher_order_ops, _SYMBOLIC_NUMBERS
 from .plain import type_name
 from .refs import Flags, _current_frames, _json_load, _observer_add, _observer_disable, _observer_enable, _observer_remove, _unlink
 
@@ -168,7 +168,7 @@ class Onward:
     pass the key unseen: where it is forbidden, it is reported already; where it is not (its kernel was kept from
     another call's fragments), the process-wide observer watches the rest of the guarded call."""
 
-    NUMBERS = (bool, int, float, complex)
+    NUMBERS = (bool, int, float, complex, *_SYMBOLIC_NUMBERS)  # (symbolic: under torch.compile's dynamic shapes)
     SCALARS = ("Scalar", "Scalar?", "number", "number?")
 
     def __init__(self, handle, from_top, overloads=()):
@@ -289,6 +289,7 @@ class ForbiddenOps:
         self.seen = {}
         self.said = set()
         self.was_included = self.was_excluded = False
+        self.hops = []  # higher-order operators that pass the key during the call
         self.modules = 0
         self.inside = 0  # how many forbidden operators the call is inside now
         self.left_the_key = False  # an operator was made again from the top, the key excluded for it (`Onward`)
@@ -340,6 +341,7 @@ class ForbiddenOps:
         ForbiddenOps.current = self
         self.was_excluded = _key_excluded(PYTHON_DISPATCHER)
         _exclude_key(PYTHON_DISPATCHER, True)  # (below)
+        self.hops = higher_order_ops_pass_the_key()
         _include_key(OP_KEY, True)
         return self.active()
 
@@ -363,12 +365,38 @@ class ForbiddenOps:
         intact = self.active() and OP_KERNELS.intact()
         _include_key(OP_KEY, self.was_included)
         _exclude_key(PYTHON_DISPATCHER, self.was_excluded)
+        higher_order_ops_back(self.hops)
         ForbiddenOps.current = None
         if len(sys.modules) != self.modules:  # imported during the call: its operators could not be seen
             for name in OP_KERNELS.cover(self.fragments):
                 self.report("T", f"the call imported a library with the operator {name}, which could not be "
                                  "checked during the call")
         return intact
+
+
+def higher_order_ops_pass_the_key():
+    """PyTorch's higher-order operators (`custom_function_call`, which `vmap` and `grad` make of an
+    `autograd.Function`; `tag_activation_checkpoint`; `cond`) look for a Python kernel at each key they are dispatched
+    to, and have none at the guard's: during a call they pass it, as every operator without a kernel there does in
+    C++ (the operators they run pass the key as ever). Returns those changed, for `higher_order_ops_back`."""
+    changed = []
+    for hop in list(_higher_order_ops.values()):
+        try:
+            if hop.non_fallthrough_keys.has(OP_KEY) and OP_KEY not in hop.py_kernels:
+                hop.non_fallthrough_keys = hop.non_fallthrough_keys.remove(OP_KEY)
+                changed.append(hop)
+        except Exception:  # one the notebook made or changed: as it is
+            continue
+    return changed
+
+
+def higher_order_ops_back(changed):
+    """After the call: export's pre-dispatch tracing, outside calls, finds them as PyTorch made them."""
+    for hop in changed:
+        try:
+            hop.non_fallthrough_keys = hop.non_fallthrough_keys.add(OP_KEY)
+        except Exception:
+            continue
 
 
 class CallWatch:

@@ -43,6 +43,8 @@ _has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
 _numbers_as_tensors = torch._C._should_allow_numbers_as_tensors  # an operator's Python entry takes numbers as tensors
 _result_type = torch.result_type
 _Tensor = torch.Tensor
+_higher_order_ops = torch._ops._higher_order_ops  # name -> each of PyTorch's higher-order operators
+_SYMBOLIC_NUMBERS = (torch.SymInt, torch.SymFloat, torch.SymBool)  # numbers torch.compile traces with
 _scalar_tensor = torch.scalar_tensor
 PYTHON_DISPATCHER = torch._C.DispatchKey.PythonDispatcher
 # Below Python, autograd and every mode, and on every thread (the dispatcher always includes it): a second kernel for
