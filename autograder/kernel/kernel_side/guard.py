@@ -341,7 +341,7 @@ class ForbiddenOps:
         ForbiddenOps.current = self
         self.was_excluded = _key_excluded(PYTHON_DISPATCHER)
         _exclude_key(PYTHON_DISPATCHER, True)  # (below)
-        self.hops = higher_order_ops_pass_the_key()
+        self.hops = HIGHER_ORDER_OPS.pass_the_key()
         _include_key(OP_KEY, True)
         return self.active()
 
@@ -365,7 +365,7 @@ class ForbiddenOps:
         intact = self.active() and OP_KERNELS.intact()
         _include_key(OP_KEY, self.was_included)
         _exclude_key(PYTHON_DISPATCHER, self.was_excluded)
-        higher_order_ops_back(self.hops)
+        HIGHER_ORDER_OPS.back(self.hops)
         ForbiddenOps.current = None
         if len(sys.modules) != self.modules:  # imported during the call: its operators could not be seen
             for name in OP_KERNELS.cover(self.fragments):
@@ -374,29 +374,49 @@ class ForbiddenOps:
         return intact
 
 
-def higher_order_ops_pass_the_key():
-    """PyTorch's higher-order operators (`custom_function_call`, which `vmap` and `grad` make of an
-    `autograd.Function`; `tag_activation_checkpoint`; `cond`) look for a Python kernel at each key they are dispatched
-    to, and have none at the guard's: during a call they pass it, as every operator without a kernel there does in
-    C++ (the operators they run pass the key as ever). Returns those changed, for `higher_order_ops_back`."""
-    changed = []
-    for hop in list(_higher_order_ops.values()):
-        try:
-            if hop.non_fallthrough_keys.has(OP_KEY) and OP_KEY not in hop.py_kernels:
-                hop.non_fallthrough_keys = hop.non_fallthrough_keys.remove(OP_KEY)
-                changed.append(hop)
-        except Exception:  # one the notebook made or changed: as it is
-            continue
-    return changed
+class HigherOrderOps:
+    """PyTorch's higher-order operators (`custom_function_call`, which `vmap` and `grad` make of an `autograd.Function`;
+    `tag_activation_checkpoint`; `cond`) look for a Python kernel at each key they are dispatched to, and have none at
+    the guard's: during a call they pass it (`pass_the_key`), as every operator without a kernel there does in C++
+    (the operators they run pass the key as ever), and after it they are as PyTorch made them (`back`: export's
+    pre-dispatch tracing, outside calls, needs them so). Each one's two key sets are made once: a call swaps them."""
+
+    def __init__(self):
+        self.count = -1  # how many there were at the last look
+        self.entries = []  # [operator, its keys, its keys without the guard's]
+
+    def pass_the_key(self):
+        """Those that now pass the key (for `back`)."""
+        if len(_higher_order_ops) != self.count:
+            self.count = len(_higher_order_ops)
+            known = {id(entry[0]) for entry in self.entries}
+            self.entries += [[hop, None, None] for hop in list(_higher_order_ops.values()) if id(hop) not in known]
+        changed = []
+        for entry in self.entries:
+            hop, keys, without = entry
+            try:
+                now = hop.non_fallthrough_keys
+                if now is not keys:  # new, or changed since (a kernel registered): looked at again
+                    if now is without or not now.has(OP_KEY) or OP_KEY in hop.py_kernels:
+                        continue
+                    entry[1], entry[2] = now, now.remove(OP_KEY)
+                hop.non_fallthrough_keys = entry[2]
+                changed.append(entry)
+            except Exception:  # one the notebook made or changed: as it is
+                continue
+        return changed
+
+    @staticmethod
+    def back(changed):
+        for hop, keys, without in changed:
+            try:
+                now = hop.non_fallthrough_keys
+                hop.non_fallthrough_keys = keys if now is without else now.add(OP_KEY)
+            except Exception:
+                continue
 
 
-def higher_order_ops_back(changed):
-    """After the call: export's pre-dispatch tracing, outside calls, finds them as PyTorch made them."""
-    for hop in changed:
-        try:
-            hop.non_fallthrough_keys = hop.non_fallthrough_keys.add(OP_KEY)
-        except Exception:
-            continue
+HIGHER_ORDER_OPS = HigherOrderOps()
 
 
 class CallWatch:
