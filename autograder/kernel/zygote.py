@@ -37,7 +37,9 @@ from .spec import KernelSpec, base_env
 PRELOAD = ("numpy", "torch", "IPython", "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell",
            "ipykernel.debugger", "IPython.core.completerlib", "psutil",
            "faulthandler", "tornado.platform.asyncio",  # what IPKernelApp.initialize imports: 0.1 s per kernel
-           "autograder.selfcheck", "autograder.kernel.kernel_side")
+           "autograder.selfcheck", "autograder.kernel.kernel_side",
+           "zmq.utils.garbage",  # ZeroMQ's collector, which each kernel starts before its first cell (not its thread)
+           "encodings.cp437")  # the self-check cell's zip names its files in it
 # ...and what many notebooks import (about 1.7 s more, torchvision most of it): a batch's zygote imports those its
 # assignment's solution imports (`notebook_modules`), a zygote that knows no assignment all of them
 PRELOAD_OPTIONAL = ("torchvision", "pandas", "matplotlib", "matplotlib.pyplot", "scipy",
