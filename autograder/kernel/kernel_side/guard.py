@@ -8,7 +8,7 @@ import sys
 import traceback
 
 import torch
-from .refs import OP_KEY, PYTHON_DISPATCHER, SECOND_KEY, _all_op_names, _enumerate_threads, _find_op, _get_ident, _getframe, _getprofile, _exclude_key, _include_key, _key_excluded, _key_included, _op_library, _perf_counter, _redispatch, _register_kernel, _has_kernel, _setprofile, _weak_keys, _write, _op_from_top, _optional_type, _tensor_type, _numbers_as_tensors, _result_type, _scalar_tensor, _Tensor, _higher_order_ops, _SYMBOLIC_NUMBERS
+from .refs import OP_KEY, PYTHON_DISPATCHER, SECOND_KEY, _all_op_names, _enumerate_threads, _find_op, _get_ident, _getframe, _getprofile, _exclude_key, _include_key, _key_excluded, _key_included, _op_library, _perf_counter, _redispatch, _register_kernel, _has_kernel, _setprofile, _weak_keys, _write, _op_from_top, _optional_type, _tensor_type, _numbers_as_tensors, _result_type, _scalar_tensor, _Tensor, _higher_order_ops, _SYMBOLIC_NUMBERS, _HigherOrderOperator, _KeySet, _object_getattribute
 from .plain import type_name
 from .refs import Flags, _current_frames, _json_load, _observer_add, _observer_disable, _observer_enable, _observer_remove, _unlink
 
@@ -252,7 +252,7 @@ def layer_operator(overloads):
         qualified, _, overload = full.partition(".")
         arguments += _find_op(qualified, overload).schema().arguments
     tensors = {a.name for a in arguments if "Tensor" in str(a.type)}
-    numbers = {a.name for a in arguments if str(a.type) in ("Scalar", "Scalar?", "number", "number?")}
+    numbers = {a.name for a in arguments if str(a.type) in Onward.SCALARS}
     return not tensors & numbers and any(
         a.name in LAYER_ARGUMENTS or "weight" in a.name or "prepack" in a.name for a in arguments)
 
@@ -379,41 +379,59 @@ class HigherOrderOps:
     `tag_activation_checkpoint`; `cond`) look for a Python kernel at each key they are dispatched to, and have none at
     the guard's: during a call they pass it (`pass_the_key`), as every operator without a kernel there does in C++
     (the operators they run pass the key as ever), and after it they are as PyTorch made them (`back`: export's
-    pre-dispatch tracing, outside calls, needs them so). Each one's two key sets are made once: a call swaps them."""
+    pre-dispatch tracing, outside calls, needs them so). Each one's two key sets are made once: a call swaps them.
+
+    Known first in the zygote (its warm-up's guarded call), from PyTorch's own table; later, only operators of the
+    classes found then. Each is read and written through its own `__dict__`, kept then, with its key sets checked to
+    be PyTorch's: no attribute, property or method a notebook could put there runs while a call is set up."""
 
     def __init__(self):
         self.count = -1  # how many there were at the last look
-        self.entries = []  # [operator, its keys, its keys without the guard's]
+        self.types = set()  # the classes of those known at the first look
+        self.entries = []  # [operator's __dict__, its keys, its keys without the guard's]
+
+    def look(self):
+        first, self.count = self.count < 0, len(_higher_order_ops)
+        known = {id(entry[0]) for entry in self.entries}
+        for hop in list(_higher_order_ops.values()):
+            if not (type(hop) in self.types or first and isinstance(hop, _HigherOrderOperator)):
+                continue
+            try:
+                state = _object_getattribute(hop, "__dict__")
+                kernels = state.get("py_kernels")
+                if type(state) is not dict or id(state) in known or type(kernels) is not dict or any(
+                        key is OP_KEY for key in list(kernels)):
+                    continue
+            except Exception:
+                continue
+            if first:
+                self.types.add(type(hop))
+            self.entries.append([state, None, None])
 
     def pass_the_key(self):
         """Those that now pass the key (for `back`)."""
         if len(_higher_order_ops) != self.count:
-            self.count = len(_higher_order_ops)
-            known = {id(entry[0]) for entry in self.entries}
-            self.entries += [[hop, None, None] for hop in list(_higher_order_ops.values()) if id(hop) not in known]
+            self.look()
         changed = []
         for entry in self.entries:
-            hop, keys, without = entry
-            try:
-                now = hop.non_fallthrough_keys
-                if now is not keys:  # new, or changed since (a kernel registered): looked at again
-                    if now is without or not now.has(OP_KEY) or OP_KEY in hop.py_kernels:
-                        continue
-                    entry[1], entry[2] = now, now.remove(OP_KEY)
-                hop.non_fallthrough_keys = entry[2]
-                changed.append(entry)
-            except Exception:  # one the notebook made or changed: as it is
-                continue
+            state, keys, without = entry
+            now = state.get("non_fallthrough_keys")
+            if now is not keys:  # new, or changed since (a kernel registered): looked at again
+                if type(now) is not _KeySet or now is without or not now.has(OP_KEY):
+                    continue
+                entry[1], entry[2] = now, now.remove(OP_KEY)
+            state["non_fallthrough_keys"] = entry[2]
+            changed.append(entry)
         return changed
 
     @staticmethod
     def back(changed):
-        for hop, keys, without in changed:
-            try:
-                now = hop.non_fallthrough_keys
-                hop.non_fallthrough_keys = keys if now is without else now.add(OP_KEY)
-            except Exception:
-                continue
+        for state, keys, without in changed:
+            now = state.get("non_fallthrough_keys")
+            if now is without:
+                state["non_fallthrough_keys"] = keys
+            elif type(now) is _KeySet:
+                state["non_fallthrough_keys"] = now.add(OP_KEY)
 
 
 HIGHER_ORDER_OPS = HigherOrderOps()
