@@ -559,3 +559,55 @@ def test_a_layers_operator_run_around_the_key_is_seen_below_it():
     assert layer_operator(overloads("mkldnn::_convolution_pointwise"))  # a weight `W`, and scalars in a list
     assert not layer_operator(overloads("div")) and not layer_operator(overloads("masked_fill"))
     assert reported(lambda: F.conv2d(x, w)) == [("O", "conv2d")]  # on the call's own thread: the first line alone
+
+
+HOSTILE_HIGHER_ORDER_OPS = """
+import torch
+from torch._ops import HigherOrderOperator, _higher_order_ops
+from autograder.kernel.kernel_side import ListSink, default_origin
+from autograder.kernel.kernel_side.guard import Guard
+
+ran = []
+origin = default_origin()
+with Guard({"ops": ("conv2d",)}, ListSink(), origin):  # the first look, as the zygote's warm-up makes it
+    torch.ones(2) + 1
+
+
+class Listening(HigherOrderOperator):  # a higher-order operator whose key set is a property of the notebook's
+    @property
+    def non_fallthrough_keys(self):
+        ran.append("property")
+        return torch._C._dispatch_keyset_full()
+
+    @non_fallthrough_keys.setter
+    def non_fallthrough_keys(self, value):
+        ran.append("setter")
+
+    def __call__(self, *args, **kwargs):
+        return super().__call__(*args, **kwargs)
+
+
+class Disguised:  # not an operator at all, with its own idea of its __dict__
+    def __getattribute__(self, name):
+        ran.append(name)
+        return object.__getattribute__(self, name)
+
+
+_higher_order_ops["listening"] = Listening("listening")
+_higher_order_ops["disguised"] = Disguised()
+existing = _higher_order_ops["cond"]
+existing.__dict__["non_fallthrough_keys"] = Disguised()  # and an operator PyTorch made, its key set replaced
+ran.clear()
+with Guard({"ops": ("conv2d",)}, ListSink(), origin):
+    torch.ones(2) * 3
+print(sorted(set(ran)))
+"""
+
+
+def test_no_code_a_notebook_puts_among_the_higher_order_operators_runs_as_a_call_is_set_up():
+    """The guard passes its key through PyTorch's higher-order operators at each call's start: an operator the notebook
+    adds to their table, with a property for its key set, or an object posing as one, is never read there (its code
+    would run before the key is on, and could compute the call's answer unseen); nor is a key set it swapped in."""
+    out = subprocess.run([sys.executable, "-c", HOSTILE_HIGHER_ORDER_OPS], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split("\n")[-2] == "[]", out.stdout
