@@ -312,6 +312,15 @@ def test_ops_prints_the_aten_operators_of_a_call():
     assert {"_log_softmax", "nll_loss_forward"} <= set(proc.stdout.split())
 
 
+def test_ops_takes_inputs_of_other_shapes_from_a_setup_left_unrecorded():
+    """A 1-D question's operators: the input is made by `--setup`, so `randn` and `normal_` are not listed as
+    operators of the call."""
+    proc = subprocess.run([sys.executable, "-m", "autograder.cli", "ops", "--setup", "s = torch.randn(10)",
+                           "F.avg_pool1d(s[None], 3, 1)"], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "avg_pool1d" in proc.stdout.split() and not {"randn", "normal_"} & set(proc.stdout.split())
+
+
 # ----------------------------------------------------------------------------- the shipped assignments' contracts
 
 def square_only_pool(x, kernel_size, stride=None):

@@ -129,6 +129,27 @@ def test_check_runs_the_public_checks_in_a_fresh_kernel(built, tmp_path):
     assert "conv2d: 2/2 public checks passed" in solved.stdout and "✘" not in solved.stdout
 
 
+def test_check_on_a_notebook_alone_uses_its_packed_self_check(built, tmp_path):
+    """A notebook handed out without its `.torchgrade/` folder (an LMS keeps only the `.ipynb`) self-checks from the
+    command line as it does in Jupyter: from the checks its packed cell carries, read, not run."""
+    alone = tmp_path / "downloads"
+    alone.mkdir()
+    shutil.copy(built / "student" / "convolution.ipynb", alone / "convolution.ipynb")
+    blank = torchgrade("check", alone / "convolution.ipynb")
+    assert blank.returncode == 1 and "0/2 public checks passed" in blank.stdout, blank.stdout + blank.stderr
+    solution = json.loads((built / "autograder" / "solution.ipynb").read_text())  # the cells a student's copy has
+    packed = [c for c in solution["cells"] if "selfcheck-files" in c.get("metadata", {}).get("tags", [])]
+    assert len(packed) == 1
+    shutil.copy(built / "autograder" / "solution.ipynb", alone / "mine.ipynb")
+    solved = torchgrade("check", alone / "mine.ipynb", check=True)
+    assert "conv2d: 2/2 public checks passed" in solved.stdout and "✘" not in solved.stdout
+    (alone / "bare.ipynb").write_text(json.dumps({**solution, "cells": [c for c in solution["cells"]
+                                                                        if c not in packed]}))
+    bare = torchgrade("check", alone / "bare.ipynb")
+    said = " ".join(bare.stdout.split())
+    assert bare.returncode == 2 and "no packed self-check cell in the notebook" in said and "bare.ipynb" in said
+
+
 def test_student_bundle_holds_no_answer_hidden_check_or_hidden_value(built):
     student = built / "student"
     lib = student / ".torchgrade" / "lib" / "autograder"  # the self-check: torchgrade's own source, as installed

@@ -131,3 +131,29 @@ def embed(notebook: Path, meta: Path) -> None:
         raise BuildError("the notebook has no setup cell to put the packed self-check before", notebook)
     nb.cells.insert(setup, packed_cell(meta))
     nbformat.write(nb, notebook)
+
+
+def unpack(notebook: Path, into: Path) -> Path | None:
+    """The `.torchgrade/` folder a notebook's packed cell carries, written under `into` (read from the cell's text,
+    never run): for `torchgrade check` on a notebook with no folder beside it. None where it has no packed cell."""
+    nb = nbformat.read(notebook, as_version=4)
+    cell = next((c for c in nb.cells if PACKED_TAG in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        return None
+    try:
+        packed = next(node.value.value for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                      and [getattr(t, "id", None) for t in node.targets] == ["_packed"]
+                      and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str))
+        archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(packed, validate=True)))
+    except (StopIteration, SyntaxError, ValueError, zipfile.BadZipFile) as exc:
+        detail = "it holds no packed files" if isinstance(exc, StopIteration) else str(exc) or type(exc).__name__
+        raise BuildError(f"the packed self-check cell is damaged ({detail}): run `torchgrade check` "
+                         f"with --assignment <student folder>, or take the cell from a fresh copy of the notebook",
+                         notebook) from None
+    meta = into / META_FOLDER
+    for name in archive.namelist():
+        target = (into / name).resolve()
+        if name.startswith(f"{META_FOLDER}/") and target.is_relative_to(meta.resolve()) and not name.endswith("/"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(name))
+    return meta

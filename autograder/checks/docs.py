@@ -34,14 +34,28 @@ def usage_examples(public: dict[str, object]) -> dict[str, str]:
                 for n, obj in public.items()}
     found: dict[str, str] = {}
     for path in sorted((REPO / "assignments").glob("*/checks/*.py")):
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, 1):
             code = line.strip()
             if code.startswith(("from ", "import ", "#", "def ")) or not code:
                 continue
             for name, pattern in patterns.items():
                 if name not in found and pattern.search(code):
-                    found[name] = f"{path.relative_to(REPO).as_posix()}:{number}: {code}"
+                    found[name] = f"{path.relative_to(REPO).as_posix()}:{number}: {whole_statement(lines, number)}"
     return found
+
+
+def whole_statement(lines: list[str], number: int, most: int = 8) -> str:
+    """Line `number` (1-based) and those continuing it while its brackets are open (at most `most` lines)."""
+    taken = [lines[number - 1].strip()]
+    depth = sum(taken[0].count(o) - taken[0].count(c) for o, c in ("()", "[]", "{}"))
+    indent = len(lines[number - 1]) - len(lines[number - 1].lstrip())
+    for line in lines[number:number - 1 + most]:
+        if depth <= 0:
+            break
+        taken.append(line[indent:].rstrip())
+        depth += sum(line.count(o) - line.count(c) for o, c in ("()", "[]", "{}"))
+    return "\n".join(taken)
 
 
 def signature(obj: object) -> str:
@@ -72,7 +86,7 @@ def entry(name: str, obj: object, examples: dict[str, str]) -> list[str]:
     else:
         lines += ["```python", f"{'class ' if kind(obj) == 'class' else ''}{name}{signature(obj)}", "```", ""]
         doc = inspect.getdoc(obj) or ""
-        if inspect.isclass(obj) and doc == inspect.getdoc(type):
+        if inspect.isclass(obj) and not obj.__dict__.get("__doc__"):  # not one inherited from `Protocol` or `type`
             doc = ""
         lines += [doc or "(no docstring)", ""]
     if name in examples:

@@ -48,10 +48,12 @@ def expression_namespace() -> dict[str, Any]:
             "kernel": torch.randn(3, 3, generator=g)}
 
 
-def operators(expression: str, namespace: dict[str, Any] | None = None) -> list[str]:
-    """The aten operators evaluating `expression` (the instructor's own code, on sample tensors) dispatches to."""
+def operators(expression: str, namespace: dict[str, Any] | None = None, setup: str = "") -> list[str]:
+    """The aten operators evaluating `expression` (the instructor's own code, on sample tensors) dispatches to;
+    `setup` (statements: inputs of other shapes, say) runs first, unrecorded."""
     namespace = expression_namespace() if namespace is None else namespace
     code = compile(expression, "<expression>", "eval")
+    exec(compile(setup, "<setup>", "exec"), namespace)  # the author's own statements, on their machine
     with OperatorLog() as log:
         eval(code, namespace)  # the author's own expression, on their machine
     return log.names

@@ -225,15 +225,22 @@ def cmd_export_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..build.assignment import STUDENT_META, load_assignment
+    from ..build.assignment import STUDENT_META, load_assignment, load_student_checks
+    from ..build.embed import unpack
     from ..grading.pipeline import grade_submission
     from ..render import outcomes_text, public_summary
 
-    folder = args.assignment or args.notebook.resolve().parent
-    if not (Path(folder) / STUDENT_META).is_dir() and Path(folder).name != STUDENT_META:
-        raise ConfigError(f"no {STUDENT_META}/ folder here; pass --assignment <student folder>", folder)
-    assignment = load_assignment(Path(folder))
-    result = grade_submission(args.notebook, assignment, GradeSettings(isolation="none"))  # the student's own work
+    folder = Path(args.assignment or args.notebook.resolve().parent)
+    with tempfile.TemporaryDirectory(prefix="torchgrade-check-") as unpacked:
+        if (folder / STUDENT_META).is_dir() or folder.name == STUDENT_META:
+            assignment = load_assignment(folder)
+        elif args.assignment is None and args.notebook.is_file() and (
+                meta := unpack(args.notebook, Path(unpacked))) is not None:  # the notebook alone: its packed cell's
+            assignment = load_student_checks(meta, root=folder)  # checks, its data/ beside it
+        else:
+            raise ConfigError(f"no {STUDENT_META}/ folder here, and no packed self-check cell in the notebook; pass "
+                              f"--assignment <student folder>", args.notebook)
+        result = grade_submission(args.notebook, assignment, GradeSettings(isolation="none"))  # the student's own work
     if result.status != "ok":
         console.print(f"[yellow]{escape(result.status)}[/]: {escape(result.message)}")
     for error in result.cell_errors:
@@ -302,9 +309,10 @@ def cmd_ops(args: argparse.Namespace) -> int:
     from ..checks.ops import operators
 
     try:
-        names = operators(args.expression)
+        names = operators(args.expression, setup=args.setup or "")
     except Exception as exc:  # the author's expression: say what it raised
-        raise ConfigError(f"the expression raised {type(exc).__name__}: {exc}") from exc
+        raise ConfigError(f"the {'setup or the ' if args.setup else ''}expression raised {type(exc).__name__}: {exc}") \
+            from exc
     console.print("\n".join(names) if names else "(no aten operator)", markup=False)
     return 0
 

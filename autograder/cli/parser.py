@@ -161,7 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ops", help="print the aten operators a PyTorch expression dispatches to (for Forbid)")
     p.add_argument("expression", help='e.g. "F.softmax(x, dim=1)"; torch, F and nn are imported, and sample '
                                       "tensors x (2×3×4×4), w (5×3×3×3), y (labels of x's batch), image (8×8) "
-                                      "and kernel (3×3) are defined")
+                                      "and kernel (3×3) are defined; operators that make tensors inside it "
+                                      "are listed too: make other inputs with --setup")
+    p.add_argument("--setup", metavar="CODE", help='statements run first, unrecorded, e.g. "s = torch.randn(10)" for '
+                                                   'a 1-D input')
     p.set_defaults(run="cmd_ops")
 
     p = sub.add_parser("demo", help="build an assignment and grade its example submissions, offline on CPU")

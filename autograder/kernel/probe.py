@@ -89,6 +89,10 @@ class Call:
 
 
 class Student(Protocol):
+    """The student's notebook as a check sees it (`st`): `call` a function or model it defines with the check's
+    arguments, or read a `value` it computed; each gives a `Call` (its value, or what went wrong: missing, raised,
+    timed out, used a forbidden operator). `device` is where the grader wants tensors (`"cpu"` or `"cuda"`)."""
+
     device: str
 
     def value(self, name: str) -> Call: ...
