@@ -56,6 +56,8 @@ class LocalPool:
         self.context: Any = None
         self.shared = settings  # the settings every task shares: the zygote's address added once it starts
         self.likely: list[Submission] | None = None
+        self.prefetch: Any = None  # with one job: the batch's `Prefetch`, made as it starts (`prepare_first`)
+        self.first: tuple | None = None  # the prefetch key of the submission it prepared first
 
     def expect(self, likely: list[Submission]) -> None:
         """What the batch will likely grade, in order (`first_tasks`)."""
@@ -76,6 +78,7 @@ class LocalPool:
                                        notebook_modules(assignment.root / BUNDLE_SOLUTION))
             self.shared = replace(self.settings, zygote=self.zygote.address)
         if self.settings.jobs <= 1:
+            self.prepare_first(assignment)
             if f"{__package__}.pipeline" not in sys.modules:  # (`run` starts it again: imported and frozen once)
                 with imports_without_collection():  # graded in this process, which imports torch and the grader now
                     import_module(f"{__package__}.pipeline")
@@ -98,6 +101,21 @@ class LocalPool:
                 raise ConfigError(f"a grading worker {exit_reason(worker.process)} while it loaded the checks",
                                   assignment.root / "checks")
 
+    def prepare_first(self, assignment: Assignment) -> None:
+        """With one job: the sandbox and kernel of the submission the batch will likely grade first start preparing
+        now, before this process imports torch and the checks (a second or two), so that the kernel is up when
+        they are. Only the configuration and the zygote's address are needed. (A resumed batch may skip it:
+        `grade_here` then drops it.)"""
+        from ..kernel.prefetch import Prefetch
+
+        likely, self.likely = self.likely, None
+        if self.prefetch is not None:
+            return
+        self.prefetch = Prefetch()
+        if likely and resolved_device(self.settings) == "cpu":
+            self.first = (likely[0].path, assignment.student_files, kernel_spec(assignment, self.shared))
+            self.prefetch.prepare(*self.first)
+
     def first_tasks(self, likely: list[Submission] | None) -> list[Task]:
         """What each worker will likely grade first, as far as is known before the batch reads its records
         (`grade_in_workers` hands out two at a time, in order): its sandbox and kernel start as the worker does,
@@ -108,6 +126,9 @@ class LocalPool:
 
     def close(self) -> None:
         self.close_workers()
+        if self.prefetch is not None:  # a batch that did not run: what it prepared is ended
+            self.prefetch.close()
+            self.prefetch, self.first = None, None
         if self.zygote is not None:
             self.zygote.close()
             self.zygote = None
@@ -143,10 +164,15 @@ class LocalPool:
         from ..kernel.prefetch import Prefetch
         from .worker import grade_safely
 
-        with Prefetch() as prefetch:  # the next sandbox and kernel start while this submission is graded
+        prefetch, guess = self.prefetch or Prefetch(), self.first
+        self.prefetch, self.first = None, None
+        with prefetch:  # the next sandbox and kernel start while this submission is graded
             for i, (submission, settings) in enumerate(tasks):
                 if i == 0:  # asked for first, so the first kernel the zygote forks is the first submission's
-                    prefetch.prepare(submission.path, assignment.student_files, kernel_spec(assignment, settings))
+                    key = (submission.path, assignment.student_files, kernel_spec(assignment, settings))
+                    prefetch.prepare(*key)
+                    if guess is not None and guess != key:  # the batch had graded it already: not needed
+                        prefetch.discard(*guess)
                 if i + 1 < len(tasks):
                     following, its_settings = tasks[i + 1]
                     prefetch.prepare(following.path, assignment.student_files, kernel_spec(assignment, its_settings),

@@ -18,10 +18,10 @@ from typing import Any, Callable
 import torch
 
 from ..errors import ProbeError
+from .frames import MAX_RESPONSE_BYTES
 from .kernel_side.wire import WireError, answer_decode, wire_encode
 
 TAG = "__tg__"
-MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 MAX_NODES = 2_000_000
 MAX_DEPTH = 12
 

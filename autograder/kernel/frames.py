@@ -13,7 +13,7 @@ import struct
 import time
 from typing import Any
 
-from .codec import MAX_RESPONSE_BYTES
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024  # the most one answer may carry
 
 
 def send_frame(sock: socket.socket, header: dict[str, Any], payload: bytes, deadline: float) -> None:

@@ -26,10 +26,9 @@ from nbclient.util import run_sync
 
 from ..errors import TorchgradeError
 from ..outcomes import Budget
-from .codec import MAX_RESPONSE_BYTES, encode_request
 from .integrity import Finding, IntegrityChannel
 from .isolation import Sandbox, SandboxLimits, get_isolation
-from .frames import AnswerTooLarge, recv_frame, send_frame
+from .frames import MAX_RESPONSE_BYTES, AnswerTooLarge, recv_frame, send_frame
 from .limits import Watchdog
 from .output import CappedClient
 from .provisioner import KernelProcess, SandboxKernelManager
@@ -300,6 +299,8 @@ class Session:
         deadline = time.monotonic() + timeout
         if guarded and self.zygote is not None:  # the operators the guard sees: the zygote registers them once
             self.zygote.guard_ops.update((request.get("forbid") or {}).get("ops") or ())
+        from .codec import encode_request  # torch: only once a check asks (a kernel starts without it)
+
         try:
             send_frame(self.probe_socket, {"id": call_id, "guarded": guarded, "limit": self.answer_limit},
                        encode_request(request), deadline)
