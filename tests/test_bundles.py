@@ -133,3 +133,39 @@ def test_grading_scans_the_packed_cell_and_finds_nothing_unless_it_was_altered(c
     packed = next(c for c in nb.cells if "selfcheck-files" in c.metadata.get("tags", []))
     packed.source = packed.source.replace("import base64", "import ctypes, base64")
     assert [f.kind for f in scan_source(nb, trusted=[SETUP_SOURCE])] == ["native"]
+
+
+def test_a_packed_cell_is_unpacked_from_its_text_and_refused_when_damaged(tmp_path):
+    """`torchgrade check` on a notebook alone reads the packed cell's `.torchgrade/` files without running the cell:
+    a path outside the folder is not written, and a damaged cell is named."""
+    import base64
+    import io
+    import zipfile
+
+    import nbformat
+
+    from autograder.build.embed import PACKED_SOURCE, PACKED_TAG, unpack
+    from autograder.errors import BuildError
+
+    def notebook(packed: str, name: str):
+        cell = nbformat.v4.new_code_cell(PACKED_SOURCE.format(packed=packed, variable="SELFCHECK_FILES"))
+        cell.metadata = {"tags": [PACKED_TAG]}
+        path = tmp_path / f"{name}.ipynb"
+        nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+        return path
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr(".torchgrade/public.py", "# checks\n")
+        zf.writestr(".torchgrade/../escaped.py", "x = 1\n")
+        zf.writestr("lib/autograder/selfcheck.py", "# the installed one is used\n")
+    meta = unpack(notebook(base64.b64encode(buffer.getvalue()).decode(), "fine"), tmp_path / "out")
+    assert meta == tmp_path / "out" / ".torchgrade"
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()) \
+        == [".torchgrade/public.py"]
+    with pytest.raises(BuildError, match="damaged") as raised:
+        unpack(notebook("not base64!", "damaged"), tmp_path / "out2")
+    assert raised.value.path == tmp_path / "damaged.ipynb"
+    plain = tmp_path / "plain.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), plain)
+    assert unpack(plain, tmp_path / "out3") is None

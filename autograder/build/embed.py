@@ -34,6 +34,7 @@ PACKED_TAG = "selfcheck-files"  # the packed cell is found by this tag, never by
 META_FOLDER = STUDENT_META
 LIB_FOLDER = "lib"
 SKIPPED = ("__pycache__", LIB_FOLDER)
+UNPACKED_LIMIT = 256 << 20  # bytes a packed cell may unpack to (`unpack`): its checks and values are far fewer
 
 PACKED_SOURCE = """\
 # The self-check, packed into this notebook so that it also works alone (uploaded to Colab, say): the public
@@ -151,6 +152,9 @@ def unpack(notebook: Path, into: Path) -> Path | None:
                          f"with --assignment <student folder>, or take the cell from a fresh copy of the notebook",
                          notebook) from None
     meta = into / META_FOLDER
+    if sum(info.file_size for info in archive.infolist()) > UNPACKED_LIMIT:
+        raise BuildError(f"the packed self-check cell unpacks to more than {UNPACKED_LIMIT >> 20} MiB: not one "
+                         f"`torchgrade assign` wrote", notebook)
     for name in archive.namelist():
         target = (into / name).resolve()
         if name.startswith(f"{META_FOLDER}/") and target.is_relative_to(meta.resolve()) and not name.endswith("/"):
