@@ -154,18 +154,30 @@ def test_a_packed_cell_is_unpacked_from_its_text_and_refused_when_damaged(tmp_pa
         nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
         return path
 
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        zf.writestr(".torchgrade/public.py", "# checks\n")
-        zf.writestr(".torchgrade/../escaped.py", "x = 1\n")
-        zf.writestr("lib/autograder/selfcheck.py", "# the installed one is used\n")
-    meta = unpack(notebook(base64.b64encode(buffer.getvalue()).decode(), "fine"), tmp_path / "out")
+    def packed(*members: tuple[str, str]) -> str:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as zf:
+            for name, text in members:
+                zf.writestr(name, text)
+        return base64.b64encode(buffer.getvalue()).decode()
+
+    config = (".torchgrade/assignment.toml", "name = 'x'\n")
+    fine = packed(config, (".torchgrade/public.py", "# checks\n"), (".torchgrade/../escaped.py", "x = 1\n"),
+                  (".torchgrade/.", "a file named as the folder\n"),
+                  ("lib/autograder/selfcheck.py", "# the installed one is used\n"))
+    meta = unpack(notebook(fine, "fine"), tmp_path / "out")
     assert meta == tmp_path / "out" / ".torchgrade"
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()) \
-        == [".torchgrade/public.py"]
-    with pytest.raises(BuildError, match="damaged") as raised:
-        unpack(notebook("not base64!", "damaged"), tmp_path / "out2")
-    assert raised.value.path == tmp_path / "damaged.ipynb"
+        == [".torchgrade/assignment.toml", ".torchgrade/public.py"]
+    damaged = {"not_base64": "not base64!", "no_config": packed((".torchgrade/public.py", "")),
+               "file_and_folder": packed(config, (".torchgrade/a", ""), (".torchgrade/a/b", ""))}
+    for name, text in damaged.items():
+        with pytest.raises(BuildError, match="cannot be unpacked") as raised:
+            unpack(notebook(text, name), tmp_path / name)
+        assert raised.value.path == tmp_path / f"{name}.ipynb"
+    (tmp_path / "binary.ipynb").write_bytes(b"\x89PNG\r\n")
+    with pytest.raises(BuildError, match="cannot be unpacked"):
+        unpack(tmp_path / "binary.ipynb", tmp_path / "binary")
     plain = tmp_path / "plain.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), plain)
     assert unpack(plain, tmp_path / "out3") is None

@@ -147,7 +147,7 @@ def test_check_on_a_notebook_alone_uses_its_packed_self_check(built, tmp_path):
                                                                         if c not in packed]}))
     bare = torchgrade("check", alone / "bare.ipynb")
     said = " ".join(bare.stdout.split())
-    assert bare.returncode == 2 and "no packed self-check cell in the notebook" in said and "bare.ipynb" in said
+    assert bare.returncode == 2 and "no packed self-check cell in it" in said and "bare.ipynb" in said
 
 
 def test_student_bundle_holds_no_answer_hidden_check_or_hidden_value(built):

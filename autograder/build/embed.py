@@ -25,7 +25,8 @@ import nbformat
 
 from ..errors import BuildError
 from ..kernel.integrity import scan_source
-from .assignment import PACKED_VARIABLE, STUDENT_META
+from ..config import AssignmentConfig
+from .assignment import CONFIG_NAME, PACKED_VARIABLE, STUDENT_META
 from .notebook import SETUP_SOURCE
 
 PACKAGE = Path(__file__).resolve().parents[1]  # the autograder package
@@ -136,28 +137,49 @@ def embed(notebook: Path, meta: Path) -> None:
 
 def unpack(notebook: Path, into: Path) -> Path | None:
     """The `.torchgrade/` folder a notebook's packed cell carries, written under `into` (read from the cell's text,
-    never run): for `torchgrade check` on a notebook with no folder beside it. None where it has no packed cell."""
-    nb = nbformat.read(notebook, as_version=4)
-    cell = next((c for c in nb.cells if PACKED_TAG in c.get("metadata", {}).get("tags", [])), None)
-    if cell is None:
-        return None
-    try:
-        packed = next(node.value.value for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
-                      and [getattr(t, "id", None) for t in node.targets] == ["_packed"]
-                      and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str))
-        archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(packed, validate=True)))
-    except (StopIteration, SyntaxError, ValueError, zipfile.BadZipFile) as exc:
-        detail = "it holds no packed files" if isinstance(exc, StopIteration) else str(exc) or type(exc).__name__
-        raise BuildError(f"the packed self-check cell is damaged ({detail}): run `torchgrade check` "
-                         f"with --assignment <student folder>, or take the cell from a fresh copy of the notebook",
-                         notebook) from None
+    never run): for `torchgrade check` on a notebook with no folder beside it. None where it has no packed cell; a
+    BuildError naming the notebook where it cannot be read or unpacked."""
     meta = into / META_FOLDER
-    if sum(info.file_size for info in archive.infolist()) > UNPACKED_LIMIT:
-        raise BuildError(f"the packed self-check cell unpacks to more than {UNPACKED_LIMIT >> 20} MiB: not one "
-                         f"`torchgrade assign` wrote", notebook)
-    for name in archive.namelist():
-        target = (into / name).resolve()
-        if name.startswith(f"{META_FOLDER}/") and target.is_relative_to(meta.resolve()) and not name.endswith("/"):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(archive.read(name))
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+        cell = next((c for c in nb.cells if PACKED_TAG in (c.get("metadata") or {}).get("tags", [])), None)
+        if cell is None:
+            return None
+        packed = next((node.value.value for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                       and [getattr(t, "id", None) for t in node.targets] == ["_packed"]
+                       and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)), None)
+        if packed is None:
+            raise ValueError("it holds no packed files")
+        archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(packed, validate=True)))
+        if sum(info.file_size for info in archive.infolist()) > UNPACKED_LIMIT:
+            raise ValueError(f"it unpacks to more than {UNPACKED_LIMIT >> 20} MiB")
+        if f"{META_FOLDER}/{CONFIG_NAME}" not in archive.namelist():
+            raise ValueError(f"it holds no {META_FOLDER}/{CONFIG_NAME}")
+        for info in archive.infolist():
+            target = (into / info.filename).resolve()
+            if info.filename.startswith(f"{META_FOLDER}/") and target.is_relative_to(meta.resolve()) and \
+                    target != meta.resolve() and not info.is_dir():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.read(info))
+    except Exception as exc:  # not JSON, not base64, not a zip, a member that cannot be read or written...
+        raise BuildError(f"the packed self-check cell cannot be unpacked ({str(exc)[:200] or type(exc).__name__}): "
+                         f"run `torchgrade check` with --assignment <student folder>, or take the cell from a fresh "
+                         f"copy of the notebook", notebook) from None
     return meta
+
+
+def files_beside(meta: Path, notebook: Path, into: Path) -> Path:
+    """A student folder for a notebook checked alone: what the assignment hands out beside its notebook (its
+    `student_files` and `data/`), linked from the notebook's folder where there, and nothing else of that folder
+    (it is copied into each kernel's folder)."""
+    from .bundles import DATA_DIR
+
+    config = AssignmentConfig.load(meta / CONFIG_NAME)
+    files = into / "files"
+    files.mkdir()
+    for rel in (*config.student_files, *((DATA_DIR,) if config.data else ())):
+        source = notebook.resolve().parent / rel
+        if source.exists() and (files / rel).resolve().is_relative_to(files.resolve()):
+            (files / rel).parent.mkdir(parents=True, exist_ok=True)
+            (files / rel).symlink_to(source.resolve())
+    return files

@@ -8,9 +8,11 @@ fails when it is stale.
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 from .. import checks
@@ -28,34 +30,58 @@ the feedback figures' names, from `autograder.checks.figures`. How checks and fi
 
 
 def usage_examples(public: dict[str, object]) -> dict[str, str]:
-    """name → `path:line: code`, the first line of a shipped assignment's checks that calls it (or, for a constant,
-    names it)."""
+    """name → `path:line: code`, the first use of it in a shipped assignment's checks (a call, or for a constant its
+    name): the whole statement where it is short, else the call itself, else the line."""
     patterns = {n: re.compile(rf"\b{re.escape(n)}\(" if callable(obj) else rf"\b{re.escape(n)}\b")
                 for n, obj in public.items()}
     found: dict[str, str] = {}
+    long: dict[str, str] = {}  # the first use, where no use has a short statement or call
     for path in sorted((REPO / "assignments").glob("*/checks/*.py")):
-        lines = path.read_text(encoding="utf-8").splitlines()
+        source = path.read_text(encoding="utf-8")
+        lines, tree = source.splitlines(), ast.parse(source)
         for number, line in enumerate(lines, 1):
             code = line.strip()
             if code.startswith(("from ", "import ", "#", "def ")) or not code:
                 continue
             for name, pattern in patterns.items():
                 if name not in found and pattern.search(code):
-                    found[name] = f"{path.relative_to(REPO).as_posix()}:{number}: {whole_statement(lines, number)}"
-    return found
+                    where = f"{path.relative_to(REPO).as_posix()}:{number}: "
+                    short = example(source, tree, number, name)
+                    if short is not None:
+                        found[name] = where + short
+                    else:
+                        long.setdefault(name, where + shortened_call(tree, number, name, code))
+    return {**long, **found}
 
 
-def whole_statement(lines: list[str], number: int, most: int = 8) -> str:
-    """Line `number` (1-based) and those continuing it while its brackets are open (at most `most` lines)."""
-    taken = [lines[number - 1].strip()]
-    depth = sum(taken[0].count(o) - taken[0].count(c) for o, c in ("()", "[]", "{}"))
-    indent = len(lines[number - 1]) - len(lines[number - 1].lstrip())
-    for line in lines[number:number - 1 + most]:
-        if depth <= 0:
-            break
-        taken.append(line[indent:].rstrip())
-        depth += sum(line.count(o) - line.count(c) for o, c in ("()", "[]", "{}"))
-    return "\n".join(taken)
+def example(source: str, tree: ast.Module, number: int, name: str, most: int = 8) -> str | None:
+    """The code of line `number` that uses `name`: its innermost statement, or the call of `name` starting on that
+    line, whichever has at most `most` lines first; None if neither has."""
+    def span(node: ast.AST) -> int:
+        return node.end_lineno - node.lineno + 1
+
+    statements = [n for n in ast.walk(tree) if isinstance(n, ast.stmt) and not isinstance(
+        n, (ast.FunctionDef, ast.ClassDef, ast.If, ast.For, ast.While, ast.With, ast.Try))
+                  and n.lineno <= number <= n.end_lineno]
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.lineno == number
+             and (getattr(n.func, "id", None) == name or getattr(n.func, "attr", None) == name)]
+    for node in sorted(statements, key=span)[:1] + sorted(calls, key=span)[:1]:
+        if span(node) <= most:
+            return textwrap.dedent(" " * node.col_offset + ast.get_source_segment(source, node))
+    return None
+
+
+def shortened_call(tree: ast.Module, number: int, name: str, line: str) -> str:
+    """The call of `name` on line `number`, each argument that spans lines shown as `...`; else `line`."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.lineno == number and name in (
+                getattr(node.func, "id", None), getattr(node.func, "attr", None)):
+            def brief(arg: ast.AST) -> ast.AST:
+                return ast.Constant(...) if arg.end_lineno > arg.lineno else arg
+
+            return ast.unparse(ast.Call(node.func, [brief(a) for a in node.args],
+                                        [ast.keyword(k.arg, brief(k.value)) for k in node.keywords]))
+    return line
 
 
 def signature(obj: object) -> str:

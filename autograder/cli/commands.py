@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from ..config import GradeSettings
-from ..errors import ConfigError
+from ..errors import ConfigError, TorchgradeError
 from ..report.terminal import console
 
 
@@ -226,19 +226,26 @@ def cmd_export_feedback(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from ..build.assignment import STUDENT_META, load_assignment, load_student_checks
-    from ..build.embed import unpack
+    from ..build.embed import files_beside, unpack
     from ..grading.pipeline import grade_submission
     from ..render import outcomes_text, public_summary
 
     folder = Path(args.assignment or args.notebook.resolve().parent)
+    if not args.notebook.is_file():
+        raise ConfigError("no such notebook", args.notebook)
     with tempfile.TemporaryDirectory(prefix="torchgrade-check-") as unpacked:
         if (folder / STUDENT_META).is_dir() or folder.name == STUDENT_META:
             assignment = load_assignment(folder)
-        elif args.assignment is None and args.notebook.is_file() and (
-                meta := unpack(args.notebook, Path(unpacked))) is not None:  # the notebook alone: its packed cell's
-            assignment = load_student_checks(meta, root=folder)  # checks, its data/ beside it
+        elif args.assignment is not None:
+            raise ConfigError(f"no {STUDENT_META}/ folder here: pass the student folder", folder)
+        elif (meta := unpack(args.notebook, Path(unpacked))) is not None:  # the notebook alone: its packed cell's
+            try:  # checks, and what it reads beside it
+                assignment = load_student_checks(meta, root=files_beside(meta, args.notebook, Path(unpacked)))
+            except TorchgradeError as exc:  # said of the notebook: the unpacked copy is gone once this returns
+                raise ConfigError(f"the notebook's packed self-check does not load ({exc.message})",
+                                  args.notebook) from None
         else:
-            raise ConfigError(f"no {STUDENT_META}/ folder here, and no packed self-check cell in the notebook; pass "
+            raise ConfigError(f"no {STUDENT_META}/ folder beside it, and no packed self-check cell in it: pass "
                               f"--assignment <student folder>", args.notebook)
         result = grade_submission(args.notebook, assignment, GradeSettings(isolation="none"))  # the student's own work
     if result.status != "ok":

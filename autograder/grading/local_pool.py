@@ -125,13 +125,15 @@ class LocalPool:
         return [(each, self.shared) for each in likely[::2][:self.settings.jobs]]
 
     def close(self) -> None:
-        self.close_workers()
-        if self.prefetch is not None:  # a batch that did not run: what it prepared is ended
-            self.prefetch.close()
-            self.prefetch, self.first = None, None
-        if self.zygote is not None:
-            self.zygote.close()
-            self.zygote = None
+        try:
+            self.close_workers()
+            if self.prefetch is not None:  # a batch that did not run: what it prepared is ended
+                prefetch, self.prefetch, self.first = self.prefetch, None, None
+                prefetch.close()
+        finally:
+            if self.zygote is not None:
+                self.zygote.close()
+                self.zygote = None
 
     def close_workers(self) -> None:
         for worker in self.workers:  # all told at once, then each waited for
