@@ -181,3 +181,23 @@ def test_a_packed_cell_is_unpacked_from_its_text_and_refused_when_damaged(tmp_pa
     plain = tmp_path / "plain.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), plain)
     assert unpack(plain, tmp_path / "out3") is None
+
+
+def test_a_notebook_checked_alone_gets_only_what_is_handed_out_beside_it(tmp_path):
+    """Its kernel's folder holds the assignment's student files and data/ from beside the notebook, linked, and
+    nothing else of that folder; what is missing is named."""
+    from autograder.build.embed import files_beside
+
+    meta = tmp_path / "unpacked" / ".torchgrade"
+    meta.mkdir(parents=True)
+    (meta / "assignment.toml").write_text('name = "x"\ntitle = "X"\nnotebook = "x.ipynb"\nstudent_files = ["helpers.py", '
+                                          '"extra/table.csv"]\ndata = ["mnist"]\n\n[[questions]]\nid = "q"\n'
+                                          'points = 1\n')
+    downloads = tmp_path / "downloads"
+    (downloads / "extra").mkdir(parents=True)
+    for name in ("x.ipynb", "helpers.py", "extra/table.csv", "unrelated.txt"):
+        (downloads / name).write_text(name)
+    files, missing = files_beside(meta, downloads / "x.ipynb", tmp_path / "unpacked")
+    assert sorted(p.relative_to(files).as_posix() for p in files.rglob("*") if p.is_file()) == [
+        "extra/table.csv", "helpers.py"]
+    assert (files / "helpers.py").read_text() == "helpers.py" and missing == ["data"]

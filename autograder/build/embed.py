@@ -168,18 +168,21 @@ def unpack(notebook: Path, into: Path) -> Path | None:
     return meta
 
 
-def files_beside(meta: Path, notebook: Path, into: Path) -> Path:
+def files_beside(meta: Path, notebook: Path, into: Path) -> tuple[Path, list[str]]:
     """A student folder for a notebook checked alone: what the assignment hands out beside its notebook (its
     `student_files` and `data/`), linked from the notebook's folder where there, and nothing else of that folder
-    (it is copied into each kernel's folder)."""
+    (it is copied into each kernel's folder); and the names of those that are not there."""
     from .bundles import DATA_DIR
 
     config = AssignmentConfig.load(meta / CONFIG_NAME)
     files = into / "files"
     files.mkdir()
+    missing = []
     for rel in (*config.student_files, *((DATA_DIR,) if config.data else ())):
         source = notebook.resolve().parent / rel
-        if source.exists() and (files / rel).resolve().is_relative_to(files.resolve()):
+        if not source.exists():
+            missing.append(rel)
+        elif (files / rel).resolve().is_relative_to(files.resolve()):
             (files / rel).parent.mkdir(parents=True, exist_ok=True)
             (files / rel).symlink_to(source.resolve())
-    return files
+    return files, missing

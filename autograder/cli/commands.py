@@ -240,10 +240,14 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise ConfigError(f"no {STUDENT_META}/ folder here: pass the student folder", folder)
         elif (meta := unpack(args.notebook, Path(unpacked))) is not None:  # the notebook alone: its packed cell's
             try:  # checks, and what it reads beside it
-                assignment = load_student_checks(meta, root=files_beside(meta, args.notebook, Path(unpacked)))
+                files, missing = files_beside(meta, args.notebook, Path(unpacked))
+                assignment = load_student_checks(meta, root=files)
             except TorchgradeError as exc:  # said of the notebook: the unpacked copy is gone once this returns
                 raise ConfigError(f"the notebook's packed self-check does not load ({exc.message})",
                                   args.notebook) from None
+            if missing:
+                console.print(f"[yellow]not beside the notebook[/]: {escape(', '.join(missing))} (handed out with "
+                              f"it: put them back beside it, or the cells and checks that read them cannot run)")
         else:
             raise ConfigError(f"no {STUDENT_META}/ folder beside it, and no packed self-check cell in it: pass "
                               f"--assignment <student folder>", args.notebook)
