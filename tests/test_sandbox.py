@@ -271,6 +271,19 @@ def test_one_memory_limit_covers_every_process_of_the_submission(tmp_path, cgrou
     assert values["a"] == "before"  # the cells before the one that passed the limit, replayed
 
 
+@pytest.mark.skipif(bool(cgroups_unavailable()), reason="no memory cgroup here")
+def test_memory_held_just_under_the_limit_is_the_limit_reached(tmp_path):
+    """At its limit a memory cgroup can crawl for as long as the machine lets it, evicting and reading back the
+    kernel's own code pages, before it waits at the limit (what a memory bomb did in a busy CI run: stopped by the
+    time limit instead): anonymous memory held within 56 MiB (a sixteenth) of the limit for a second is the limit
+    reached."""
+    limits = Limits(cell_timeout=20, notebook_timeout=40, memory_mb=900)
+    hold = "import time, torch\nheld = torch.ones(828 * 2**20 // 4)\ntime.sleep(5)\nb = 'held it'"  # and ~40 MiB
+    report, values, _ = run(tmp_path, "a = 'before'", hold, limits=limits)
+    assert report.status == "memory", report.message
+    assert values["a"] == "before" and values["b"] is None
+
+
 @pytest.mark.skipif(bool(cgroups_unavailable()), reason="the process limit without cgroups is RLIMIT_NPROC")
 def test_a_fork_bomb_is_contained(tmp_path):
     bomb = """import os, time

@@ -144,6 +144,16 @@ class Cgroups:
         except (OSError, ValueError):
             return 0
 
+    def anonymous(self) -> int:
+        """Bytes of anonymous memory (the processes' own, not the files' pages the kernel may drop) in the group."""
+        try:
+            for line in (self.memory / "memory.stat").read_text().splitlines():
+                if line.startswith("total_rss "):
+                    return int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+        return 0
+
     def peak(self) -> int:
         try:
             return int((self.memory / "memory.max_usage_in_bytes").read_text())
@@ -209,9 +219,19 @@ def private_bytes(pids: Iterable[int]) -> int:
     return total
 
 
+AT_THE_LIMIT = 64 * 2**20  # anonymous memory this close to the limit (at most a sixteenth of it)...
+AT_THE_LIMIT_FOR = 1.0  # ...for this long (seconds) is the limit reached
+
+
 class Watchdog(threading.Thread):
     """Ends a sandbox when everything it runs together passes the memory limit (or, where no pids cgroup
-    and no RLIMIT_NPROC can count them, the process limit: RLIMIT_NPROC does not bind root)."""
+    and no RLIMIT_NPROC can count them, the process limit: RLIMIT_NPROC does not bind root).
+
+    With a memory cgroup, the limit is passed when the group waits at it (its OOM killer is off: `under_oom`), or when
+    its anonymous memory stays within `AT_THE_LIMIT` (at most a sixteenth) of the limit for `AT_THE_LIMIT_FOR` seconds: there the kernel
+    can only evict the group's own file pages (its code) and read them back, over and over, so the group may crawl
+    at the limit for as long as the notebook's time allows before it waits, more so on a busy machine; the
+    submission would be stopped by its time limit rather than its memory, depending on the machine."""
 
     def __init__(self, limit_bytes: int, processes: Callable[[], list[int]], kill: Callable[[], None],
                  cgroups: Cgroups | None = None, interval: float = 0.05, process_limit: int | None = None):
@@ -224,9 +244,12 @@ class Watchdog(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        near_since, margin = None, min(AT_THE_LIMIT, self.limit // 16)
         while not self._stop_event.wait(self.interval):
             if self.cgroups is not None:
-                over = self.cgroups.under_oom()
+                now, near = time.monotonic(), self.cgroups.anonymous() >= self.limit - margin
+                near_since = (near_since or now) if near else None
+                over = self.cgroups.under_oom() or (near_since is not None and now - near_since >= AT_THE_LIMIT_FOR)
                 self.peak = max(self.peak, self.cgroups.usage())
             else:
                 pids = self.processes()
