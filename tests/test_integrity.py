@@ -156,6 +156,26 @@ def test_the_channel_keeps_a_bounded_record_of_a_flood():
     assert "flooded" in {f.kind for f in channel.findings()}
 
 
+def test_the_channel_closes_on_what_its_killed_writers_wrote_without_waiting_for_their_exit():
+    """A session closes the channel once it has sent SIGKILL to every process of the sandbox: what the pipe holds
+    then is all that was written. It is read at once (a killed kernel still holding the write end while it unmaps
+    its memory is not waited for), nothing arriving later is taken, and the read end goes once the last holder has."""
+    channel = IntegrityChannel()
+    holder = os.dup(channel.write_fd)  # a killed kernel that has not exited yet
+    feed(channel, "A introspection: gc.get_objects at line 3: gc.get_objects()")
+    channel.close()
+    assert {f.kind for f in channel.findings()} == {"introspection"}
+    os.write(holder, b"A network: socket.connect\n")  # (a killed process writes nothing: were it to, not taken)
+    read_end, pipe = channel.read_fd, os.fstat(channel.read_fd).st_ino
+    os.close(holder)
+    channel.thread.join(timeout=5)
+    assert not channel.thread.is_alive() and {f.kind for f in channel.findings()} == {"introspection"}
+    try:
+        assert os.fstat(read_end).st_ino != pipe  # its number taken since by another file, or
+    except OSError:
+        pass  # closed
+
+
 LIMITS = isolation.SandboxLimits(memory_bytes=1 << 30, processes=64, disk_bytes=256 << 20, file_bytes=1 << 20)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 
 import nbformat
@@ -505,3 +506,39 @@ def test_a_closed_sandbox_is_gone_once_its_closing_finishes(tmp_path):
     assert values["a"] == 1 and not box.root.exists() and box.process.poll() is not None
     if box.cgroups is not None:
         assert not box.cgroups.memory.exists() and not box.cgroups.pids.exists()
+
+
+def test_a_kernel_starts_and_stops_without_waiting_for_anything_it_does_not_need(tmp_path, monkeypatch):
+    """jupyter_client pauses a hundredth of a second after every start and shutdown of a kernel (so that its own
+    tests can see the pending state), and its shutdown waits for a killed kernel to exit (a forked kernel unmapping
+    its memory: some hundredths of a second). A session waits for neither: its start resolves the manager's `ready`
+    as jupyter_client's does; its stop kills the kernel, which counts as ended at once, keeps what the kernel
+    reported, and leaves its exit to the sandbox's closing."""
+    import asyncio
+
+    from autograder.kernel.isolation import finish_closing
+
+    pauses, sleep = [], asyncio.sleep
+
+    async def recorded(delay, *args, **kwargs):
+        pauses.append((sys._getframe(1).f_code.co_filename, delay))  # who paused, and how long
+        return await sleep(delay, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "sleep", recorded)
+    kept = {}
+    report, values, session = run(tmp_path, "import ctypes\na = ctypes.CDLL(None) is not None", keep=lambda s: kept.update(
+        ready=s.client.km.ready.done(), kernel=s.client.km.provisioner.kernel, pid=s.box.kernel_pid))
+    assert values["a"] is True and kept["ready"]
+    assert [(who, delay) for who, delay in pauses if "jupyter_client" in who and delay > 0] == []
+    assert kept["kernel"].exited() and "native" in {f.kind for f in session.findings}  # ctypes, as reported
+    finish_closing()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(kept["pid"]).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the killed kernel still runs once its sandbox closed")

@@ -136,9 +136,9 @@ def image_row(panels: Iterable[Panel], height: int = 150, gap: int = 14) -> Rast
     """Images side by side, each scaled up by whole pixels (no smoothing) to about `height` pixels, titled above,
     drawn straight into one raster (PIL, matplotlib's colour maps and its DejaVu Sans font): no axes, ticks or
     layout engine, so drawing and saving a row costs a few milliseconds, where the same row of matplotlib axes with
-    colour bars costs a tenth of a second."""
+    colour bars costs a tenth of a second. Composed in bytes, through each colour map's 256 colours as bytes
+    (`colour_bytes`): the pixels matplotlib's own colour map would give, for a fifth of the time."""
     import numpy as np
-    from matplotlib import colormaps
     from PIL import Image, ImageDraw
 
     panels = list(panels)
@@ -154,29 +154,30 @@ def image_row(panels: Iterable[Panel], height: int = 150, gap: int = 14) -> Rast
             low = float(finite.min()) if panel.vmin is None and finite.numel() else (panel.vmin or 0.0)
             high = float(finite.max()) if panel.vmax is None and finite.numel() else (panel.vmax or 1.0)
             unit = ((data - low) / max(high - low, 1e-12)).nan_to_num(nan=1.0, posinf=1.0, neginf=0.0).clamp(0, 1)
-            rgb = colormaps[panel.cmap](unit.numpy())[..., :3]
+            rgb = colour_bytes(panel.cmap)[colour_index(unit.numpy())]
         else:
-            rgb = data.clamp(0, 1).numpy()[..., :3]
+            rgb = to_bytes(data.clamp(0, 1).numpy()[..., :3])
             low, high = 0.0, 1.0
         zoom = max(1, round(height / max(rgb.shape[0], 1)))
         tile = np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
-        tile = np.pad(tile, ((1, 1), (1, 1), (0, 0)), constant_values=0.6)  # a frame: a white image shows
+        tile = np.pad(tile, ((1, 1), (1, 1), (0, 0)), constant_values=FRAME)  # a frame: a white image shows
         tiles.append((x, tile))
         texts.append((x + tile.shape[1] / 2, panel.title, "center"))
         x += tile.shape[1] + gap // 2
         if panel.scale:
-            ramp = colormaps[panel.cmap](np.linspace(1, 0, tile.shape[0]))[:, None, :3]
-            tiles.append((x, np.pad(np.repeat(ramp, strip_px, axis=1), ((1, 1), (1, 1), (0, 0)), constant_values=0.6)))
+            ramp = colour_bytes(panel.cmap)[colour_index(np.linspace(1, 0, tile.shape[0]))][:, None, :]
+            tiles.append((x, np.pad(np.repeat(ramp, strip_px, axis=1), ((1, 1), (1, 1), (0, 0)),
+                                    constant_values=FRAME)))
             x += strip_px + 3
             texts += [(x, f"{high:.3g}", "top"), (x, f"{low:.3g}", "bottom")]
             x += 34
         x += gap // 2
     tall = max((t.shape[0] for _, t in tiles), default=height)
     width_px, height_px = x, tall + title_px + label_px // 2
-    canvas = np.ones((height_px, width_px, 3))
+    canvas = np.full((height_px, width_px, 3), 255, dtype=np.uint8)
     for left, tile in tiles:
         canvas[title_px:title_px + tile.shape[0], left:left + tile.shape[1]] = tile
-    image = Image.fromarray((canvas * 255 + 0.5).astype(np.uint8), "RGB")
+    image = Image.fromarray(canvas, "RGB")
     draw = ImageDraw.Draw(image)
     for left, text, where in texts:
         if where == "center":
@@ -185,6 +186,34 @@ def image_row(panels: Iterable[Panel], height: int = 150, gap: int = 14) -> Rast
             draw.text((left, title_px if where == "top" else title_px + tall), text, fill="black", font=font(11),
                       anchor="lt" if where == "top" else "ls")
     return Raster(image, [text for _, text, _ in texts])
+
+
+FRAME = 153  # the grey of a panel's frame: 0.6 of white, as bytes
+
+
+def to_bytes(rgb: Any) -> Any:
+    """Colours in [0, 1] as bytes, rounded to the nearest."""
+    import numpy as np
+
+    return (rgb * 255 + 0.5).astype(np.uint8)
+
+
+def colour_index(unit: Any) -> Any:
+    """Each value in [0, 1] as the index of its colour among a colour map's 256, as matplotlib picks it."""
+    import numpy as np
+
+    return np.clip((np.asarray(unit, dtype=np.float64) * 256).astype(np.intp), 0, 255)
+
+
+@functools.lru_cache(maxsize=64)
+def colour_bytes(cmap: str) -> Any:
+    """The 256 colours of matplotlib's colour map `cmap`, as (256, 3) bytes (read-only: shared by every row)."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    table = to_bytes(colormaps[cmap](np.arange(256))[:, :3])
+    table.flags.writeable = False
+    return table
 
 
 @functools.lru_cache(maxsize=None)

@@ -257,16 +257,22 @@ class IntegrityChannel:
             self.write_fd = None
 
     def _drain(self) -> None:
-        while not self.closed:
-            try:
-                select.select([self.read_fd], [], [])
-            except (OSError, ValueError):
+        try:
+            while not self.closed:
+                try:
+                    select.select([self.read_fd], [], [])
+                except (OSError, ValueError):
+                    with self.cond:
+                        self.closed = True
+                        self.cond.notify_all()
+                    return
                 with self.cond:
-                    self.closed = True
-                    self.cond.notify_all()
-                return
-            with self.cond:
-                self._read_available()
+                    self._read_available()
+        finally:  # the pipe's last holder has exited, or `close` read it to the end already: its read end goes
+            try:
+                os.close(self.read_fd)
+            except OSError:
+                pass
 
     def _read_available(self) -> None:
         """Whatever the pipe holds now, as lines (the caller holds `cond`); at its end, the channel is closed."""
@@ -343,7 +349,12 @@ class IntegrityChannel:
         return unique(found)
 
     def close(self) -> None:
+        """Called once every process that holds the write end was sent SIGKILL (`Session.stop`): none can write
+        again, so what the pipe holds now is all it will hold, read now. The processes' exits, which close the pipe
+        and end the drain thread, are not waited for (a forked kernel takes some hundredths of a second to unmap its
+        memory)."""
         self.handed_over()
-        self.thread.join(timeout=2)
-        if not self.thread.is_alive():
-            os.close(self.read_fd)
+        with self.cond:
+            self._read_available()
+            self.closed = True
+            self.cond.notify_all()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -184,6 +185,12 @@ class Session:
             self.watchdog.stop()
             self.memory_peak = max(self.memory_peak, self.watchdog.peak)
         if self.client is not None:
+            kernel = self._kernel()
+            if kernel is not None and self.spec.device != "cuda":
+                # ended now, its exit (a forked kernel unmapping its memory, some hundredths of a second) reaped with
+                # its sandbox's: the client finds it gone and only closes its channels. A GPU kernel's exit is waited
+                # for (the client's shutdown): its memory is free before the next kernel starts.
+                kernel.signal(signal.SIGKILL)
             try:
                 run_sync(self.client._async_cleanup_kernel)()
             except Exception:  # the sandbox below is ended regardless
@@ -324,9 +331,12 @@ class Session:
             if header.get("id") == call_id:
                 return str(header.get("status", "error")), data
 
-    def _kernel_gone(self) -> bool:
+    def _kernel(self) -> KernelProcess | None:
         provisioner = self.client.km.provisioner if self.client is not None else None
-        kernel = getattr(provisioner, "kernel", None)
+        return getattr(provisioner, "kernel", None)
+
+    def _kernel_gone(self) -> bool:
+        kernel = self._kernel()
         return kernel is None or kernel.exited()
 
     def _after_timeout(self, call_id: str, timeout: float) -> ProbeAnswer:
