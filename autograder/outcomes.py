@@ -41,7 +41,9 @@ class Outcome:
 
     `status`: passed, partial, failed (the student's answer), or error (the grader could not run the check,
     never the student's fault; `detail` holds the traceback, for the instructor only). `phase` says where an
-    `error` happened: `probe` (asking the kernel failed on the grader's side), `check` (the check itself)."""
+    `error` happened: `probe` (asking the kernel failed on the grader's side), `check` (the check itself), `data`
+    (the data the check reads is not there: `checks.data.MissingData`, in a self-check the `data/` folder handed
+    out with the notebook is not beside it; its message says so, and quotes no hidden input)."""
 
     check: str
     question: str

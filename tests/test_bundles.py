@@ -135,6 +135,25 @@ def test_grading_scans_the_packed_cell_and_finds_nothing_unless_it_was_altered(c
     assert [f.kind for f in scan_source(nb, trusted=[SETUP_SOURCE])] == ["native"]
 
 
+def test_a_damaged_packed_cell_says_so_in_the_notebook(tmp_path, monkeypatch, capsys):
+    """Found by a newcomer's trial: run in Jupyter, a packed cell whose text was damaged stopped the notebook with
+    zipfile's `BadZipFile`, even with the `.torchgrade/` folder beside the notebook, which serves the setup cell
+    just as well. It now says what is wrong and what to do, and lets the next cell go on."""
+    import base64
+    import sys
+
+    from autograder.build.embed import PACKED_SOURCE
+
+    damaged = base64.b64encode(b"PK\x03\x04 not a zip at all").decode()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    namespace: dict = {}
+    exec(compile(PACKED_SOURCE.format(packed=damaged, variable="SELFCHECK_FILES"), "packed cell", "exec"), namespace)
+    said = " ".join(capsys.readouterr().out.split())
+    assert said.startswith("This self-check cell is damaged (BadZipFile: ") and "take it from a fresh copy" in said
+    assert "SELFCHECK_FILES" not in namespace
+
+
 def test_a_packed_cell_is_unpacked_from_its_text_and_refused_when_damaged(tmp_path):
     """`torchgrade check` on a notebook alone reads the packed cell's `.torchgrade/` files without running the cell:
     a path outside the folder is not written, and a damaged cell is named."""
@@ -201,3 +220,26 @@ def test_a_notebook_checked_alone_gets_only_what_is_handed_out_beside_it(tmp_pat
     assert sorted(p.relative_to(files).as_posix() for p in files.rglob("*") if p.is_file()) == [
         "extra/table.csv", "helpers.py"]
     assert (files / "helpers.py").read_text() == "helpers.py" and missing == ["data"]
+
+
+def test_a_self_check_without_the_data_handed_out_says_what_is_missing(builds, tmp_path, capsys):
+    """Found by a newcomer's trial: in a folder without the `data/` handed out with it, the notebook's self-check
+    said nothing of it, and its data checks said "the grader could not run this check; it is left out of your score
+    until your instructor has looked at it", where grading (which has the data) said "`mnist_mean` is not defined".
+    Now `Grader()` says what is not beside the notebook; an undefined answer is said to be undefined first, with the
+    data or without; and a defined one, which needs the data to be checked, says the data is missing."""
+    import shutil
+
+    from autograder.build.selfcheck import Grader
+
+    student = tmp_path / "student"
+    shutil.copytree(builds.build("stats").student_dir, student)
+    shutil.rmtree(student / "data")
+    grader = Grader(student, namespace={})
+    assert "not beside the notebook: data (handed out with it" in capsys.readouterr().out
+    assert grader.missing == ["data"]
+    undefined = grader.check("mnist_stats").outcomes
+    assert [o.status for o in undefined] == ["failed", "failed"] and "`mnist_mean` is not defined" in undefined[0].message
+    defined = Grader(student, namespace={"mnist_mean": 0.13, "mnist_std": 0.31}).check("mnist_stats").outcomes
+    assert [(o.status, o.phase) for o in defined] == [("error", "data")] * 2
+    assert "the MNIST train split it reads is not in data/" in defined[0].message

@@ -87,6 +87,27 @@ def test_a_check_that_raises_is_an_error_outcome_with_its_traceback():
     assert "KeyError: 'oops'" in outcome.detail and "def broken" not in outcome.message
 
 
+def test_a_check_whose_data_is_not_there_says_what_is_missing(tmp_path):
+    """Found by a newcomer's trial: a notebook self-checked without the `data/` folder handed out with it heard "the
+    grader could not run this check; it is left out of your score until your instructor has looked at it". The data
+    a check reads, missing, is an error of its own (phase `data`, left out of the score like any check that could
+    not run) whose message says what is missing; a student is shown it for a public check, and for a hidden one
+    the usual words."""
+    from autograder.checks import Check, mnist_split
+    from autograder.render import outcome_lines
+
+    def reads_data(st, ref, rng):
+        mnist_split(tmp_path / "data", "train")
+
+    outcome = run_check(Check("mnist_mean_value", "mnist_stats", reads_data, public=True), LocalStudent({}), REF, 0)
+    said = "could not run: the MNIST train split it reads is not in data/ (is the data/ folder handed out with the " \
+           "notebook beside it?)"
+    assert (outcome.status, outcome.phase, outcome.message, outcome.counted) == ("error", "data", said, False)
+    assert outcome_lines(outcome, "student", symbols=True) == [f"! {said}"]
+    hidden = run_check(Check("hidden_mean", "mnist_stats", reads_data, public=False), LocalStudent({}), REF, 0)
+    assert "the grader could not run this check" in outcome_lines(hidden, "student")[0]
+
+
 @pytest.mark.parametrize("fraction, status", [(1.0, "passed"), (0.5, "partial"), (0.0, "failed")])
 def test_outcomes_carry_a_status(fraction, status):
     from autograder.checks import Check, Verdict

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -127,6 +128,26 @@ def test_check_runs_the_public_checks_in_a_fresh_kernel(built, tmp_path):
     shutil.copy(built / "autograder" / "solution.ipynb", student / "mine.ipynb")
     solved = torchgrade("check", student / "mine.ipynb", check=True)
     assert "conv2d: 2/2 public checks passed" in solved.stdout and "✘" not in solved.stdout
+    said = " ".join(solved.stdout.split())  # where the checks came from, and the whole in one line
+    assert f"checking mine.ipynb with the self-check of {student / '.torchgrade'}" in said
+    assert re.fullmatch(r"all of \d+ public checks passed", solved.stdout.strip().splitlines()[-1])
+    assert re.fullmatch(r"0 of \d+ public checks passed", blank.stdout.strip().splitlines()[-1])
+
+
+def test_check_refuses_what_is_no_notebook_naming_it(built, tmp_path):
+    """Found by a newcomer's trial: beside a `.torchgrade/` folder, `check` on a file that is not a notebook printed
+    "invalid", then every question's "0/0 public checks passed", and exited 0, as if it had passed. Now the file is
+    named and said not to be a notebook (exit 2), as is a folder given for a notebook."""
+    student = tmp_path / "student"
+    shutil.copytree(built / "student", student)
+    for name, text, said in (("hello.ipynb", "hello\n", "not a notebook: the file is not JSON"),
+                             ("dict.ipynb", '{"a": 1}', "not a notebook: JSON without a list of cells")):
+        (student / name).write_text(text)
+        out = torchgrade("check", student / name)
+        message = " ".join((out.stdout + out.stderr).split())
+        assert out.returncode == 2 and f"{name}: {said}" in message and "passed" not in message, message
+    folder = torchgrade("check", student)
+    assert folder.returncode == 2 and "a folder, not a notebook" in " ".join(folder.stderr.split() + folder.stdout.split())
 
 
 def test_check_on_a_notebook_alone_uses_its_packed_self_check(built, tmp_path):
@@ -143,11 +164,27 @@ def test_check_on_a_notebook_alone_uses_its_packed_self_check(built, tmp_path):
     shutil.copy(built / "autograder" / "solution.ipynb", alone / "mine.ipynb")
     solved = torchgrade("check", alone / "mine.ipynb", check=True)
     assert "conv2d: 2/2 public checks passed" in solved.stdout and "✘" not in solved.stdout
+    assert "checking mine.ipynb with its packed self-check (no .torchgrade/ folder beside it)" in solved.stdout
     (alone / "bare.ipynb").write_text(json.dumps({**solution, "cells": [c for c in solution["cells"]
                                                                         if c not in packed]}))
     bare = torchgrade("check", alone / "bare.ipynb")
     said = " ".join(bare.stdout.split())
     assert bare.returncode == 2 and "no packed self-check cell in it" in said and "bare.ipynb" in said
+
+
+def test_assign_zips_the_student_folder_to_hand_out(built):
+    """Found by a newcomer's trial: the docs said students get `student/`, not how to hand it out, and a copy of its
+    visible files or an upload page drops `.torchgrade/` unseen. `assign` writes `student.zip`: the student folder,
+    every file of it and nothing else, under one folder named after the assignment."""
+    import zipfile
+
+    with zipfile.ZipFile(built / "student.zip") as zf:
+        names = sorted(zf.namelist())
+        student = built / "student"
+        assert names == sorted(f"convolution/{p.relative_to(student).as_posix()}" for p in student.rglob("*")
+                               if p.is_file() and "__pycache__" not in p.parts)
+        assert "convolution/.torchgrade/assignment.toml" in names and "convolution/convolution.ipynb" in names
+        assert zf.read("convolution/convolution.ipynb") == (student / "convolution.ipynb").read_bytes()
 
 
 def test_student_bundle_holds_no_answer_hidden_check_or_hidden_value(built):

@@ -32,6 +32,7 @@ PACKED_VARIABLE = "SELFCHECK_FILES"  # where the notebook's packed cell unpacked
 EXPECTED_NAME = "expected.pt"
 BUNDLE_REFERENCE = "reference.py"
 BUNDLE_STUDENT_FILES = "student_files"
+DATA_DIR = "data"  # the data handed out beside a notebook (a student folder's `data/`)
 BUNDLE_SOLUTION = "solution.ipynb"
 BUNDLE_HIDDEN = "hidden"
 BLANK_NAME = "blank.ipynb"  # the notebook students start from, kept in the autograder bundle
@@ -249,3 +250,14 @@ def execute(name: str, spec) -> ModuleType:
             del sys.modules[loaded]
         raise
     return module
+
+
+def missing_beside(config: AssignmentConfig, folder: Path) -> list[str]:
+    """What the assignment hands out beside its notebook (its `student_files`, and `data/` where it has data) that
+    is not in `folder`, the notebook's: the cells and checks that read them cannot run there."""
+    return [rel for rel in (*config.student_files, *((DATA_DIR,) if config.data else ())) if not (folder / rel).exists()]
+
+
+def missing_beside_text(missing: list[str]) -> str:
+    return (f"not beside the notebook: {', '.join(missing)} (handed out with it: put them back beside it, or the "
+            "cells and checks that read them cannot run)")

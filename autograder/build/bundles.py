@@ -16,13 +16,13 @@ import torch
 from ..config import CONFIG_NAME
 from ..errors import ConfigError
 from ..extensions import load
-from .assignment import (BLANK_NAME, BUNDLE_HIDDEN, BUNDLE_REFERENCE, BUNDLE_SOLUTION, BUNDLE_STUDENT_FILES, CHECKS_DIR,
+from .assignment import (DATA_DIR, BLANK_NAME, BUNDLE_HIDDEN, BUNDLE_REFERENCE, BUNDLE_SOLUTION, BUNDLE_STUDENT_FILES, CHECKS_DIR,
                          EXPECTED_NAME, STUDENT_META, Assignment, load_assignment)
 from .notebook import Master, write_notebook
 
 STUDENT_DIR, AUTOGRADER_DIR = "student", "autograder"
+STUDENT_ZIP = "student.zip"  # the student folder as one file, to hand out where an upload keeps no folder
 SELFCHECK_LIB = "lib"  # .torchgrade/lib/autograder: the self-check, shipped with the student notebook
-DATA_DIR = "data"
 
 
 def build_bundles(source: Path, out: Path) -> tuple[Path, Path]:
@@ -147,3 +147,19 @@ def prepare_hidden(assignment: Assignment, autograder: Path) -> None:
     prepare = getattr(assignment.reference, "prepare", None)
     if prepare is not None:
         prepare(autograder / BUNDLE_HIDDEN, autograder / BUNDLE_STUDENT_FILES / DATA_DIR)
+
+
+def zip_student(student: Path, name: str) -> Path:
+    """The student folder as `student.zip` beside it, every file under one folder named after the assignment: its
+    notebook, its `.torchgrade/` folder (which a copy of the folder's visible files, or an upload page, can drop
+    unseen) and its `data/`. The same files give the same bytes."""
+    import zipfile
+
+    target = student.parent / STUDENT_ZIP
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(student.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                info = zipfile.ZipInfo(f"{name}/{path.relative_to(student).as_posix()}", date_time=(2024, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                zf.writestr(info, path.read_bytes())
+    return target

@@ -26,7 +26,7 @@ import nbformat
 from ..errors import BuildError
 from ..kernel.integrity import scan_source
 from ..config import AssignmentConfig
-from .assignment import CONFIG_NAME, PACKED_VARIABLE, STUDENT_META
+from .assignment import CONFIG_NAME, DATA_DIR, PACKED_VARIABLE, STUDENT_META, missing_beside
 from .notebook import SETUP_SOURCE
 
 PACKAGE = Path(__file__).resolve().parents[1]  # the autograder package
@@ -43,10 +43,15 @@ PACKED_SOURCE = """\
 import base64, hashlib, io, pathlib, sys, tempfile, zipfile
 _packed = "{packed}"
 _where = pathlib.Path(tempfile.gettempdir()) / ("selfcheck-" + hashlib.sha256(_packed.encode()).hexdigest()[:16])
-zipfile.ZipFile(io.BytesIO(base64.b64decode(_packed))).extractall(_where)
-if str(_where / "lib") not in sys.path:
-    sys.path.append(str(_where / "lib"))
-{variable} = str(_where)"""
+try:
+    zipfile.ZipFile(io.BytesIO(base64.b64decode(_packed))).extractall(_where)
+except Exception as _error:  # a damaged copy: the folder handed out beside the notebook may still serve the next cell
+    print("This self-check cell is damaged (" + type(_error).__name__ + ": " + str(_error)[:200] + "): take it from a "
+          "fresh copy of the notebook. The next cell works without it only beside the folder handed out with it.")
+else:
+    if str(_where / "lib") not in sys.path:
+        sys.path.append(str(_where / "lib"))
+    {variable} = str(_where)"""
 
 
 def selfcheck_modules() -> list[Path]:
@@ -171,18 +176,15 @@ def unpack(notebook: Path, into: Path) -> Path | None:
 def files_beside(meta: Path, notebook: Path, into: Path) -> tuple[Path, list[str]]:
     """A student folder for a notebook checked alone: what the assignment hands out beside its notebook (its
     `student_files` and `data/`), linked from the notebook's folder where there, and nothing else of that folder
-    (it is copied into each kernel's folder); and the names of those that are not there."""
-    from .bundles import DATA_DIR
-
+    (it is copied into each kernel's folder); and the names of those that are not there (`missing_beside`)."""
     config = AssignmentConfig.load(meta / CONFIG_NAME)
     files = into / "files"
     files.mkdir()
-    missing = []
+    folder = notebook.resolve().parent
+    missing = missing_beside(config, folder)
     for rel in (*config.student_files, *((DATA_DIR,) if config.data else ())):
-        source = notebook.resolve().parent / rel
-        if not source.exists():
-            missing.append(rel)
-        elif (files / rel).resolve().is_relative_to(files.resolve()):
+        source = folder / rel
+        if rel not in missing and (files / rel).resolve().is_relative_to(files.resolve()):
             (files / rel).parent.mkdir(parents=True, exist_ok=True)
             (files / rel).symlink_to(source.resolve())
     return files, missing

@@ -85,10 +85,14 @@ class Grader:
         caller = inspect.currentframe().f_back
         self.namespace = namespace if namespace is not None else caller.f_globals
         self.assignment: Assignment | None = None
+        self.missing: list[str] = []  # what is handed out beside the notebook and is not there
         if not self.grading:
-            from .assignment import PACKED_VARIABLE, load_student_checks
+            from .assignment import PACKED_VARIABLE, load_student_checks, missing_beside, missing_beside_text
 
             self.assignment = load_student_checks(*find_meta(folder, self.namespace.get(PACKED_VARIABLE)))
+            self.missing = missing_beside(self.assignment.config, self.assignment.root)
+            if self.missing:
+                print(missing_beside_text(self.missing))
 
     @property
     def questions(self) -> list[str]:

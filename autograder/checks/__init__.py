@@ -23,7 +23,7 @@ from .tensors import close, difference, equal_tensor, shape_hint, tensor_tuple
 from ..outcomes import CHECK_STATUSES as STATUSES, Outcome
 from .core import (Check, check_seed, CheckFn, CheckSet, Context, failed, Misconception, PARAMETERS, passed, run_check,
                    run_checks, Verdict)
-from .data import batches_of, keep_output, mnist_split, OnePassLoader, tensor_loader
+from .data import batches_of, keep_output, MissingData, mnist_split, OnePassLoader, tensor_loader
 from .models import (again, args_state, as_module, brief, build, changed_keys, describe, fixed, layer, leaf_types,
                      model_call, module_snapshot, named, output_problem, random_state, run_module, seq, spec,
                      state_after_step, state_difference, state_of, state_unchanged, states_close, with_weights)
@@ -33,8 +33,9 @@ __all__ = [
     "call_problem", "changed_keys", "Check", "check_seed", "CheckFn", "CheckSet", "close", "Context", "describe",
     "diagnose", "difference", "equal_tensor", "every", "exact", "ExplainedStudent", "failed", "first_failure", "fixed",
     "Forbid", "frame", "int_answer", "int_or_pair", "is_int", "keep_output", "known_mistakes", "layer", "leaf_types",
-    "mapping", "Misconception", "mnist_split", "model_accuracy", "model_call", "module_snapshot", "ModuleSnapshot",
-    "named", "normal_sample", "on_device", "OnePassLoader", "Opaque", "Outcome", "output_problem", "PARAMETERS",
+    "mapping", "Misconception", "MissingData", "mnist_split", "model_accuracy", "model_call", "module_snapshot",
+    "ModuleSnapshot", "named", "normal_sample", "on_device", "OnePassLoader", "Opaque", "Outcome", "output_problem",
+    "PARAMETERS",
     "passed", "plain", "randint", "randn", "random_pixels", "random_state", "ref", "returned", "returned_as",
     "run_check", "run_checks", "run_module", "same", "scalar", "seq", "shape_hint", "shape_list", "show", "signature",
     "spec", "state_after_step", "state_difference", "state_of", "state_unchanged", "states_close", "STATUSES",

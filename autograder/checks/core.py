@@ -31,6 +31,7 @@ from ..config import AssignmentConfig, Threshold
 from ..errors import TorchgradeError
 from ..outcomes import Outcome, status_of
 from ..kernel.probe import ProbeFault, Student
+from .data import MissingData
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ def check_seed(name: str, base: int) -> int:
 
 
 PARAMETERS = ("st", "ref", "rng", "ctx")
+DATA_HINT = "is the data/ folder handed out with the notebook beside it?"
 
 
 def run_check(check: Check, st: Student, ref: Any, base_seed: int, ctx: Context | None = None) -> Outcome:
@@ -190,6 +192,11 @@ def run_check(check: Check, st: Student, ref: Any, base_seed: int, ctx: Context 
     start = time.perf_counter()
     try:
         verdict = check.fn(**{name: given[name] for name in inspect.signature(check.fn).parameters})
+    except MissingData as exc:  # not the check's fault, nor the student's: said as it is
+        return Outcome(check.name, check.question, check.public, check.weight, 0.0,
+                       f"could not run: {exc.message} ({DATA_HINT})", "",
+                       time.perf_counter() - start, "error", traceback.format_exc(limit=8)[-4000:], check.doc,
+                       phase="data")
     except Exception as exc:  # a bug or an unexpected value must not stop the other checks
         return Outcome(check.name, check.question, check.public, check.weight, 0.0,
                        f"the grader could not run this check ({type(exc).__name__}: {str(exc)[:300]})", "",

@@ -11,7 +11,14 @@ from typing import Iterator, Sequence
 
 import torch
 
+from ..errors import ConfigError
+
 MNIST_SPLITS = {"train": True, "test": False}
+
+
+class MissingData(ConfigError):
+    """The data a check reads is not where it should be: in a self-check, the `data/` folder handed out with the
+    notebook is not beside it. The check is an `error` outcome of phase `data`, whose message says so."""
 
 
 def mnist_split(root: Path | str, split: str = "test", scale: str = "unit") -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,14 +28,14 @@ def mnist_split(root: Path | str, split: str = "test", scale: str = "unit") -> t
     int64 labels. Read with torchvision's own MNIST class, as the notebooks read them."""
     from torchvision.datasets import MNIST
 
-    from ..errors import ConfigError
-
     if split not in MNIST_SPLITS:
         raise ConfigError(f"no MNIST split {split!r}; splits are {', '.join(MNIST_SPLITS)}", root)
+    if root is None:
+        raise MissingData(f"the MNIST {split} split it reads is in no data folder here")
     try:
         dataset = MNIST(str(root), train=MNIST_SPLITS[split], download=False)
     except RuntimeError as exc:
-        raise ConfigError(f"no MNIST {split} split here ({exc})", root) from exc
+        raise MissingData(f"the MNIST {split} split it reads is not in {Path(root).name}/", root) from exc
     images = dataset.data.unsqueeze(1)
     if scale == "unit":
         images = images.to(torch.float32).div(255)

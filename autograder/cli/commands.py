@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from ..config import GradeSettings
-from ..errors import ConfigError, TorchgradeError
+from ..errors import ConfigError, InvalidSubmission, TorchgradeError
 from ..report.terminal import console
 
 
@@ -29,6 +29,8 @@ def cmd_assign(args: argparse.Namespace) -> int:
                   f"blank: {report.blank.total:g}/{report.blank.max_total:g}   public self-checks pass on the solution, "
                   "run on the blank")
     console.print(f"  student bundle:    {report.student_dir}", markup=False)
+    console.print(f"  to hand out:       {report.student_zip} (the notebook, its .torchgrade/ folder and any data/)",
+                  markup=False)
     console.print(f"  autograder bundle: {report.autograder_dir}", markup=False)
     return 0
 
@@ -225,44 +227,83 @@ def cmd_export_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..build.assignment import STUDENT_META, load_assignment, load_student_checks
-    from ..build.embed import files_beside, unpack
+    from ..build.notebook import read_submission
     from ..grading.pipeline import grade_submission
     from ..render import outcomes_text, public_summary
 
-    folder = Path(args.assignment or args.notebook.resolve().parent)
+    if args.notebook.is_dir():
+        raise ConfigError("a folder, not a notebook: pass the notebook (.ipynb) to check", args.notebook)
     if not args.notebook.is_file():
         raise ConfigError("no such notebook", args.notebook)
+    try:
+        read_submission(args.notebook)  # a file that is no notebook is said to be one, before any check
+    except InvalidSubmission as exc:
+        raise ConfigError(exc.message, args.notebook) from None
     with tempfile.TemporaryDirectory(prefix="torchgrade-check-") as unpacked:
-        if (folder / STUDENT_META).is_dir() or folder.name == STUDENT_META:
-            assignment = load_assignment(folder)
-        elif args.assignment is not None:
-            raise ConfigError(f"no {STUDENT_META}/ folder here: pass the student folder", folder)
-        elif (meta := unpack(args.notebook, Path(unpacked))) is not None:  # the notebook alone: its packed cell's
-            try:  # checks, and what it reads beside it
-                files, missing = files_beside(meta, args.notebook, Path(unpacked))
-                assignment = load_student_checks(meta, root=files)
-            except TorchgradeError as exc:  # said of the notebook: the unpacked copy is gone once this returns
-                raise ConfigError(f"the notebook's packed self-check does not load ({exc.message})",
-                                  args.notebook) from None
-            if missing:
-                console.print(f"[yellow]not beside the notebook[/]: {escape(', '.join(missing))} (handed out with "
-                              f"it: put them back beside it, or the cells and checks that read them cannot run)")
-        else:
-            raise ConfigError(f"no {STUDENT_META}/ folder beside it, and no packed self-check cell in it: pass "
-                              f"--assignment <student folder>", args.notebook)
+        assignment = self_check_of(args.notebook, args.assignment, Path(unpacked))
         result = grade_submission(args.notebook, assignment, GradeSettings(isolation="none"))  # the student's own work
     if result.status != "ok":
         console.print(f"[yellow]{escape(result.status)}[/]: {escape(result.message)}")
     for error in result.cell_errors:
         console.print(f"[yellow]{escape(error)}[/]")
-    all_passed = True
+    all_passed = result.status == "ok"  # a notebook that did not run to its end has not passed
     for q in result.questions:
         all_passed &= all(o.passed for o in q.outcomes)
         console.print(public_summary(q.id, q.outcomes), style="bold", markup=False)
         for line in outcomes_text(q.outcomes, "student", symbols=True):
-            console.print(line, markup=False)
+            console.print(line, markup=False, soft_wrap=True)  # long lines left to the terminal, not cut mid-word
+    outcomes = [o for q in result.questions for o in q.outcomes]
+    console.print(f"{'all' if all_passed else sum(o.passed for o in outcomes)} of {len(outcomes)} public checks "
+                  f"passed{'' if result.status == 'ok' else ' (the notebook did not run to its end)'}", style="bold")
     return 0 if all_passed else 1
+
+
+def self_check_of(notebook: Path, folder: Path | None, unpacked: Path):
+    """The public checks `torchgrade check` runs on `notebook`, said with where they come from: the `.torchgrade/`
+    of `folder` (`--assignment`) or of the notebook's folder, else the notebook's packed cell (unpacked under
+    `unpacked`, read, not run); what the assignment hands out beside the notebook and is not there, said too."""
+    from ..build.assignment import STUDENT_META, load_assignment, load_student_checks, missing_beside, \
+        missing_beside_text
+    from ..build.embed import files_beside, unpack
+
+    where = Path(folder or notebook.resolve().parent)
+    if (where / STUDENT_META).is_dir() or where.name == STUDENT_META:
+        assignment = load_assignment(where)
+        console.print(f"checking {notebook.name} with the self-check of {assignment.root / STUDENT_META}", markup=False)
+        packed = packed_name(notebook, unpacked / "packed")
+        if packed is not None and packed != assignment.name:
+            console.print(f"this notebook is of the assignment {packed!r}, the folder's self-check of "
+                          f"{assignment.name!r}: check it with the folder handed out with it", style="yellow",
+                          markup=False)
+        missing = missing_beside(assignment.config, assignment.root)  # the kernel's files come from there
+    elif folder is not None:
+        raise ConfigError(f"no {STUDENT_META}/ folder here: pass the student folder", where)
+    elif (meta := unpack(notebook, unpacked)) is not None:  # the notebook alone: its packed cell's checks
+        try:
+            files, missing = files_beside(meta, notebook, unpacked)  # and what it reads beside it
+            assignment = load_student_checks(meta, root=files)
+        except TorchgradeError as exc:  # said of the notebook: the unpacked copy is gone once this returns
+            raise ConfigError(f"the notebook's packed self-check does not load ({exc.message})", notebook) from None
+        console.print(f"checking {notebook.name} with its packed self-check (no {STUDENT_META}/ folder beside it)",
+                      markup=False)
+    else:
+        raise ConfigError(f"no {STUDENT_META}/ folder beside it, and no packed self-check cell in it: pass "
+                          f"--assignment <student folder>", notebook)
+    if missing:
+        console.print(missing_beside_text(missing), style="yellow", markup=False)
+    return assignment
+
+
+def packed_name(notebook: Path, into: Path) -> str | None:
+    """The name of the assignment whose self-check the notebook's packed cell carries, if it has a readable one."""
+    from ..build.embed import unpack
+    from ..config import CONFIG_NAME, AssignmentConfig
+
+    try:
+        meta = unpack(notebook, into)
+        return AssignmentConfig.load(meta / CONFIG_NAME).name if meta is not None else None
+    except TorchgradeError:  # a damaged cell: the folder's self-check serves
+        return None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -24,7 +24,8 @@ import torch
 
 from ..build.assignment import BUNDLE_SOLUTION, BUNDLE_STUDENT_FILES, EXPECTED_NAME, STUDENT_META, load_assignment, \
     load_student_checks
-from ..build.bundles import AUTOGRADER_DIR, BLANK_NAME, STUDENT_DIR, build_bundles, embed_self_check
+from ..build.bundles import AUTOGRADER_DIR, BLANK_NAME, STUDENT_DIR, STUDENT_ZIP, build_bundles, embed_self_check, \
+    zip_student
 from ..build.recorded import NotRecorded, Recording, Replay
 from ..checks import Context, run_checks
 from ..checks.core import every_mistake_computed
@@ -54,6 +55,10 @@ class BuildReport:
     def autograder_dir(self) -> Path:
         return self.out / AUTOGRADER_DIR
 
+    @property
+    def student_zip(self) -> Path:
+        return self.out / STUDENT_ZIP
+
 
 def assign(source: Path, out: Path, settings: GradeSettings | None = None) -> BuildReport:
     """Build into a staging folder next to `out` and prove the build there; only a proven build replaces `out`'s
@@ -68,6 +73,7 @@ def assign(source: Path, out: Path, settings: GradeSettings | None = None) -> Bu
         embed_self_check(student, autograder)
         blank = prove_blank(autograder, student, settings)
         name = load_assignment(autograder).name
+        zip_student(student, name)
         move_into(staging, out)
     except BuildError as exc:  # about the staged build, which is gone: name the assignment's source instead
         raise BuildError(exc.message, source) from exc
@@ -77,10 +83,11 @@ def assign(source: Path, out: Path, settings: GradeSettings | None = None) -> Bu
 
 
 def move_into(staging: Path, out: Path) -> None:
-    """A proven build's two bundles replace `out`'s (nothing else in `out` is touched)."""
+    """A proven build's two bundles and the student folder's zip replace `out`'s (nothing else in `out` is
+    touched)."""
     out.mkdir(parents=True, exist_ok=True)
-    for name in (STUDENT_DIR, AUTOGRADER_DIR):
-        if (out / name).exists():
+    for name in (STUDENT_DIR, AUTOGRADER_DIR, STUDENT_ZIP):
+        if (out / name).is_dir():
             shutil.rmtree(out / name)
         os.replace(staging / name, out / name)
 

@@ -148,6 +148,9 @@ def make_transform_rgb_pil(st, ref, rng):
 def mnist_stats_case(st, ref, ctx, which):
     """`mnist_mean` (which=0) or `mnist_std` (which=1) against the statistic of the shipped training split."""
     name = ("mnist_mean", "mnist_std")[which]
+    call = st.value(name)
+    if call.missing:  # said first: the same whether the data can be read here or not
+        return undefined(call, "Compute it in the notebook from the MNIST training split.")
     # the raw 0-255 pixels, (N, 28, 28) as torchvision's MNIST holds them in `.data`
     train, test = (mnist_split(ctx.data, split, scale="bytes")[0][:, 0] for split in ("train", "test"))
     expected, published = ref.mnist_stats_of(train)[which], MNIST_PUBLISHED[which]
@@ -162,9 +165,6 @@ def mnist_stats_case(st, ref, ctx, which):
         pixels = train.double().flatten(1) / 255
         known += [Misconception("std computed per image and averaged", IMAGE_STD, float(per_image))
                   for per_image in (pixels.std(dim=1).mean(), pixels.std(dim=1, correction=0).mean())]
-    call = st.value(name)
-    if call.missing:
-        return undefined(call, "Compute it in the notebook from the MNIST training split.")
     if as_number(call.value) is None:
         return failed(f"{name} is {call.type}, expected a float.", "Use float(...) to turn a tensor into a number.")
     return scalar(call, expected, rtol=RTOL, atol=0.0, misconceptions=known,
