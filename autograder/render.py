@@ -23,8 +23,8 @@ def outcome_lines(o: Outcome, audience: str = "student", symbols: bool = False, 
         raise ValueError(f"unknown audience {audience!r}; known: {', '.join(AUDIENCES)}")
     mark = SYMBOLS[o.status] if symbols else f"[{MARKS[o.status]}]"
     hidden = not o.public
-    if o.status == "error" and o.phase == "data" and o.public:  # what is missing, said: it names no hidden input
-        return [f"{mark} {o.check}: {o.message}" if not symbols else f"{mark} {o.message}"]
+    if o.status == "error" and o.phase == "data" and o.public and audience == "student":  # what is missing, said
+        return [f"{mark} {o.check}: {o.message}" if not symbols else f"{mark} {o.message}"]  # (no hidden input)
     if o.status == "error" and audience == "student":
         counts = ("it counts as zero until your instructor has looked at it" if o.counted
                   else "it is left out of your score until your instructor has looked at it")

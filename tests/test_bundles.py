@@ -239,7 +239,8 @@ def test_a_self_check_without_the_data_handed_out_says_what_is_missing(builds, t
     assert "not beside the notebook: data (handed out with it" in capsys.readouterr().out
     assert grader.missing == ["data"]
     undefined = grader.check("mnist_stats").outcomes
-    assert [o.status for o in undefined] == ["failed", "failed"] and "`mnist_mean` is not defined" in undefined[0].message
+    assert [o.status for o in undefined] == ["failed", "failed"]
+    assert "`mnist_mean` is not defined" in undefined[0].message
     defined = Grader(student, namespace={"mnist_mean": 0.13, "mnist_std": 0.31}).check("mnist_stats").outcomes
     assert [(o.status, o.phase) for o in defined] == [("error", "data")] * 2
     assert "the MNIST train split it reads is not in data/" in defined[0].message

@@ -273,7 +273,7 @@ def test_a_row_of_images_is_one_raster_scaled_by_whole_pixels_with_its_scales():
 
 
 def test_a_row_of_images_has_the_pixels_of_matplotlibs_own_colour_maps():
-    """`image_row` composes in bytes through each colour map's 256 colours: every pixel of a panel (values across
+    """`image_row` composes in bytes through each colour map's colours: every pixel of a panel (values across
     the whole range, both ends, NaN and ±inf) and of its colour scale is what matplotlib's colour map gives the same
     value, rounded to bytes; an RGB panel's pixels are its values rounded to bytes."""
     import numpy
@@ -285,7 +285,7 @@ def test_a_row_of_images_has_the_pixels_of_matplotlibs_own_colour_maps():
     values = torch.linspace(0, 1, 30 * 40, dtype=torch.float64).reshape(30, 40)
     values[0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), 1 / 256])
     rgb = torch.rand(5, 6, 3, generator=torch.Generator().manual_seed(0))
-    for cmap in ("viridis", "magma", "Reds", "gray"):
+    for cmap in ("viridis", "magma", "Reds", "gray", "tab10", "Set1"):  # 256 colours, and 10 and 9
         pixels = numpy.asarray(image_row([Panel(values, "v", cmap=cmap, vmin=0, vmax=1, scale=True),
                                           Panel(rgb, "rgb")], height=30).image)
         unit = values.nan_to_num(nan=1.0, posinf=1.0, neginf=0.0).numpy()
@@ -295,7 +295,7 @@ def test_a_row_of_images_has_the_pixels_of_matplotlibs_own_colour_maps():
         assert (pixels[23:55, 57] == ramp).all()  # its colour scale, beside it, top to bottom
         assert (pixels[22, 7:49] == 153).all() and (pixels[22, 49] == 255).all()  # its frame: 0.6 of white
         left = 7 + 42 + 7 + 13 + 34 + 7 + 1  # the panel, a gap, its scale and labels, a gap, the RGB panel's frame
-        assert (pixels[23:53:6, left:left + 36:6] == (rgb.numpy() * 255 + 0.5).astype(numpy.uint8)).all()  # ×6
+        assert (pixels[23:53:6, left:left + 36:6] == (rgb.double().numpy() * 255 + 0.5).astype(numpy.uint8)).all()
 
 
 @pytest.mark.parametrize("shape", [(64,), (8, 4, 2), (0, 3)])

@@ -176,6 +176,26 @@ def test_the_channel_closes_on_what_its_killed_writers_wrote_without_waiting_for
         pass  # closed
 
 
+def test_the_channel_waits_for_other_holders_when_asked():
+    """A kernel with processes of its own: they hold the write end too, and end only as the sandbox's init exits,
+    after the kernel was killed; `Session.stop` then asks the channel to wait for the pipe to close, so what they
+    write on the way is read too."""
+    import threading
+    import time
+
+    channel = IntegrityChannel()
+    holder = os.dup(channel.write_fd)  # the kernel's child, still running
+
+    def ends_later():
+        time.sleep(0.2)
+        os.write(holder, b"A network: socket.connect\n")
+        os.close(holder)
+
+    threading.Thread(target=ends_later).start()
+    channel.close(wait=5)
+    assert {f.kind for f in channel.findings()} == {"network"} and not channel.thread.is_alive()
+
+
 LIMITS = isolation.SandboxLimits(memory_bytes=1 << 30, processes=64, disk_bytes=256 << 20, file_bytes=1 << 20)
 
 

@@ -526,8 +526,9 @@ def test_a_kernel_starts_and_stops_without_waiting_for_anything_it_does_not_need
 
     monkeypatch.setattr(asyncio, "sleep", recorded)
     kept = {}
-    report, values, session = run(tmp_path, "import ctypes\na = ctypes.CDLL(None) is not None", keep=lambda s: kept.update(
-        ready=s.client.km.ready.done(), kernel=s.client.km.provisioner.kernel, pid=s.box.kernel_pid))
+    report, values, session = run(tmp_path, "import ctypes\na = ctypes.CDLL(None) is not None",
+                                  keep=lambda s: kept.update(ready=s.client.km.ready.done(), pid=s.box.kernel_pid,
+                                                             kernel=s.client.km.provisioner.kernel))
     assert values["a"] is True and kept["ready"]
     assert [(who, delay) for who, delay in pauses if "jupyter_client" in who and delay > 0] == []
     assert kept["kernel"].exited() and "native" in {f.kind for f in session.findings}  # ctypes, as reported

@@ -255,7 +255,8 @@ def execute(name: str, spec) -> ModuleType:
 def missing_beside(config: AssignmentConfig, folder: Path) -> list[str]:
     """What the assignment hands out beside its notebook (its `student_files`, and `data/` where it has data) that
     is not in `folder`, the notebook's: the cells and checks that read them cannot run there."""
-    return [rel for rel in (*config.student_files, *((DATA_DIR,) if config.data else ())) if not (folder / rel).exists()]
+    handed_out = (*config.student_files, *((DATA_DIR,) if config.data else ()))
+    return [rel for rel in handed_out if not (folder / rel).exists()]
 
 
 def missing_beside_text(missing: list[str]) -> str:

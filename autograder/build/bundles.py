@@ -16,8 +16,8 @@ import torch
 from ..config import CONFIG_NAME
 from ..errors import ConfigError
 from ..extensions import load
-from .assignment import (DATA_DIR, BLANK_NAME, BUNDLE_HIDDEN, BUNDLE_REFERENCE, BUNDLE_SOLUTION, BUNDLE_STUDENT_FILES, CHECKS_DIR,
-                         EXPECTED_NAME, STUDENT_META, Assignment, load_assignment)
+from .assignment import (BLANK_NAME, BUNDLE_HIDDEN, BUNDLE_REFERENCE, BUNDLE_SOLUTION, BUNDLE_STUDENT_FILES, CHECKS_DIR,
+                         DATA_DIR, EXPECTED_NAME, STUDENT_META, Assignment, load_assignment)
 from .notebook import Master, write_notebook
 
 STUDENT_DIR, AUTOGRADER_DIR = "student", "autograder"
@@ -159,7 +159,8 @@ def zip_student(student: Path, name: str) -> Path:
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(student.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
-                info = zipfile.ZipInfo(f"{name}/{path.relative_to(student).as_posix()}", date_time=(2024, 1, 1, 0, 0, 0))
+                info = zipfile.ZipInfo(f"{name}/{path.relative_to(student).as_posix()}",
+                                       date_time=(2024, 1, 1, 0, 0, 0))
                 info.compress_type = zipfile.ZIP_DEFLATED
                 zf.writestr(info, path.read_bytes())
     return target

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import nbformat
 
@@ -47,14 +47,13 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
     data = assignment.student_files / "data" if assignment.student_files else None
     ctx = Context(assignment.config, spec.device, assignment.hidden, data)
     prober = prober or all_checks(assignment)
-    scanned = in_background(scan_source, nb, trusted=[SETUP_SOURCE])  # read while the kernel runs the cells
+    flags = scan_source(nb, trusted=[SETUP_SOURCE])  # before any kernel runs: parsing holds the interpreter's lock
     session = prefetch.session(path, assignment.student_files, spec) if prefetch else Session(
         path, assignment.student_files, spec)
     with session:
         if prefetch:  # this kernel runs: the next one may start
             prefetch.release()
         report = execute_notebook(session, nb)
-        flags = scanned()
         st = KernelStudent(session, spec.limits.probe_timeout, spec.device, watch=needs_watch(flags))
         # the student's figures first, in a kernel that has seen no check's input yet: none can show a hidden one
         figures = draw_figures(assignment, session, spec, ctx, st.watch, "student") if settings.figures else []
@@ -81,29 +80,6 @@ def grade_submission(path: Path, assignment: Assignment, settings: GradeSettings
         phase=stop_phase(report, session),
         isolation=session.isolation_text,
     )
-
-
-def in_background(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any]:
-    """`fn(*args, **kwargs)` started on a thread of its own; the function returned waits for its result (or raises
-    what it raised). The notebook's source is read so while the kernel runs its cells: this process only waits."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = fn(*args, **kwargs)
-        except BaseException as exc:  # raised again where the result is asked for
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, name="torchgrade-scan", daemon=True)
-    thread.start()
-
-    def result() -> Any:
-        thread.join()
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["value"]
-
-    return result
 
 
 def warm_up(figures: bool = True) -> None:

@@ -348,12 +348,15 @@ class IntegrityChannel:
             found.append(Finding("flooded", "kernel", f"{self.dropped} more reports from the kernel were dropped"))
         return unique(found)
 
-    def close(self) -> None:
-        """Called once every process that holds the write end was sent SIGKILL (`Session.stop`): none can write
-        again, so what the pipe holds now is all it will hold, read now. The processes' exits, which close the pipe
-        and end the drain thread, are not waited for (a forked kernel takes some hundredths of a second to unmap its
-        memory)."""
+    def close(self, wait: float = 0.0) -> None:
+        """Called once the kernel was sent SIGKILL (`Session.stop`): it writes no more, and what it wrote is in the
+        pipe, read now; its exit (some hundredths of a second, a forked kernel unmapping its memory), which closes
+        the pipe and ends the drain thread, is not waited for. Other processes may hold the write end and end only
+        later (the kernel's children, killed as its sandbox's init exits): with `wait`, the pipe's closing is waited
+        for first, at most that many seconds, so that what they write on the way is read too."""
         self.handed_over()
+        if wait:
+            self.thread.join(timeout=wait)
         with self.cond:
             self._read_available()
             self.closed = True

@@ -118,6 +118,15 @@ class Sandbox:
                 continue
         return found
 
+    def kernel_children(self) -> bool:
+        """Whether the kernel has processes of its own (which hold what it held: its integrity pipe's write end)."""
+        if self.kernel_pid is None:
+            return False
+        try:
+            return bool(psutil.Process(self.kernel_pid).children())
+        except psutil.Error:
+            return False
+
     def reads_the_pipe(self, pid: int) -> bool:
         """Whether process `pid` is the sandbox's `cat`: its input is the pipe the grader holds."""
         if self.hold is None:

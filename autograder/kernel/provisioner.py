@@ -74,7 +74,7 @@ class KernelProcess:
             else:
                 os.kill(self.pid, signum)
         except (ProcessLookupError, PermissionError):
-            pass
+            return
         if signum == signal.SIGKILL:
             self.killed = True
 
@@ -114,9 +114,12 @@ class ForkProvisioner(LocalProvisioner):
             self.kernel.signal(signum)
 
     async def kill(self, restart: bool = False) -> None:
+        """SIGKILL, then its exit waited for (at most 7 s, as jupyter_client's own kill would): the manager takes
+        the kernel for ended at once (`KernelProcess.killed`), so only this wait keeps a GPU kernel's memory from
+        being taken before it is freed (a CPU kernel is not killed here: `Session.stop`)."""
         await self.send_signal(signal.SIGKILL)
         if self.kernel is not None:
-            self.kernel.wait(2.0)
+            self.kernel.wait(7.0)
 
     async def terminate(self, restart: bool = False) -> None:
         await self.send_signal(signal.SIGTERM)

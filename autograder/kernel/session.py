@@ -178,9 +178,11 @@ class Session:
 
     def stop(self) -> None:
         """End the kernel and everything its sandbox runs; keep what the channel reported."""
-        if self.box is not None and self.box.detached():
+        detached = self.box.detached() if self.box is not None else []
+        if detached:
             self.findings.append(Finding("detached-processes", "sandbox",
-                                         "processes left the kernel and ran on: " + ", ".join(self.box.detached()[:5])))
+                                         "processes left the kernel and ran on: " + ", ".join(detached[:5])))
+        others = bool(detached) or (self.box is not None and self.box.kernel_children())  # may hold the pipe too
         if self.watchdog is not None:
             self.watchdog.stop()
             self.memory_peak = max(self.memory_peak, self.watchdog.peak)
@@ -198,7 +200,7 @@ class Session:
         if self.box is not None:  # a GPU kernel's memory is freed before the next kernel may start
             self.box.close(defer=self.spec.device != "cuda")
         if self.channel is not None:
-            self.channel.close()
+            self.channel.close(wait=2.0 if others else 0.0)
             self.findings += [f for f in self.channel.findings() if f not in self.findings]
             self.warnings += [w for w in self.channel.warnings() if w not in self.warnings]
         for sock in (self.probe_socket, self._kernel_end):
