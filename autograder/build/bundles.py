@@ -155,12 +155,11 @@ def zip_student(student: Path, name: str) -> Path:
     unseen) and its `data/`. The same files give the same bytes."""
     import zipfile
 
+    from .embed import write
+
     target = student.parent / STUDENT_ZIP
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(student.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
-                info = zipfile.ZipInfo(f"{name}/{path.relative_to(student).as_posix()}",
-                                       date_time=(2024, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                zf.writestr(info, path.read_bytes())
+                write(zf, f"{name}/{path.relative_to(student).as_posix()}", path)
     return target
