@@ -244,3 +244,22 @@ def test_a_self_check_without_the_data_handed_out_says_what_is_missing(builds, t
     defined = Grader(student, namespace={"mnist_mean": 0.13, "mnist_std": 0.31}).check("mnist_stats").outcomes
     assert [(o.status, o.phase) for o in defined] == [("error", "data")] * 2
     assert "the MNIST train split it reads is not in data/" in defined[0].message
+
+
+def test_check_all_ends_with_the_total_as_the_command_line_does(builds, tmp_path, capsys):
+    """Found by a newcomer's trial: `torchgrade check` ends with "3 of 6 public checks passed", the notebook's
+    `grader.check_all()` with the last question's checks, and no total."""
+    import shutil
+
+    from autograder.build.selfcheck import Grader
+
+    student = tmp_path / "student"
+    shutil.copytree(builds.build("stats").student_dir, student)
+    import reference.stats as ref
+
+    summary = Grader(student, namespace={"normalize": ref.normalize}).check_all()  # one question right
+    outcomes = [o for r in summary.reports for o in r.outcomes]
+    passed = sum(o.passed for o in outcomes)
+    assert 0 < passed < len(outcomes)
+    assert repr(summary).splitlines()[-1] == f"{passed} of {len(outcomes)} public checks passed"
+    assert summary._repr_html_().endswith(f"{passed} of {len(outcomes)} public checks passed</p>")

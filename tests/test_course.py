@@ -23,7 +23,7 @@ from autograder.adjustments import Adjustment, Timing, adjust, lateness
 from autograder.build.notebook import ANSWER_PROMPT, Master, tagged_cells
 from autograder.cli.parser import main
 from autograder.config import AssignmentConfig, Late, Question
-from autograder.errors import ConfigError
+from autograder.errors import ConfigError, TorchgradeError
 from autograder.extensions import UnknownExtension
 from autograder.export.feedback import export_feedback
 from autograder.export.sheet import import_sheet
@@ -319,6 +319,11 @@ def test_feedback_zips_for_canvas_moodle_and_plain(tmp_path):
     moodle = export_feedback(out, "moodle", roster=roster)
     assert zipfile.ZipFile(moodle.output).namelist() == ["Alice Liddell_7_assignsubmission_file_/feedback.html"]
     assert list(moodle.skipped) == ["bob_102"]  # no participant number: said, not guessed
+    moodle.output.unlink()
+    with pytest.raises(TorchgradeError, match=r"no moodle feedback written: none of the 2 graded submission\(s\) "
+                                              r"could be placed \(no Moodle participant number"):
+        export_feedback(out, "moodle")  # no roster: nothing placed, and no empty zip to upload by mistake
+    assert not moodle.output.exists()
     with pytest.raises(UnknownExtension, match="unknown feedback 'blackboard'; known: moodle, canvas, zip"):
         export_feedback(out, "blackboard")
 

@@ -181,6 +181,22 @@ def test_a_name_defined_by_a_failed_cell_names_that_cell_and_its_error():
     assert "is not defined." in plain.message and "spelling" in plain.hint
 
 
+def test_a_failed_cells_hint_follows_its_error_not_always_a_missing_module():
+    """A stats notebook handed out without its data: the answer cell fails on a loader an earlier cell did not
+    define. The hint must not talk of modules that are not installed."""
+    from autograder.checks import ExplainedStudent
+
+    answer = "stats = channel_stats(train_loader)\nmnist_mean, mnist_std = stats\n"
+    failed = [(answer, "cell 16 (stats = channel_stats(train_loader)) raised NameError: name 'train_loader' is "
+                       "not defined")]
+    verdict = outcome("stats", "mnist_mean_value", ExplainedStudent.of(LocalStudent({}), failed))
+    assert "`mnist_mean` is not defined: the cell that defines it failed, cell 16" in verdict.message, verdict.message
+    assert "not installed" not in verdict.hint and "earlier cell" in verdict.hint, verdict.hint
+    other = [(PRETTY, "cell 4 (import prettytable) raised ValueError: too many values to unpack")]
+    verdict = outcome("params", "count_params_mlp", ExplainedStudent.of(LocalStudent({}), other))
+    assert verdict.hint == "Fix that cell's error so the whole cell runs.", verdict.hint
+
+
 def test_the_pipeline_hands_the_failed_cells_sources_and_errors():
     from autograder.checks import ExplainedStudent
     from autograder.grading.pipeline import failed_cells

@@ -60,21 +60,33 @@ class QuestionReport:
         return "\n".join(self.lines())
 
     def _repr_html_(self) -> str:
-        colour = "#1a7f37" if self.passed else "#b42318"
-        body = html.escape("\n".join(self.lines()[1:]))
-        return (f"<p style='color:{colour};font-weight:bold'>{html.escape(self.lines()[0])}</p>"
-                f"<pre>{body}</pre>")
+        return verdict_html(self.lines()[0], self.passed) + f"<pre>{html.escape(chr(10).join(self.lines()[1:]))}</pre>"
+
+
+def verdict_html(line: str, passed: bool) -> str:
+    """A summary line in bold, green where everything passed, red where not."""
+    return f"<p style='color:{'#1a7f37' if passed else '#b42318'};font-weight:bold'>{html.escape(line)}</p>"
 
 
 @dataclass(frozen=True)
 class Summary:
     reports: tuple[QuestionReport, ...]
 
+    @property
+    def total(self) -> str:
+        """The last line, over every question ("3 of 6 public checks passed"); none while grading."""
+        if any(r.skipped for r in self.reports):
+            return ""
+        from ..render import public_total
+
+        return public_total(o for r in self.reports for o in r.outcomes)
+
     def __repr__(self) -> str:
-        return "\n\n".join(repr(r) for r in self.reports)
+        return "\n\n".join([*(repr(r) for r in self.reports), *([self.total] if self.total else [])])
 
     def _repr_html_(self) -> str:
-        return "".join(r._repr_html_() for r in self.reports)
+        total = verdict_html(self.total, all(r.passed for r in self.reports)) if self.total else ""
+        return "".join(r._repr_html_() for r in self.reports) + total
 
 
 class Grader:

@@ -27,9 +27,20 @@ def undefined(call: Call, hint: str = "Run the cell that defines it, and check t
     name = call.target.split(".")[0]
     if isinstance(call, Undefined) and call.cell:
         return failed(f"`{name}` is not defined: the cell that defines it failed, {call.cell}.",
-                      "Fix that cell's error so the whole cell runs: a module that is not installed where the "
-                      "notebook is graded cannot be imported (use torch, numpy, pandas and the standard library).")
+                      failed_cell_hint(call.cell))
     return failed(f"`{name}` is not defined.", hint)
+
+
+def failed_cell_hint(cell: str) -> str:
+    """What to do about a cell that raised (`cell`: "cell 2 (...) raised ModuleNotFoundError: ..."), by its error."""
+    error = cell.rsplit(" raised ", 1)[-1]
+    if error.startswith(("ModuleNotFoundError", "ImportError")):
+        return ("Fix that cell's error so the whole cell runs: a module that is not installed where the notebook is "
+                "graded cannot be imported (use torch, numpy, pandas and the standard library).")
+    if error.startswith(("NameError", "UnboundLocalError")):
+        return ("Fix that cell's error so the whole cell runs: it uses a name that an earlier cell defines. Run the "
+                "notebook from the top and make the cells above it run without errors.")
+    return "Fix that cell's error so the whole cell runs."
 
 
 # the probe's words when a method was called on what a call returned, and that was None (a body still `...`)

@@ -229,7 +229,7 @@ def cmd_export_feedback(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from ..build.notebook import read_submission
     from ..grading.pipeline import grade_submission
-    from ..render import outcomes_text, public_summary
+    from ..render import outcomes_text, public_summary, public_total
 
     if args.notebook.is_dir():
         raise ConfigError("a folder, not a notebook: pass the notebook (.ipynb) to check", args.notebook)
@@ -252,9 +252,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         console.print(public_summary(q.id, q.outcomes), style="bold", markup=False)
         for line in outcomes_text(q.outcomes, "student", symbols=True):
             console.print(line, markup=False, soft_wrap=True)  # long lines left to the terminal, not cut mid-word
-    outcomes = [o for q in result.questions for o in q.outcomes]
-    console.print(f"{'all' if all_passed else sum(o.passed for o in outcomes)} of {len(outcomes)} public checks "
-                  f"passed{'' if result.status == 'ok' else ' (the notebook did not run to its end)'}", style="bold")
+    console.print(public_total([o for q in result.questions for o in q.outcomes], result.status == "ok"),
+                  style="bold", markup=False)
     return 0 if all_passed else 1
 
 

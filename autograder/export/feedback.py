@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..errors import TorchgradeError
 from ..extensions import load
 from ..outcomes import SubmissionResult
 from ..report.feedback import feedback_html, feedback_text
@@ -93,12 +94,14 @@ def export_feedback(out: Path, format_name: str, output: Path | None = None, ros
     output = Path(output) if output else Path(out) / f"feedback-{fmt.name}.zip"
     report = FeedbackExport(output, fmt.name)
     entries = fmt.entries(results, roster)
+    report.skipped = {r.submission: fmt.left_out for r in results if r.submission not in entries}
+    placed = [r for r in results if r.submission in entries]
+    if not placed:  # an empty zip would upload as if it were feedback
+        raise TorchgradeError(f"no {fmt.name} feedback written: none of the {len(results)} graded submission(s) "
+                              f"could be placed ({fmt.left_out or 'none recorded'})", out)
     output.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED) as zf:
-        for r in results:
-            if r.submission not in entries:
-                report.skipped[r.submission] = fmt.left_out
-                continue
+        for r in placed:
             for name, kind in entries[r.submission].items():
                 zf.writestr(name, feedback_html(r, "student") if kind == "html" else feedback_text(r, "student"))
             report.written.append(r.submission)

@@ -99,10 +99,12 @@ class BatchProgress:
 def summary_line(results: Iterable[SubmissionResult], seconds: float, skipped: int = 0) -> str:
     """One line for a whole batch: how many, their statuses, the mean score, the time and the flagged."""
     results = list(results)
+    if not results:
+        return (f"nothing new to grade: all {skipped} already graded (the gradebook holds their grades)" if skipped
+                else "nothing to grade")
     counts = Counter(r.status for r in results)
     statuses = ", ".join(f"{counts[s]} {s}" for s in [*STATUSES, *sorted(set(counts) - set(STATUSES))] if counts[s])
-    mean = (f"mean {sum(r.total for r in results) / len(results):.3g} / {max(r.max_total for r in results):g}"
-            if results else "no score")
+    mean = f"mean {sum(r.total for r in results) / len(results):.3g} / {max(r.max_total for r in results):g}"
     again = f"; {skipped} already graded, skipped" if skipped else ""
     return (f"graded {len(results)} in {duration(seconds)} ({statuses or 'none'}); {mean}; "
             f"{sum(bool(r.flags) for r in results)} flagged{again}")
