@@ -12,8 +12,10 @@ copies of them in turn up to `--notebooks` (120: ten of each):
 Prints, for each: seconds per notebook and the speed-up over plain nbclient; the first result's
 time after the batch started; the overhead per submission (its grading time minus its own cells'
 time), with and without the first submission (which waits for the zygote), and the batch's wall
-time per notebook minus the mean cell time; peak memory per worker; and the totals (a copy graded
-otherwise than its original is marked `!!`). Then the first result's time after a fresh
+time per notebook minus the mean cell time; the CPU time per notebook, from the first result to the last, of each
+kind of process (kernels, workers, zygote, this process), and its floor under the overhead: with J submissions at a
+time on C cores, they take J/C times that CPU time at the least, on average; peak memory per worker; and the totals (a copy
+graded otherwise than its original is marked `!!`). Then the first result's time after a fresh
 `torchgrade grade` command started (its own imports included; the median of `--repeat` commands), each next to a
 fresh `python -c "import torch"` timed just before it: the floor under any first result, as the kernels and the
 checks both need torch, and it varies with the machine's load. Then a table against the targets.
@@ -52,12 +54,15 @@ from autograder.cli.demo import example_submissions, repo_root
 
 
 class PeakMemory(threading.Thread):
-    """Samples this process's descendants: the peak resident memory of each, by role."""
+    """Samples this process's descendants: the peak resident memory of each, by role, and the CPU time used so far
+    by role (`cpu_now`: a kernel's once its zygote reaped it)."""
 
     def __init__(self, interval: float = 0.1):
         super().__init__(daemon=True)
         self.interval = interval
         self.peaks: dict[int, tuple[str, int]] = {}
+        self.cpu: dict[tuple[int, str], float] = {}  # (pid, role) -> CPU seconds
+        self.lock = threading.Lock()
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -67,10 +72,26 @@ class PeakMemory(threading.Thread):
                 try:
                     role = role_of(proc)
                     rss = proc.memory_info().rss
+                    times = proc.cpu_times()
                 except psutil.Error:
                     continue
                 if rss > self.peaks.get(proc.pid, ("", 0))[1]:
                     self.peaks[proc.pid] = (role, rss)
+                with self.lock:
+                    if role != "kernel":  # a kernel's time is counted once reaped, in its zygote's children's
+                        self.cpu[proc.pid, role] = times.user + times.system
+                    if role == "zygote":
+                        self.cpu[proc.pid, "kernels"] = times.children_user + times.children_system
+
+    def cpu_now(self) -> dict[str, float]:
+        """CPU seconds used so far by "kernels", "worker"s, "zygote"s, "other" descendants and "this process" (which
+        grades at --jobs 1), as last sampled."""
+        mine = psutil.Process().cpu_times()
+        out = {"kernels": 0.0, "worker": 0.0, "zygote": 0.0, "other": 0.0, "this process": mine.user + mine.system}
+        with self.lock:
+            for (_, role), seconds in self.cpu.items():
+                out[role] += seconds
+        return out
 
     def by_role(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -81,8 +102,9 @@ class PeakMemory(threading.Thread):
 
 def role_of(proc: psutil.Process) -> str:
     cmd = " ".join(proc.cmdline())
-    if "autograder.kernel.zygote" in cmd:
-        return "zygote"
+    if "autograder.kernel.zygote" in cmd:  # a kernel is forked from the zygote: its command line is the zygote's
+        parent = proc.parent()
+        return "kernel" if parent is not None and "autograder.kernel.zygote" in " ".join(parent.cmdline()) else "zygote"
     if "multiprocessing" in cmd:
         return "worker"
     return "other"
@@ -188,10 +210,15 @@ def main() -> None:
             watcher = PeakMemory()
             watcher.start()
             firsts: list[float] = []
+            used: list[dict[str, float]] = []  # CPU used so far, at each result
+
+            def on_result(_) -> None:
+                firsts.append(time.perf_counter() - start)
+                used.append(watcher.cpu_now())
+
             start = time.perf_counter()
             batch = grade_into(bundle, notebooks, tmp / f"jobs{jobs}-{figures}",
-                               GradeSettings(device=args.device, jobs=jobs, figures=figures),
-                               on_result=lambda _: firsts.append(time.perf_counter() - start))
+                               GradeSettings(device=args.device, jobs=jobs, figures=figures), on_result=on_result)
             wall = time.perf_counter() - start
             watcher.done.set()
             watcher.join()
@@ -211,6 +238,14 @@ def main() -> None:
             roles = watcher.by_role()
             kernel = max(r.memory_peak_mb for r in results)
             worker = roles.get("worker", 0) if jobs > 1 else psutil.Process().memory_info().rss
+            if len(used) > 1:  # from the first result to the last: what starting the batch costs left out
+                cpu = {role: (used[-1][role] - used[0][role]) / (len(used) - 1) for role in used[0]}
+                total, cores = sum(cpu.values()), len(os.sched_getaffinity(0))
+                least = total * jobs / cores  # the cores are shared by the whole batch
+                print(f"   CPU per notebook, first result to last: {total * 1000:.0f} ms (" + ", ".join(
+                    f"{role} {seconds * 1000:.0f}" for role, seconds in cpu.items()) + f"); with {jobs} at a time on "
+                    f"{cores} core(s), a submission takes at least {least:.2f} s: overhead at least "
+                    f"{least - cells:.2f} s")
             print(f"   peak memory per worker: worker {worker / 2**20:.0f} MiB, zygote "
                   f"{roles.get('zygote', 0) / 2**20:.0f} MiB (shared with its kernels), largest kernel "
                   f"{kernel:.0f} MiB of its own")
