@@ -62,6 +62,8 @@ def public_summary(question: str, outcomes: Iterable[Outcome]) -> str:
 def public_total(outcomes: Iterable[Outcome], ran_to_end: bool = True) -> str:
     """The self-check's last line, over every question: "all of 6 public checks passed", "3 of 6 ..."."""
     outcomes = list(outcomes)
+    if not outcomes:
+        return "no public checks" + ("" if ran_to_end else " (the notebook did not run to its end)")
     n_ok = sum(o.passed for o in outcomes)
     everything = ran_to_end and n_ok == len(outcomes)
     return (f"{'all' if everything else n_ok} of {len(outcomes)} public checks passed"

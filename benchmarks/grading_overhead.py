@@ -63,11 +63,13 @@ class PeakMemory(threading.Thread):
         self.peaks: dict[int, tuple[str, int]] = {}
         self.cpu: dict[tuple[int, str], float] = {}  # (pid, role) -> CPU seconds
         self.lock = threading.Lock()
+        self.sampling = 0.0  # CPU seconds this thread spent sampling
         self.done = threading.Event()
 
     def run(self) -> None:
         me = psutil.Process()
         while not self.done.wait(self.interval):
+            started = time.thread_time()
             for proc in me.children(recursive=True):
                 try:
                     role = role_of(proc)
@@ -82,6 +84,8 @@ class PeakMemory(threading.Thread):
                         self.cpu[proc.pid, role] = times.user + times.system
                     if role == "zygote":
                         self.cpu[proc.pid, "kernels"] = times.children_user + times.children_system
+            with self.lock:
+                self.sampling += time.thread_time() - started  # this process's, not the grader's
 
     def cpu_now(self) -> dict[str, float]:
         """CPU seconds used so far by "kernels", "worker"s, "zygote"s, "other" descendants and "this process" (which
@@ -89,6 +93,7 @@ class PeakMemory(threading.Thread):
         mine = psutil.Process().cpu_times()
         out = {"kernels": 0.0, "worker": 0.0, "zygote": 0.0, "other": 0.0, "this process": mine.user + mine.system}
         with self.lock:
+            out["this process"] -= self.sampling
             for (_, role), seconds in self.cpu.items():
                 out[role] += seconds
         return out
@@ -101,10 +106,15 @@ class PeakMemory(threading.Thread):
 
 
 def role_of(proc: psutil.Process) -> str:
+    """A kernel is forked from the zygote (with its command line; not root, through a child that exits, so that the
+    sandbox's init is its parent); what a kernel starts is the kernel's too."""
+    lineage = [proc, *proc.parents()]
+    zygotes = ["autograder.kernel.zygote" in " ".join(p.cmdline()) for p in lineage]
+    if any(zygotes[1:]) or zygotes[0] and "python" not in lineage[1].name():
+        return "kernel"
     cmd = " ".join(proc.cmdline())
-    if "autograder.kernel.zygote" in cmd:  # a kernel is forked from the zygote: its command line is the zygote's
-        parent = proc.parent()
-        return "kernel" if parent is not None and "autograder.kernel.zygote" in " ".join(parent.cmdline()) else "zygote"
+    if zygotes[0]:
+        return "zygote"
     if "multiprocessing" in cmd:
         return "worker"
     return "other"

@@ -329,6 +329,43 @@ for i in range(400):
         assert values["a"].startswith("stopped at"), values["a"]
 
 
+def test_what_a_prefetch_thread_started_outlives_that_thread(tmp_path):
+    """A zygote (PR_SET_PDEATHSIG) and a sandbox (bubblewrap's --die-with-parent) end with the *thread* that started
+    them. Found: a zygote of the process's own, first needed on a prefetch thread, was killed as that thread ended
+    with its `Prefetch`; every later kernel of the process then failed ("the kernel fork server failed (Connection
+    reset by peer)"). And the prefetch thread ended while bubblewrap still waited for its sandbox's end: bubblewrap was
+    killed, and the sandbox's init was left to the host's init to reap."""
+    from autograder.kernel.prefetch import Prefetch
+
+    path, nb = notebook(tmp_path, "a = 41 + 1")
+    other, _ = notebook(tmp_path, "a = 0", name="other.ipynb")
+    spec = KernelSpec(limits=LIMITS, threads=1, device="cpu", seed=91731, isolation="bwrap")  # a zygote of its own
+    for _ in range(2):
+        with Prefetch() as prefetch:
+            prefetch.prepare(path, None, spec)
+            with prefetch.session(path, None, spec) as session:
+                execute_notebook(session, nb)
+                assert KernelStudent(session, 20).value("a").value == 42
+                used = session.box.process
+            prefetch.prepare(other, None, spec)  # prepared, never used: ended as the prefetch closes
+            unused = next(iter(prefetch.pending.values())).result().box.process
+        assert used.returncode == unused.returncode == 128 + 9, (used.returncode, unused.returncode)  # not -9
+
+
+def test_a_zygote_of_the_process_own_that_died_is_replaced(tmp_path):
+    from autograder.kernel.zygote import zygote_for
+
+    path, nb = notebook(tmp_path, "a = 41 + 1")
+    spec = KernelSpec(limits=LIMITS, threads=1, device="cpu", seed=91732, isolation="bwrap")  # a zygote of its own
+    for _ in range(2):
+        with Session(path, None, spec) as session:
+            execute_notebook(session, nb)
+            assert KernelStudent(session, 20).value("a").value == 42
+        zygote = zygote_for(spec)
+        zygote.process.kill()  # killed, as the kernel's out-of-memory killer or an administrator might
+        zygote.process.wait()
+
+
 def test_every_kernel_starts_pristine(tmp_path):
     dirty = """import sys, os, torch, random
 torch.save = None

@@ -55,17 +55,13 @@ def test_a_custom_pattern_names_files(tmp_path):
         find_submissions([root], pattern=r"hw3-\w+")
 
 
-def test_student_folders_given_one_by_one_are_named_after_themselves(tmp_path):
-    """`grade A subs/*`, or two students' unzipped handouts: named as if their parent folder were given, never after
-    the notebook that every student's copy shares."""
-    root = notebooks(tmp_path, "alice/stats/stats.ipynb", "bob/stats.ipynb", "carol/x/y/stats.ipynb")
-    folders = [root / "alice", root / "bob", root / "carol"]
-    expected = {"alice": "stats.ipynb", "bob": "stats.ipynb", "carol": "stats.ipynb"}
-    assert names(find_submissions(folders)) == expected == names(find_submissions([root]))
-    assert names(find_submissions(folders, "folder")) == expected
-    assert names(find_submissions([root / "bob"])) == {"stats": "stats.ipynb"}  # one folder: its files' names
-    with pytest.raises(ConfigError, match="share a name"):
-        find_submissions(folders, "file")
+def test_student_folders_given_one_by_one_clash_with_advice(tmp_path):
+    """Two students' unzipped handouts given one by one: each holds `stats.ipynb`. Names stay what each folder's
+    layout gives (stable from one run to the next), and the clash says to give the folder that holds them."""
+    root = notebooks(tmp_path, "alice/stats/stats.ipynb", "bob/stats.ipynb")
+    with pytest.raises(ConfigError, match="give the folder that holds them instead"):
+        find_submissions([root / "alice", root / "bob"])
+    assert names(find_submissions([root])) == {"alice": "stats.ipynb", "bob": "stats.ipynb"}
 
 
 def test_files_given_one_by_one_keep_their_names(tmp_path):

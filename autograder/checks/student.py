@@ -20,6 +20,7 @@ class Undefined(Call):
     cell, and its error."""
 
     cell: str = ""
+    cell_error: str = ""  # that cell's error: "NameError: name 'x' is not defined"
 
 
 def undefined(call: Call, hint: str = "Run the cell that defines it, and check the spelling of the name.") -> Verdict:
@@ -27,20 +28,22 @@ def undefined(call: Call, hint: str = "Run the cell that defines it, and check t
     name = call.target.split(".")[0]
     if isinstance(call, Undefined) and call.cell:
         return failed(f"`{name}` is not defined: the cell that defines it failed, {call.cell}.",
-                      failed_cell_hint(call.cell))
+                      failed_cell_hint(call.cell_error))
     return failed(f"`{name}` is not defined.", hint)
 
 
-def failed_cell_hint(cell: str) -> str:
-    """What to do about a cell that raised (`cell`: "cell 2 (...) raised ModuleNotFoundError: ..."), by its error."""
-    error = cell.rsplit(" raised ", 1)[-1]
-    if error.startswith(("ModuleNotFoundError", "ImportError")):
-        return ("Fix that cell's error so the whole cell runs: a module that is not installed where the notebook is "
-                "graded cannot be imported (use torch, numpy, pandas and the standard library).")
-    if error.startswith(("NameError", "UnboundLocalError")):
-        return ("Fix that cell's error so the whole cell runs: it uses a name that an earlier cell defines. Run the "
-                "notebook from the top and make the cells above it run without errors.")
-    return "Fix that cell's error so the whole cell runs."
+def failed_cell_hint(error: str) -> str:
+    """What to do about a cell that raised `error` ("ModuleNotFoundError: No module named 'x'"), by its kind."""
+    kind = error.split(":", 1)[0].strip()
+    why = {
+        "ModuleNotFoundError": "a module that is not installed where the notebook is graded cannot be imported (use "
+                               "torch, numpy, pandas and the standard library).",
+        "NameError": "it uses a name that is not defined when it runs (a typo, or a name defined in a cell below it "
+                     "or in a cell that failed). Run the notebook from the top.",
+    }.get(kind)
+    if kind == "ImportError" and "cannot import name" in error:
+        why = "that module has no such name (check its spelling, and which module it comes from)."
+    return f"Fix that cell's error so the whole cell runs: {why}" if why else "Fix that cell's error so the whole cell runs."
 
 
 # the probe's words when a method was called on what a call returned, and that was None (a body still `...`)
@@ -165,16 +168,17 @@ class ExplainedStudent:
     have defined, and that is not defined, comes back as `Undefined`, naming that cell and its error."""
 
     student: Student
-    failed_cells: Mapping[str, str]  # name -> "cell 2 (import prettytable) raised ModuleNotFoundError: ..."
+    failed_cells: Mapping[str, tuple[str, str]]  # name -> ("cell 2 (import prettytable) raised ModuleNotFoundError:
+    # No module named 'prettytable'", "ModuleNotFoundError: No module named 'prettytable'")
 
     @classmethod
-    def of(cls, student: Student, cells: Iterable[tuple[str, str]]) -> "ExplainedStudent":
-        """`cells`: (source, what happened) of each cell that raised, in the order they ran; the first one
-        that would have defined a name is named for it."""
-        failed_cells: dict[str, str] = {}
-        for source, what in cells:
+    def of(cls, student: Student, cells: Iterable[tuple[str, ...]]) -> "ExplainedStudent":
+        """`cells`: (source, what happened[, its error]) of each cell that raised, in the order they ran; the first
+        one that would have defined a name is named for it."""
+        failed_cells: dict[str, tuple[str, str]] = {}
+        for source, what, *error in cells:
             for name in defined_names(source):
-                failed_cells.setdefault(name, what)
+                failed_cells.setdefault(name, (what, error[0] if error else what.rsplit(" raised ", 1)[-1]))
         return cls(student, failed_cells)
 
     @property
@@ -189,7 +193,7 @@ class ExplainedStudent:
 
     def explained(self, call: Call) -> Call:
         cell = self.failed_cells.get(call.target.split(".")[0]) if call.missing else None
-        return Undefined(**vars(call), cell=cell) if cell else call
+        return Undefined(**vars(call), cell=cell[0], cell_error=cell[1]) if cell else call
 
     def __getattr__(self, name: str) -> Any:  # what else the student side offers (timeout, ...)
         if name == "student":  # not set yet (copy, pickle)

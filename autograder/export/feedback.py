@@ -96,9 +96,13 @@ def export_feedback(out: Path, format_name: str, output: Path | None = None, ros
     entries = fmt.entries(results, roster)
     report.skipped = {r.submission: fmt.left_out for r in results if r.submission not in entries}
     placed = [r for r in results if r.submission in entries]
-    if not placed:  # an empty zip would upload as if it were feedback
-        raise TorchgradeError(f"no {fmt.name} feedback written: none of the {len(results)} graded submission(s) "
-                              f"could be placed ({fmt.left_out or 'none recorded'})", out)
+    if not placed:  # an empty zip would upload as if it were feedback; an earlier one, as if it were this one
+        stale = output.is_file()
+        output.unlink(missing_ok=True)
+        why = (f"none of the {len(results)} graded submission(s) could be placed ({fmt.left_out})" if results
+               else "nothing is graded here yet")
+        raise TorchgradeError(f"no {fmt.name} feedback written: {why}"
+                              + (f"; the {output.name} of an earlier export was removed" if stale else ""), out)
     output.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED) as zf:
         for r in placed:

@@ -141,6 +141,7 @@ def cell_errors(report: ExecutionReport) -> list[str]:
     return [f"{c.label}: {c.error}" for c in report.errors]
 
 
-def failed_cells(nb, report: ExecutionReport) -> list[tuple[str, str]]:
-    """(source, what happened) of each cell that raised, so that a check can say why a name it defines is missing."""
-    return [(nb.cells[c.index].get("source", ""), f"{c.label} raised {c.error}") for c in report.errors]
+def failed_cells(nb, report: ExecutionReport) -> list[tuple[str, str, str]]:
+    """(source, what happened, its error) of each cell that raised, so that a check can say why a name it defines is
+    missing, and what to do."""
+    return [(nb.cells[c.index].get("source", ""), f"{c.label} raised {c.error}", c.error) for c in report.errors]

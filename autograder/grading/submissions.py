@@ -3,8 +3,7 @@
 Courses get submissions in several layouts, and `find_submissions` names them so:
 - notebooks side by side in one folder (or given as files): the file name without `.ipynb`;
 - a folder per student, or Gradescope's export of a folder per submission (`submission_123/...`):
-  the folder's name (`auto` picks this when every folder holds exactly one notebook), whether their parent folder
-  is given or the folders themselves, one by one (`subs/*`);
+  the folder's name (`auto` picks this when every folder holds exactly one notebook);
 - an LMS bulk download, files named after the student (Canvas: `name_[LATE_]userid_subid_file.ipynb`):
   the student part of the name, through `--name-pattern` (a regular expression with a `student`
   group and an optional `id` group; Canvas's form is the default).
@@ -49,13 +48,8 @@ def find_submissions(paths: Iterable[Path], naming: str = "auto", pattern: str |
         raise ConfigError(f"--name-pattern is not a regular expression: {exc}") from exc
     if "student" not in regex.groupindex:
         raise ConfigError("--name-pattern needs a group named 'student', e.g. (?P<student>[^_]+)_.*")
-    paths = [Path(p) for p in paths]
-    if naming in ("auto", "folder") and len(paths) > 1 and all(p.is_dir() for p in paths):
-        each = [notebooks_in(p) for p in paths]
-        if all(len(notebooks) == 1 for notebooks in each):  # a folder per student, given one by one (`subs/*`)
-            return unique([Submission(p.resolve().name, notebooks[0]) for p, notebooks in zip(paths, each)])
     found: list[Submission] = []
-    for path in paths:
+    for path in map(Path, paths):
         if path.is_dir():
             found += layout(Folder(path, notebooks_in(path), regex, pattern is not None))
         elif path.exists():
@@ -140,5 +134,6 @@ def unique(found: list[Submission]) -> list[Submission]:
     if clashes:
         listing = "; ".join(f"{name!r}: {', '.join(map(str, ps))}" for name, ps in clashes.items())
         raise ConfigError(f"two submissions would share a name, so one would overwrite the other: {listing}. "
-                          "Rename one, or choose another naming (--name-from folder|file|pattern)")
+                          "Rename one, or choose another naming (--name-from folder|file|pattern); student folders "
+                          "given one by one are named after what they hold: give the folder that holds them instead")
     return found

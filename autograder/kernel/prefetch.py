@@ -92,5 +92,7 @@ class Prefetch:
             self._ended(future)
         self.pending.clear()
         self.held.clear()
+        # every sandbox this grader closed is gone before it returns (or its worker exits), waited for on the thread
+        # that started them, after what it still has to do: its end would kill the bubblewraps still closing
+        self.pool.submit(finish_closing).result()
         self.pool.shutdown(wait=True)
-        finish_closing()  # every sandbox this grader closed is gone before it returns (or its worker exits)

@@ -182,16 +182,20 @@ class Zygote:
         self.lock = threading.Lock()
 
     def launch(self) -> str:
-        """Start a zygote of this process's own; it imports in the background. Returns its address."""
+        """Start a zygote of this process's own; it imports in the background. Returns its address.
+
+        It is started from a thread that lasts as long as this process (`launcher`): it ends with the thread that
+        started it (PR_SET_PDEATHSIG), and the thread that first needs it may be short-lived (a prefetch's)."""
         self.folder = tempfile.mkdtemp(prefix="torchgrade-zygote-")
         self.address = os.path.join(self.folder, "zygote.sock")
         self.stderr = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
+        self.process = launcher().submit(
+            subprocess.Popen,
             [sys.executable, "-c", BOOTSTRAP, str(PACKAGE_PARENT), self.address,
              "*" if self.wanted is None else ",".join(self.wanted), str(os.getpid())],  # the owner last
             env={**self.env, "MPLCONFIGDIR": self.folder}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=self.stderr, cwd="/", start_new_session=True,
-        )
+        ).result()
         return self.address
 
     def connect(self) -> None:
@@ -232,28 +236,45 @@ class Zygote:
         return f": {detail}" if detail else ""
 
     def spawn(self, request: dict[str, Any], fds: list[int], timeout: float = 60.0) -> int:
-        """Fork a kernel as `request` says (see `boot.spawn`), handing it `fds`; returns its host pid."""
+        """Fork a kernel as `request` says (see `boot.spawn`), handing it `fds`; returns its host pid. A request
+        that could not be sent (the zygote is gone: ours died, or the batch's ended) is sent to its replacement."""
         with self.lock:
-            if self.sock is None:
+            for last in (False, True):
+                self._connected()
+                assert self.sock is not None
+                self.sock.settimeout(timeout)
                 try:
-                    self.connect()
-                except ZygoteError:
-                    if self.process is not None:
-                        raise
-                    self.address = None  # the batch's zygote is gone: start one of our own
-                    self.connect()
-            assert self.sock is not None
-            self.sock.settimeout(timeout)
-            try:
-                socket.send_fds(self.sock, [json.dumps(request).encode()], fds)
-                reply = json.loads(self.sock.recv(MAX_MESSAGE) or b"{}")
-            except (OSError, json.JSONDecodeError) as exc:
-                self.sock.close()
-                self.sock = None
-                raise ZygoteError(f"the kernel fork server failed ({exc})") from exc
+                    socket.send_fds(self.sock, [json.dumps(request).encode()], fds)
+                except OSError as exc:  # not delivered: no kernel was forked for it
+                    self.sock.close()
+                    self.sock = None
+                    if not last:  # the zygote is gone: `_connected` replaces it
+                        continue
+                    raise ZygoteError(f"the kernel fork server failed ({exc})") from exc
+                try:
+                    reply = json.loads(self.sock.recv(MAX_MESSAGE) or b"{}")
+                except (OSError, json.JSONDecodeError) as exc:
+                    self.sock.close()
+                    self.sock = None
+                    raise ZygoteError(f"the kernel fork server failed ({exc})") from exc
+                break
         if "pid" not in reply:
             raise ZygoteError(f"could not start a kernel: {reply.get('error', 'no answer')}")
         return int(reply["pid"])
+
+    def _connected(self) -> None:
+        """Connected to a zygote: ours, replaced if it died, or the batch's, replaced by ours if it is gone."""
+        if self.sock is None and self.process is not None and self.process.poll() is not None:
+            self.close()  # ours died (killed, out of memory): a fresh one of our own
+            self.address = None
+        if self.sock is None:
+            try:
+                self.connect()
+            except ZygoteError:
+                if self.process is not None:
+                    raise
+                self.address = None  # the batch's zygote is gone: start one of our own
+                self.connect()
 
     def close(self) -> None:
         if self.sock is not None:
@@ -296,6 +317,21 @@ def main(address: str, owner: int, wanted: str = "*") -> None:
         pass
 
 
+_LAUNCHER: list = []  # [the executor whose one thread starts zygotes], made on first use
+
+
+def launcher() -> Any:
+    """A thread that lasts as long as this process, to start zygotes from."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _LAUNCHER_LOCK:
+        if not _LAUNCHER:
+            _LAUNCHER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchgrade-zygote-launcher"))
+        return _LAUNCHER[0]
+
+
+_LAUNCHER_LOCK = threading.Lock()
+os.register_at_fork(after_in_child=_LAUNCHER.clear)  # a forked child has none of its parent's threads
 _ZYGOTES: dict[tuple, Zygote] = {}
 _EARLY: dict[tuple, Zygote] = {}  # started by `prestart_zygote`, not yet taken by a batch
 

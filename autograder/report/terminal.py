@@ -100,8 +100,7 @@ def summary_line(results: Iterable[SubmissionResult], seconds: float, skipped: i
     """One line for a whole batch: how many, their statuses, the mean score, the time and the flagged."""
     results = list(results)
     if not results:
-        return (f"nothing new to grade: all {skipped} already graded (the gradebook holds their grades)" if skipped
-                else "nothing to grade")
+        return "nothing new to grade: the gradebook holds the grades given before" if skipped else "nothing to grade"
     counts = Counter(r.status for r in results)
     statuses = ", ".join(f"{counts[s]} {s}" for s in [*STATUSES, *sorted(set(counts) - set(STATUSES))] if counts[s])
     mean = f"mean {sum(r.total for r in results) / len(results):.3g} / {max(r.max_total for r in results):g}"
