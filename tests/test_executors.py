@@ -460,3 +460,31 @@ def test_a_discarded_preparation_is_ended_on_the_preparing_thread(monkeypatch):
         prefetch.pool.submit(lambda: None).result()  # what the thread had to do is done
         assert stopped == ["unneeded"]
     assert stopped == ["unneeded"]  # the one taken is its grader's to end
+
+
+def test_zygotes_are_started_from_a_thread_that_lasts_even_in_a_forked_child():
+    """A zygote ends with the thread that started it: zygotes start from one thread that lasts as long as the process
+    (`launcher`), also in a child forked after it started (which has none of its parent's threads)."""
+    import threading
+
+    from autograder.kernel.zygote import launcher
+
+    seen = []
+    assert launcher().run_here(lambda: seen.append(threading.current_thread().name) or 42) == 42
+    assert seen == ["torchgrade-zygote-launcher"] and launcher() is launcher()
+    with pytest.raises(ZeroDivisionError):
+        launcher().run_here(lambda: 1 / 0)  # handed back to the caller; the thread goes on
+    assert launcher().is_alive()
+    child = os.fork()
+    if child == 0:
+        try:
+            os._exit(launcher().run_here(lambda: 7))
+        finally:
+            os._exit(1)
+    deadline = time.monotonic() + 10
+    while (waited := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if waited[0] == 0:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+    assert waited[0] == child and os.waitstatus_to_exitcode(waited[1]) == 7

@@ -189,13 +189,12 @@ class Zygote:
         self.folder = tempfile.mkdtemp(prefix="torchgrade-zygote-")
         self.address = os.path.join(self.folder, "zygote.sock")
         self.stderr = tempfile.TemporaryFile()
-        self.process = launcher().submit(
-            subprocess.Popen,
+        self.process = launcher().run_here(lambda: subprocess.Popen(
             [sys.executable, "-c", BOOTSTRAP, str(PACKAGE_PARENT), self.address,
              "*" if self.wanted is None else ",".join(self.wanted), str(os.getpid())],  # the owner last
             env={**self.env, "MPLCONFIGDIR": self.folder}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=self.stderr, cwd="/", start_new_session=True,
-        ).result()
+        ))
         return self.address
 
     def connect(self) -> None:
@@ -317,20 +316,47 @@ def main(address: str, owner: int, wanted: str = "*") -> None:
         pass
 
 
-_LAUNCHER: list = []  # [the executor whose one thread starts zygotes], made on first use
+class Launcher(threading.Thread):
+    """A thread that lasts as long as this process, to start zygotes from (`run_here`). Plain: concurrent.futures
+    would cost the command a hundredth of a second more before its zygote starts."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True, name="torchgrade-zygote-launcher")
+        import queue
+
+        self.requests: Any = queue.SimpleQueue()
+
+    def run(self) -> None:
+        while True:
+            call, answer, done = self.requests.get()
+            try:
+                answer.append(call())
+            except BaseException as exc:  # handed back to the caller
+                answer.append(exc)
+            done.set()
+
+    def run_here(self, call: Any) -> Any:
+        answer: list = []
+        done = threading.Event()
+        self.requests.put((call, answer, done))
+        done.wait()
+        if isinstance(answer[0], BaseException):
+            raise answer[0]
+        return answer[0]
 
 
-def launcher() -> Any:
-    """A thread that lasts as long as this process, to start zygotes from."""
-    from concurrent.futures import ThreadPoolExecutor
+_LAUNCHER: list[Launcher] = []  # made on first use
+_LAUNCHER_LOCK = threading.Lock()
 
+
+def launcher() -> Launcher:
     with _LAUNCHER_LOCK:
         if not _LAUNCHER:
-            _LAUNCHER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchgrade-zygote-launcher"))
+            _LAUNCHER.append(Launcher())
+            _LAUNCHER[0].start()
         return _LAUNCHER[0]
 
 
-_LAUNCHER_LOCK = threading.Lock()
 os.register_at_fork(after_in_child=_LAUNCHER.clear)  # a forked child has none of its parent's threads
 _ZYGOTES: dict[tuple, Zygote] = {}
 _EARLY: dict[tuple, Zygote] = {}  # started by `prestart_zygote`, not yet taken by a batch
