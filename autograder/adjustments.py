@@ -108,10 +108,11 @@ def adjustment_lines(result: SubmissionResult) -> list[str]:
     for a in result.adjustments:
         if not a.get("applied", True):
             continue
+        unit = "point" if abs(a["points"]) == 1 else "points"
         if a["question"]:
-            lines.append(f"{a['question']} set to {a['points']:g} points by your instructor: {a['reason']}")
+            lines.append(f"{a['question']} set to {a['points']:g} {unit} by your instructor: {a['reason']}")
         else:
-            lines.append(f"{a['points']:+g} points from your instructor: {a['reason']}")
+            lines.append(f"{a['points']:+g} {unit} from your instructor: {a['reason']}")
     late = result.lateness
     if late.get("unknown"):
         penalty = f"{late['penalty']:g} points deducted" if late["penalty"] else "no penalty applied yet"

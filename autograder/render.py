@@ -24,7 +24,7 @@ def outcome_lines(o: Outcome, audience: str = "student", symbols: bool = False, 
     mark = SYMBOLS[o.status] if symbols else f"[{MARKS[o.status]}]"
     hidden = not o.public
     if o.status == "error" and o.phase == "data" and o.public and audience == "student":  # what is missing, said
-        return [f"{mark} {o.check}: {o.message}" if not symbols else f"{mark} {o.message}"]  # (no hidden input)
+        return [f"{mark} {o.check}: {o.message}"]  # (no hidden input)
     if o.status == "error" and audience == "student":
         counts = ("it counts as zero until your instructor has looked at it" if o.counted
                   else "it is left out of your score until your instructor has looked at it")
@@ -33,7 +33,7 @@ def outcome_lines(o: Outcome, audience: str = "student", symbols: bool = False, 
         text = o.doc or "hidden check"
         head = f"{mark} {o.check} (hidden): {text}"
     else:
-        head = f"{mark} {o.check}{' (hidden)' if hidden else ''}: {o.message}" if not symbols else f"{mark} {o.message}"
+        head = f"{mark} {o.check}{' (hidden)' if hidden else ''}: {o.message}"  # named: two checks may call alike
     lines = [head]
     if hint and o.hint and o.status != "passed":
         lines.append(f"    hint: {o.hint}")
@@ -53,7 +53,12 @@ def outcomes_text(outcomes: Iterable[Outcome], audience: str = "student", indent
     return lines
 
 
-def public_summary(question: str, outcomes: Iterable[Outcome]) -> str:
+WRITTEN = "a written answer, graded by your instructor (nothing to check here)"
+
+
+def public_summary(question: str, outcomes: Iterable[Outcome], written: bool = False) -> str:
+    if written:
+        return f"{question}: {WRITTEN}"
     outcomes = list(outcomes)
     n_ok = sum(o.passed for o in outcomes)
     return f"{question}: {n_ok}/{len(outcomes)} public checks passed"

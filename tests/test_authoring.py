@@ -406,3 +406,24 @@ def test_the_readme_links_the_authors_docs_and_its_check_example_runs_as_written
     flipped = run_check(check, LocalStudent({"conv2d": lambda x, w, bias=None: conv2d(x, w.flip(2, 3), bias)}),
                         reference, 0)
     assert not flipped.passed and "flipped kernel" in flipped.message + flipped.hint
+
+
+def test_a_written_question_has_no_points_in_expected_toml(tmp_path):
+    """Found by an instructor's trial: a written answer (kind = "manual") had to be given 0 in every example of
+    expected.toml, though it is pending until a person grades it, and validate's summary counted it as 0."""
+    from autograder.config import Question
+    from autograder.grading.validate import ValidationReport, example_problems, expected_problems, summary_lines
+    from autograder.outcomes import SubmissionResult
+
+    config = AssignmentConfig("act", "Act", "act.ipynb", (Question("relu", 4.0), Question("why_max", 2.0, "manual")))
+    path = tmp_path / "expected.toml"
+    fine = {"solution": {"relu": 4}, "blank": {"relu": 0}}
+    assert expected_problems(fine, {}, config, path) == []
+    given = expected_problems({"solution": {"relu": 4, "why_max": 2}, "blank": {"relu": 0}}, {}, config, path)
+    assert [p.message for p in given] == ['[solution] why_max: a written answer (kind = "manual"), graded by a '
+                                          'person, so no example has points for it: leave it out']
+    solution = SubmissionResult.ungraded_row("solution", "ok", "", config.questions, "s.ipynb")
+    solution.questions[0].points = 4.0
+    assert example_problems(solution, {"relu": 4, "why_max": 2}) == []  # pending, never compared
+    report = ValidationReport("act", results={"solution": solution})
+    assert summary_lines(report) == ["  solution: 4/4 (relu 4, why_max written, for a person to grade)"]

@@ -263,3 +263,24 @@ def test_check_all_ends_with_the_total_as_the_command_line_does(builds, tmp_path
     assert 0 < passed < len(outcomes)
     assert repr(summary).splitlines()[-1] == f"{passed} of {len(outcomes)} public checks passed"
     assert summary._repr_html_().endswith(f"{passed} of {len(outcomes)} public checks passed</p>")
+
+
+
+def test_a_written_question_is_said_to_be_graded_by_a_person_in_the_self_check(builds, tmp_path):
+    """Found by an instructor's trial: a written answer (kind = "manual") showed "why_max: 0/0 public checks
+    passed ✔" in the self-check, as if something had been checked."""
+    import dataclasses
+    import shutil
+
+    from autograder.build.selfcheck import Grader
+    from autograder.config import Question
+
+    student = tmp_path / "student"
+    shutil.copytree(builds.build("stats").student_dir, student)
+    grader = Grader(student, namespace={})
+    config = grader.assignment.config
+    grader.assignment = dataclasses.replace(grader.assignment, config=dataclasses.replace(
+        config, questions=(*config.questions, Question("why_max", 2.0, "manual"))))
+    report = grader.check("why_max")
+    assert repr(report) == "why_max: a written answer, graded by your instructor (nothing to check here)"
+    assert report.passed and report.outcomes == ()

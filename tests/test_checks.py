@@ -103,7 +103,7 @@ def test_a_check_whose_data_is_not_there_says_what_is_missing(tmp_path):
     said = "could not run: the MNIST train split it reads is not in data/ (is the data/ folder handed out with the " \
            "notebook beside it?)"
     assert (outcome.status, outcome.phase, outcome.message, outcome.counted) == ("error", "data", said, False)
-    assert outcome_lines(outcome, "student", symbols=True) == [f"! {said}"]
+    assert outcome_lines(outcome, "student", symbols=True) == [f"! mnist_mean_value: {said}"]
     hidden = run_check(Check("hidden_mean", "mnist_stats", reads_data, public=False), LocalStudent({}), REF, 0)
     assert "the grader could not run this check" in outcome_lines(hidden, "student")[0]
 

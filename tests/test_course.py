@@ -383,7 +383,7 @@ def with_answer(base: Path, path: Path, answer: str) -> Path:
 def test_a_course_from_canvas_download_to_canvas_gradebook(tmp_path):
     dist = tmp_path / "dist"
     built = torchgrade("assign", course_assignment(tmp_path), "--out", dist)
-    assert "solution: 21/23" in built  # the written question is a person's to grade
+    assert "solution: 21/21" in built and "written answers, for a person to grade: explain (2 points)" in built
     student = nbformat.read(dist / "student" / "convolution.ipynb", as_version=4)
     assert "cross-correlation, as PyTorch" not in json.dumps(student)  # the model answer stripped
     download = tmp_path / "submissions"  # Canvas's bulk download: name_[LATE_]userid_subid_file
@@ -475,6 +475,18 @@ submission_1002:
 """
 
 
+def test_times_given_for_an_assignment_without_a_late_policy_are_refused(tmp_path):
+    """Found by an instructor's trial: `[late]` added to assignment.toml but the bundle not built again, then
+    `grade ... --submitted-at times.csv`: the times changed nothing, and nothing said so."""
+    times = tmp_path / "times.csv"
+    times.write_text("submission,submitted_at\nbob,2026-03-02T09:00:00Z\n")
+    config = AssignmentConfig("c", "C", "c.ipynb", ())
+    for flag, kwargs in (("--submitted-at", {"submitted_at": times}), ("--extensions", {"extensions": times})):
+        with pytest.raises(ConfigError, match=f"{flag} was given, but this assignment has no late policy") as error:
+            record_course(tmp_path / "out", config, [("bob", tmp_path / "bob.ipynb")], **kwargs)
+        assert error.value.path == times and "torchgrade assign" in error.value.message
+    assert not (tmp_path / "out").exists()  # refused before anything is recorded
+
 def test_submission_times_from_gradescope_metadata_a_csv_and_canvas_marker(tmp_path):
     export = tmp_path / "gradescope-export"
     export.mkdir()
@@ -531,3 +543,46 @@ def test_the_terminal_gradebook_shows_lateness_and_raw_totals_only_where_they_sa
     assert "raw_total" not in shown(plain) and "penalty" not in shown(plain) and "conv2d" in shown(plain)
     table = shown([late])
     assert "raw_total" in table and "late" in table and "0.8" in table and "7.2" in table
+
+
+def test_the_gradebook_says_a_written_answer_awaits_its_grader(tmp_path, capsys):
+    """Found by an instructor's trial: a written answer not graded yet was listed as "pending: explain (checks the
+    grader could not run)", with the advice to grade again, which changes nothing."""
+    out = course_out(tmp_path)
+    roster = tmp_path / "roster.csv"
+    roster.write_text("submission,name\nalice_101,Alice\nbob_102,Bob\n")
+    assert main(["gradebook", str(out), "--roster", str(roster), "--format", "csv",
+                 "--output", str(tmp_path / "g.csv")]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "alice_101: written answers to grade: explain (torchgrade sheet OUT --question Q)" in text, text
+    assert "checks the grader could not run" not in text
+
+
+def test_the_report_leaves_pending_written_answers_out_of_their_histogram(tmp_path, monkeypatch):
+    """Found by an instructor's trial: a written answer not graded yet counted as 0 in its question's histogram and
+    mean, and nothing said the totals were provisional."""
+    import autograder.report.instructor as instructor
+
+    out = course_out(tmp_path)  # alice and bob, both with `explain` pending
+    assert main(["adjust", str(out), "alice_101", "explain", "2", "--reason", "names cross-correlation"]) == 0
+    drawn = []
+    monkeypatch.setattr(instructor, "histogram_png", lambda scores, points, title: drawn.append((title, scores)) or "")
+    write_report(out)
+    assert drawn[0][0] == "total (out of 10; 1 with points pending)"
+    assert ("explain (out of 2; 1 pending)", [2.0]) in drawn  # bob's is not a zero
+
+
+def test_a_sheet_with_rows_left_blank_says_what_is_still_to_grade(tmp_path, capsys):
+    out = course_out(tmp_path)
+    assert main(["sheet", str(out), "--question", "explain"]) == 0
+    sheet = out / "sheets" / "explain.csv"
+    rows = list(csv.DictReader(sheet.open()))
+    rows[0].update(points="2")  # bob's row left blank
+    with sheet.open("w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    capsys.readouterr()
+    assert main(["adjust", str(out), "--from", str(sheet)]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "recorded 1 score(s)" in text and "still to grade: 1 submission(s): bob_102 (explain)" in text, text

@@ -214,3 +214,18 @@ def test_the_page_renders_with_the_figure_beside_the_checks_or_below_them_on_nar
             assert blue[:, 1].min() > width * 0.55 and blue[:, 0].min() < first_badge + 60, (blue.min(0), fail.min(0))
         else:  # below the checks, from the card's left
             assert blue[:, 1].min() < width * 0.2 and blue[:, 0].min() > first_badge + 60, (blue.min(0), fail.min(0))
+
+
+def test_self_check_lines_name_their_check():
+    """Found by an instructor's trial: two public checks calling alike showed "✔ softmax(tensor(2, 5), 1) matches
+    the reference" then "✘ softmax(tensor(2, 5), 1) is wrong: ...", which read as a contradiction."""
+    from autograder.outcomes import Outcome
+    from autograder.render import outcomes_text
+
+    same_call = "softmax(tensor(2, 5), 1)"
+    lines = outcomes_text([Outcome("softmax_small", "softmax", True, 1.0, 1.0, f"{same_call} matches the reference",
+                                   status="passed"),
+                           Outcome("softmax_large_logits", "softmax", True, 1.0, 0.0, f"{same_call} is wrong: NaN",
+                                   "Subtract the maximum first.", status="failed")], symbols=True)
+    assert lines == [f"  ✔ softmax_small: {same_call} matches the reference",
+                     f"  ✘ softmax_large_logits: {same_call} is wrong: NaN", "      hint: Subtract the maximum first."]

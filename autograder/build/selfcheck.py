@@ -40,6 +40,7 @@ class QuestionReport:
     question: str
     outcomes: tuple[Outcome, ...]
     skipped: bool = False  # in a grading kernel, where the grader runs the checks
+    written: bool = False  # a written answer (kind = "manual"): a person grades it, nothing is checked
 
     @property
     def passed(self) -> bool:
@@ -50,6 +51,8 @@ class QuestionReport:
             return [f"{self.question}: self-check skipped while grading (the grader runs every check itself)"]
         from ..render import outcomes_text, public_summary
 
+        if self.written:
+            return [public_summary(self.question, (), written=True)]
         out = [public_summary(self.question, self.outcomes) + (" ✔" if self.passed else "")]
         out += outcomes_text(self.outcomes, "student", symbols=True)
         if self.passed:
@@ -120,6 +123,8 @@ class Grader:
         from ..checks import Context, run_checks
         from ..kernel.probe import LocalStudent
 
+        if any(q.id == question and q.kind == "manual" for q in self.assignment.config.questions):
+            return QuestionReport(question, (), written=True)
         st = LocalStudent(self.namespace)
         ctx = Context(self.assignment.config, "cpu", None, self.assignment.root / "data")
         outcomes = tuple(run_checks(self.assignment.checks.for_question(question), st, self.assignment.reference, ctx))

@@ -25,9 +25,13 @@ def cmd_assign(args: argparse.Namespace) -> int:
     settings = GradeSettings(device=args.device, threads=args.threads, isolation=trusted_isolation())
     report = assign(args.source, args.out, settings)
     console.print(f"[bold green]built[/] {escape(report.name)} in {report.seconds:.1f} s")
-    console.print(f"  solution: {report.solution.total:g}/{report.solution.max_total:g}   "
-                  f"blank: {report.blank.total:g}/{report.blank.max_total:g}   public self-checks pass on the solution, "
-                  "run on the blank")
+    written = [q for q in report.solution.questions if q.manual]  # a person grades them: not in the proof
+    automatic = report.solution.max_total - sum(q.max_points for q in written)
+    console.print(f"  solution: {report.solution.total:g}/{automatic:g}   blank: {report.blank.total:g}/{automatic:g}   "
+                  "public self-checks pass on the solution, run on the blank")
+    if written:
+        console.print(f"  written answers, for a person to grade: {', '.join(q.id for q in written)} "
+                      f"({sum(q.max_points for q in written):g} points)", markup=False)
     console.print(f"  student bundle:    {report.student_dir}", markup=False)
     console.print(f"  to hand out:       {report.student_zip} (the notebook, its .torchgrade/ folder and any data/)",
                   markup=False)
@@ -147,6 +151,14 @@ def cmd_adjust(args: argparse.Namespace) -> int:
             records.close()
             added = import_sheet(args.out, args.sheet)
             console.print(f"[bold green]recorded[/] {len(added)} score(s) from {escape(str(args.sheet))}")
+            after = Records(args.out)
+            try:
+                waiting = {r.submission: r.needs_grading for r in after.results() if r.needs_grading}
+            finally:
+                after.close()
+            if waiting:  # rows left blank: still pending, said
+                console.print(f"  still to grade: {len(waiting)} submission(s): " + ", ".join(
+                    f"{name} ({', '.join(ids)})" for name, ids in sorted(waiting.items())), markup=False)
         else:
             from ..report.anonymity import pseudonyms
 
@@ -249,7 +261,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     all_passed = result.status == "ok"  # a notebook that did not run to its end has not passed
     for q in result.questions:
         all_passed &= all(o.passed for o in q.outcomes)
-        console.print(public_summary(q.id, q.outcomes), style="bold", markup=False)
+        console.print(public_summary(q.id, q.outcomes, q.manual), style="bold", markup=False)
         for line in outcomes_text(q.outcomes, "student", symbols=True):
             console.print(line, markup=False, soft_wrap=True)  # long lines left to the terminal, not cut mid-word
     console.print(public_total([o for q in result.questions for o in q.outcomes], result.status == "ok"),
@@ -347,8 +359,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for line in summary_lines(report):
         console.print(line, markup=False)
     if report.ok:
+        written = [q.id for q in next(iter(report.results.values())).questions if q.manual] if report.results else []
         console.print(f"[bold green]valid[/] {escape(report.name)}: solution full marks, blank zero, "
-                      f"{len(report.results) - 2} example(s) as expected.toml says, the self-check runs on each")
+                      f"{len(report.results) - 2} example(s) as expected.toml says, the self-check runs on each"
+                      + (f" (written answers, for a person to grade: {escape(', '.join(written))})" if written else ""))
         return 0
     console.print(f"[bold red]{len(report.problems)} problem(s)[/] in {escape(report.name)}:")
     for problem in report.problems:
@@ -393,7 +407,11 @@ def cmd_gradebook(args: argparse.Namespace) -> int:
         console.print(f"[yellow]{len(matched.ungraded)} submission(s) without a final grade[/] (empty grade; grade "
                       "them again, or look at the pending questions):")
         for r in matched.ungraded:
-            pending = ", ".join(q.id for q in r.questions if q.pending)
-            why = r.message if r.ungraded else f"pending: {pending} (checks the grader could not run)"
+            written = [q.id for q in r.questions if q.pending and q.manual]
+            unrun = [q.id for q in r.questions if q.pending and not q.manual]
+            why = r.message if r.ungraded else "; ".join(
+                [*([f"written answers to grade: {', '.join(written)} (torchgrade sheet OUT --question Q)"]
+                   if written else []),
+                 *([f"pending: {', '.join(unrun)} (checks the grader could not run)"] if unrun else [])])
             console.print(f"  {r.submission}: {why}", markup=False)
     return 0

@@ -124,15 +124,18 @@ def expected_problems(expected: dict, files: dict[str, Path], config: Assignment
     for name in BUILT:
         if name not in expected:
             problems.append(Problem(str(path), f"no [{name}] table (the {name} notebook `assign` builds)"))
-    points = {q.id: q.points for q in config.questions}
+    points = {q.id: q.points for q in config.questions if q.kind != "manual"}
+    written = [q.id for q in config.questions if q.kind == "manual"]  # a person grades them: no example's points
     for name, entry in expected.items():
         if not isinstance(entry, dict):
             problems.append(Problem(str(path), f"{name} must be a table [{name}]"))
             continue
         scored = {k: v for k, v in entry.items() if k != DIAGNOSES}
         for question in sorted(set(scored) - set(points)):
-            problems.append(Problem(str(path), f"[{name}] {question}: no such question (questions: "
-                                               f"{', '.join(points)})"))
+            problems.append(Problem(str(path), f"[{name}] {question}: a written answer (kind = \"manual\"), graded by "
+                                               "a person, so no example has points for it: leave it out"
+                                    if question in written else
+                                    f"[{name}] {question}: no such question (questions: {', '.join(points)})"))
         for question in sorted(set(points) - set(scored)):
             problems.append(Problem(str(path), f"[{name}] has no points for question {question}"))
         for question, value in scored.items():
@@ -152,7 +155,7 @@ def example_problems(result: SubmissionResult, entry: dict) -> list[str]:
     if result.flags:
         problems.append("integrity flags on an honest example: " + "; ".join(f["kind"] for f in result.flags))
     for q in result.questions:
-        want = entry.get(q.id)
+        want = None if q.manual else entry.get(q.id)
         if want is not None and abs(q.points - want) > TOLERANCE:
             reasons = [f"{o.check}: {o.message} {o.hint}".rstrip() for o in q.outcomes if not o.passed]
             problems.append(f"{q.id} scores {q.points:g}, expected {want:g}" +
@@ -169,7 +172,9 @@ def summary_lines(report: ValidationReport) -> list[str]:
     """One line per graded example: its points per question and total."""
     lines = []
     for example, result in report.results.items():
-        points = ", ".join(f"{q.id} {q.points:g}" for q in result.questions)
-        lines.append(f"  {example}: {result.total:g}/{result.max_total:g} ({points})")
+        points = ", ".join(f"{q.id} {'written, for a person to grade' if q.manual else f'{q.points:g}'}"
+                           for q in result.questions)
+        automatic = result.max_total - sum(q.max_points for q in result.questions if q.manual)
+        lines.append(f"  {example}: {result.total:g}/{automatic:g} ({points})")
     return lines
 

@@ -96,6 +96,13 @@ def record_course(out: Path, config: AssignmentConfig, submissions: list[tuple[s
                   folders: Iterable[Path] = (), submitted_at: Path | None = None, extensions: Path | None = None,
                   anonymize: bool = False, rubrics: dict[str, str] | None = None) -> None:
     """Record, before a batch, what its results are adjusted with (see the module's docstring)."""
+    given_without_policy = [(flag, path) for flag, path in (("--submitted-at", submitted_at),
+                                                            ("--extensions", extensions)) if path]
+    if given_without_policy and config.late is None:  # they would change nothing, silently
+        flag, path = given_without_policy[0]
+        raise ConfigError(f"{flag} was given, but this assignment has no late policy: add a [late] table to its "
+                          "assignment.toml and build it again (torchgrade assign), then grade the built "
+                          "autograder folder", path)
     names = [name for name, _ in submissions]
     given = read_submitted_at(submitted_at, names) if submitted_at else {}
     metadata = gradescope_times(folders)

@@ -151,12 +151,19 @@ def table(head: list[str], rows: list[list[str]], numeric: Iterable[int] = ()) -
 
 
 def section_distribution(results: list[SubmissionResult]) -> str:
+    """A histogram of the totals and of each question's points. A question still pending (a written answer not graded
+    yet, checks that could not run) has no points yet: left out of its question's histogram, and said in the totals'."""
     questions = questions_of(results)
+    unfinished = sum(any(q.pending for q in r.questions) for r in results)
     images = [histogram_png([r.total for r in results], max((r.max_total for r in results), default=0.0),
-                            f"total (out of {max((r.max_total for r in results), default=0):g})")]
+                            f"total (out of {max((r.max_total for r in results), default=0):g}"
+                            + (f"; {unfinished} with points pending)" if unfinished else ")"))]
     for qid, points in questions:
-        scores = [next((q.points for q in r.questions if q.id == qid), 0.0) for r in results]
-        images.append(histogram_png(scores, points, f"{qid} (out of {points:g})"))
+        scored = [next((q for q in r.questions if q.id == qid), None) for r in results]
+        pending = sum(q is not None and q.pending for q in scored)
+        scores = [q.points if q is not None else 0.0 for q in scored if q is None or not q.pending]
+        images.append(histogram_png(scores, points, f"{qid} (out of {points:g}"
+                                                    + (f"; {pending} pending)" if pending else ")")))
     pictures = "".join(f"<img alt='score histogram' src='{src}'>" for src in images)
     return f"<h2 id='distribution'>Score distribution</h2><div class='hists'>{pictures}</div>"
 
