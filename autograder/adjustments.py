@@ -108,16 +108,21 @@ def adjustment_lines(result: SubmissionResult) -> list[str]:
     for a in result.adjustments:
         if not a.get("applied", True):
             continue
-        unit = "point" if abs(a["points"]) == 1 else "points"
         if a["question"]:
-            lines.append(f"{a['question']} set to {a['points']:g} {unit} by your instructor: {a['reason']}")
+            lines.append(f"{a['question']} set to {amount(a['points'], 'point')} by your instructor: {a['reason']}")
         else:
-            lines.append(f"{a['points']:+g} {unit} from your instructor: {a['reason']}")
+            lines.append(f"{a['points']:+g} {'point' if abs(a['points']) == 1 else 'points'} from your instructor: "
+                         f"{a['reason']}")
     late = result.lateness
     if late.get("unknown"):
-        penalty = f"{late['penalty']:g} points deducted" if late["penalty"] else "no penalty applied yet"
+        penalty = f"{amount(late['penalty'], 'point')} deducted" if late["penalty"] else "no penalty applied yet"
         lines.append(f"marked late by the LMS (time unknown): {penalty}")
     elif late.get("periods"):
-        lines.append(f"submitted {late['hours_late']:g} hours after the deadline ({late['deadline']}): "
-                     f"{late['penalty']:g} points deducted")
+        lines.append(f"submitted {amount(late['hours_late'], 'hour')} after the deadline ({late['deadline']}): "
+                     f"{amount(late['penalty'], 'point')} deducted")
     return lines
+
+
+def amount(value: float, unit: str) -> str:
+    """`1 point`, `2.5 points`, `0 points`."""
+    return f"{value:g} {unit}{'' if abs(value) == 1 else 's'}"

@@ -419,9 +419,13 @@ def test_a_written_question_has_no_points_in_expected_toml(tmp_path):
     path = tmp_path / "expected.toml"
     fine = {"solution": {"relu": 4}, "blank": {"relu": 0}}
     assert expected_problems(fine, {}, config, path) == []
-    given = expected_problems({"solution": {"relu": 4, "why_max": 2}, "blank": {"relu": 0}}, {}, config, path)
-    assert [p.message for p in given] == ['[solution] why_max: a written answer (kind = "manual"), graded by a '
-                                          'person, so no example has points for it: leave it out']
+    given = {"solution": {"relu": 4, "why_max": 0}, "blank": {"relu": 0, "why_max": 0}}  # as it once had to say
+    assert expected_problems(given, {}, config, path) == []  # pending in every example: ignored
+    wrong = expected_problems({"solution": {"relu": 4, "why": 2, "diagnoses": {"why_max": "x"}}, "blank": {"relu": 0}},
+                              {}, config, path)
+    assert [p.message for p in wrong] == [
+        "[solution] why: no such question (questions: relu, why_max)",
+        "[solution.diagnoses] why_max: a written answer, graded by a person: no check's feedback to diagnose"]
     solution = SubmissionResult.ungraded_row("solution", "ok", "", config.questions, "s.ipynb")
     solution.questions[0].points = 4.0
     assert example_problems(solution, {"relu": 4, "why_max": 2}) == []  # pending, never compared

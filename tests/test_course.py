@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
@@ -28,7 +29,7 @@ from autograder.extensions import UnknownExtension
 from autograder.export.feedback import export_feedback
 from autograder.export.sheet import import_sheet
 from autograder.outcomes import Outcome, QuestionScore, SubmissionResult
-from autograder.report.anonymity import pseudonym
+from autograder.report.anonymity import pseudonym, pseudonyms
 from autograder.report.course import record_config, record_course
 from autograder.report.gradebook import gradebook_row
 from autograder.report.instructor import write_report
@@ -475,17 +476,25 @@ submission_1002:
 """
 
 
-def test_times_given_for_an_assignment_without_a_late_policy_are_refused(tmp_path):
+def test_times_given_for_an_assignment_without_a_late_policy_are_said_to_change_nothing(tmp_path):
     """Found by an instructor's trial: `[late]` added to assignment.toml but the bundle not built again, then
-    `grade ... --submitted-at times.csv`: the times changed nothing, and nothing said so."""
+    `grade ... --submitted-at times.csv`: the times changed nothing, and nothing said so. They are still recorded:
+    grading the assignment once it has a policy applies them."""
+    from autograder.report.course import unused_times
+
     times = tmp_path / "times.csv"
     times.write_text("submission,submitted_at\nbob,2026-03-02T09:00:00Z\n")
     config = AssignmentConfig("c", "C", "c.ipynb", ())
-    for flag, kwargs in (("--submitted-at", {"submitted_at": times}), ("--extensions", {"extensions": times})):
-        with pytest.raises(ConfigError, match=f"{flag} was given, but this assignment has no late policy") as error:
-            record_course(tmp_path / "out", config, [("bob", tmp_path / "bob.ipynb")], **kwargs)
-        assert error.value.path == times and "torchgrade assign" in error.value.message
-    assert not (tmp_path / "out").exists()  # refused before anything is recorded
+    said = unused_times(config, times, None, built=True)
+    assert said.startswith("--submitted-at given, but this assignment has no late policy: no penalty applies")
+    assert "build it again (torchgrade assign)" in said
+    assert "build it again" not in unused_times(config, None, times, built=False)  # a source folder is built anyway
+    assert unused_times(config, None, None, built=True) == ""
+    assert unused_times(replace(config, late=POLICY), times, times, built=True) == ""
+    record_course(tmp_path / "out", config, [("bob", tmp_path / "bob.ipynb")], submitted_at=times)
+    records = Records(tmp_path / "out")
+    assert records.timing("bob").submitted_at == "2026-03-02T09:00:00+00:00"  # kept for a regrade with a policy
+    records.close()
 
 def test_submission_times_from_gradescope_metadata_a_csv_and_canvas_marker(tmp_path):
     export = tmp_path / "gradescope-export"
@@ -572,17 +581,60 @@ def test_the_report_leaves_pending_written_answers_out_of_their_histogram(tmp_pa
     assert ("explain (out of 2; 1 pending)", [2.0]) in drawn  # bob's is not a zero
 
 
-def test_a_sheet_with_rows_left_blank_says_what_is_still_to_grade(tmp_path, capsys):
-    out = course_out(tmp_path)
+def filled_sheet(out: Path, points: dict[str, str]) -> Path:
+    """The grading sheet of `explain`, its rows of the submissions in `points` given those points, the others blank."""
     assert main(["sheet", str(out), "--question", "explain"]) == 0
     sheet = out / "sheets" / "explain.csv"
     rows = list(csv.DictReader(sheet.open()))
-    rows[0].update(points="2")  # bob's row left blank
+    for row in rows:
+        row["points"] = points.get(row["submission"], "")
     with sheet.open("w", newline="") as f:
         writer = csv.DictWriter(f, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    return sheet
+
+def test_a_sheet_with_rows_left_blank_says_what_is_still_to_grade(tmp_path, capsys):
+    out = course_out(tmp_path)
+    sheet = filled_sheet(out, {"alice_101": "2"})  # bob's row left blank
     capsys.readouterr()
     assert main(["adjust", str(out), "--from", str(sheet)]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "recorded 1 score(s)" in text and "still to grade: 1 submission(s): bob_102 (explain)" in text, text
+
+
+def test_the_gradebook_names_checks_that_could_not_run_even_where_their_question_is_not_pending(tmp_path, capsys):
+    """A check that errored beside one that ran: its question is not pending, yet the grade is not final. The
+    listing gave an empty reason ("alice: ")."""
+    out = tmp_path / "out"
+    records = Records(out)
+    ran = Outcome("conv2d_small", "conv2d", True, 1.0, 1.0, "ok", status="passed")
+    errored = Outcome("conv2d_big", "conv2d", True, 1.0, 0.0, "the grader could not run this check", status="error",
+                      phase="probe")
+    records.add(SubmissionResult("alice", "ok", [QuestionScore("conv2d", 4.0, 8.0, [ran, errored])]), "d")
+    records.close()
+    record_config(out, AssignmentConfig("c", "C", "c.ipynb", (Question("conv2d", 8.0),)))
+    roster = tmp_path / "roster.csv"
+    roster.write_text("submission,name\nalice,Alice\n")
+    assert main(["gradebook", str(out), "--roster", str(roster), "--format", "csv",
+                 "--output", str(tmp_path / "g.csv")]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "alice: checks the grader could not run in conv2d (look, then set the points with torchgrade adjust)" \
+        in text, text
+
+
+def test_adjust_speaks_of_pseudonyms_under_anonymize(tmp_path, capsys):
+    """Graders of an anonymised course read pseudonyms everywhere: adjust's confirmations, its list and the
+    sheet import's "still to grade" printed real names."""
+    out = course_out(tmp_path, anonymize=True)
+    records = Records(out)
+    alias = pseudonyms(records, ["alice_101", "bob_102"])
+    records.close()
+    sheet = filled_sheet(out, {alias["alice_101"]: "2"})
+    capsys.readouterr()
+    assert main(["adjust", str(out), "--from", str(sheet)]) == 0
+    assert main(["adjust", str(out), alias["bob_102"], "1", "--reason", "bonus"]) == 0
+    assert main(["adjust", str(out), "--list"]) == 0
+    text = capsys.readouterr().out
+    assert f"still to grade: 1 submission(s): {alias['bob_102']} (explain)" in " ".join(text.split())
+    assert alias["bob_102"] in text and "bob_102" not in text and "alice_101" not in text, text

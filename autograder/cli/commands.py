@@ -19,6 +19,7 @@ from ..report.terminal import console
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
+    from ..adjustments import amount
     from ..grading.proof import assign
     from ..kernel.isolation import trusted_isolation
 
@@ -31,7 +32,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
                   "public self-checks pass on the solution, run on the blank")
     if written:
         console.print(f"  written answers, for a person to grade: {', '.join(q.id for q in written)} "
-                      f"({sum(q.max_points for q in written):g} points)", markup=False)
+                      f"({amount(sum(q.max_points for q in written), 'point')})", markup=False)
     console.print(f"  student bundle:    {report.student_dir}", markup=False)
     console.print(f"  to hand out:       {report.student_zip} (the notebook, its .torchgrade/ folder and any data/)",
                   markup=False)
@@ -58,6 +59,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
     submissions = find_submissions(args.submissions, args.name_from, args.name_pattern)
     if not submissions:
         raise ConfigError("no notebooks found", args.submissions[0])
+    from ..report.course import unused_times
+
+    unused = unused_times(assignment.config, args.submitted_at, args.extensions, assignment.kind != "source")
+    if unused:  # said before the batch, not lost in its output
+        console.print(f"[yellow]warning[/]: {escape(unused)}")
     if settings.isolation == "user":  # the kernel's uid reads what "others" may: nothing of the grader's
         from ..kernel.isolation_user import seal
 
@@ -139,38 +145,54 @@ def cmd_adjust(args: argparse.Namespace) -> int:
     results = {r.submission: r for r in recorded_results(args.out)}  # refuses a folder without records
     records = Records(args.out)
     try:
+        from ..report.anonymity import pseudonyms
+
+        shown = pseudonyms(records, list(results))  # under --anonymize, what graders read: never a real name
+        real = {alias: name for name, alias in shown.items()}
         if args.list:
             for a in records.adjustments():
-                console.print(f"#{a.id} {a.submission} {a.question or 'bonus'} {a.points:g} by {a.who} at {a.at}: "
-                              f"{a.reason}", markup=False)
+                console.print(f"#{a.id} {shown.get(a.submission, a.submission)} {a.question or 'bonus'} {a.points:g} "
+                              f"by {a.who} at {a.at}: {a.reason}", markup=False)
             return 0
         if args.undo is not None:
             a = records.undo_adjustment(args.undo)
-            console.print(f"[bold green]undone[/] #{a.id} {escape(a.submission)} {escape(a.question or 'bonus')}")
+            console.print(f"[bold green]undone[/] #{a.id} {escape(shown.get(a.submission, a.submission))} "
+                          f"{escape(a.question or 'bonus')}")
         elif args.sheet is not None:
             records.close()
             added = import_sheet(args.out, args.sheet)
             console.print(f"[bold green]recorded[/] {len(added)} score(s) from {escape(str(args.sheet))}")
-            after = Records(args.out)
-            try:
-                waiting = {r.submission: r.needs_grading for r in after.results() if r.needs_grading}
-            finally:
-                after.close()
+            waiting = still_to_grade(args.out, args.sheet)
             if waiting:  # rows left blank: still pending, said
                 console.print(f"  still to grade: {len(waiting)} submission(s): " + ", ".join(
-                    f"{name} ({', '.join(ids)})" for name, ids in sorted(waiting.items())), markup=False)
+                    f"{shown.get(name, name)} ({', '.join(ids)})" for name, ids in sorted(waiting.items())),
+                    markup=False)
         else:
-            from ..report.anonymity import pseudonyms
-
-            real = {alias: name for name, alias in pseudonyms(records, list(results)).items()}  # graders' names
             a = records.add_adjustment(*adjustment_args(args, results, real))
-            console.print(f"[bold green]recorded[/] #{a.id}: {escape(a.submission)} {escape(a.question or 'bonus')} "
-                          f"{a.points:g} ({escape(a.reason)}), by {escape(a.who)}")
+            console.print(f"[bold green]recorded[/] #{a.id}: {escape(shown.get(a.submission, a.submission))} "
+                          f"{escape(a.question or 'bonus')} {a.points:g} ({escape(a.reason)}), by {escape(a.who)}")
     finally:
         records.close()
     refresh(args.out)
     console.print(f"  gradebook, results, feedback and report of {args.out} written again", markup=False)
     return 0
+
+
+def still_to_grade(out: Path, sheet: Path) -> dict[str, list[str]]:
+    """The written answers of the sheet's questions still without points: submission → question ids (graded rows
+    only: a submission the grader failed on is listed by the gradebook)."""
+    import csv
+
+    from ..report.records import Records
+
+    with open(sheet, encoding="utf-8-sig", newline="") as f:
+        questions = {(row.get("question") or "").strip() for row in csv.DictReader(f)}
+    records = Records(out)
+    try:
+        return {r.submission: ids for r in records.results() if not r.ungraded
+                for ids in [[q for q in r.needs_grading if q in questions]] if ids}
+    finally:
+        records.close()
 
 
 def adjustment_args(args: argparse.Namespace, results: dict, real: dict[str, str]) -> tuple[str, str, float, str]:
@@ -407,11 +429,11 @@ def cmd_gradebook(args: argparse.Namespace) -> int:
         console.print(f"[yellow]{len(matched.ungraded)} submission(s) without a final grade[/] (empty grade; grade "
                       "them again, or look at the pending questions):")
         for r in matched.ungraded:
-            written = [q.id for q in r.questions if q.pending and q.manual]
-            unrun = [q.id for q in r.questions if q.pending and not q.manual]
+            unrun = list(dict.fromkeys(o.question for o in r.unresolved_errors))
             why = r.message if r.ungraded else "; ".join(
-                [*([f"written answers to grade: {', '.join(written)} (torchgrade sheet OUT --question Q)"]
-                   if written else []),
-                 *([f"pending: {', '.join(unrun)} (checks the grader could not run)"] if unrun else [])])
+                [*([f"written answers to grade: {', '.join(r.needs_grading)} (torchgrade sheet OUT --question Q)"]
+                   if r.needs_grading else []),
+                 *([f"checks the grader could not run in {', '.join(unrun)} (look, then set the points with "
+                    "torchgrade adjust)"] if unrun else [])])
             console.print(f"  {r.submission}: {why}", markup=False)
     return 0

@@ -130,12 +130,10 @@ def expected_problems(expected: dict, files: dict[str, Path], config: Assignment
         if not isinstance(entry, dict):
             problems.append(Problem(str(path), f"{name} must be a table [{name}]"))
             continue
-        scored = {k: v for k, v in entry.items() if k != DIAGNOSES}
+        scored = {k: v for k, v in entry.items() if k != DIAGNOSES and k not in written}  # theirs: ignored
         for question in sorted(set(scored) - set(points)):
-            problems.append(Problem(str(path), f"[{name}] {question}: a written answer (kind = \"manual\"), graded by "
-                                               "a person, so no example has points for it: leave it out"
-                                    if question in written else
-                                    f"[{name}] {question}: no such question (questions: {', '.join(points)})"))
+            problems.append(Problem(str(path), f"[{name}] {question}: no such question (questions: "
+                                               f"{', '.join([*points, *written])})"))
         for question in sorted(set(points) - set(scored)):
             problems.append(Problem(str(path), f"[{name}] has no points for question {question}"))
         for question, value in scored.items():
@@ -143,7 +141,9 @@ def expected_problems(expected: dict, files: dict[str, Path], config: Assignment
                 problems.append(Problem(str(path), f"[{name}] {question} = {value!r}: points are a number from 0 "
                                                    f"to {points[question]:g}"))
         for question in sorted(set(entry.get(DIAGNOSES, {})) - set(points)):
-            problems.append(Problem(str(path), f"[{name}.{DIAGNOSES}] {question}: no such question"))
+            problems.append(Problem(str(path), f"[{name}.{DIAGNOSES}] {question}: a written answer, graded by a "
+                                               "person: no check's feedback to diagnose" if question in written
+                                    else f"[{name}.{DIAGNOSES}] {question}: no such question"))
     return problems
 
 

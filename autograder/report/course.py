@@ -96,13 +96,6 @@ def record_course(out: Path, config: AssignmentConfig, submissions: list[tuple[s
                   folders: Iterable[Path] = (), submitted_at: Path | None = None, extensions: Path | None = None,
                   anonymize: bool = False, rubrics: dict[str, str] | None = None) -> None:
     """Record, before a batch, what its results are adjusted with (see the module's docstring)."""
-    given_without_policy = [(flag, path) for flag, path in (("--submitted-at", submitted_at),
-                                                            ("--extensions", extensions)) if path]
-    if given_without_policy and config.late is None:  # they would change nothing, silently
-        flag, path = given_without_policy[0]
-        raise ConfigError(f"{flag} was given, but this assignment has no late policy: add a [late] table to its "
-                          "assignment.toml and build it again (torchgrade assign), then grade the built "
-                          "autograder folder", path)
     names = [name for name, _ in submissions]
     given = read_submitted_at(submitted_at, names) if submitted_at else {}
     metadata = gradescope_times(folders)
@@ -124,6 +117,18 @@ def record_course(out: Path, config: AssignmentConfig, submissions: list[tuple[s
                                extension_hours=hours.get(name) if name in hours else None)
     finally:
         records.close()
+
+
+def unused_times(config: AssignmentConfig, submitted_at: Path | None, extensions: Path | None, built: bool) -> str:
+    """What to say when submission times or extensions are given for an assignment without a late policy: they are
+    recorded (a regrade with a policy uses them) but change no grade now. Empty where there is nothing to say."""
+    given = [flag for flag, path in (("--submitted-at", submitted_at), ("--extensions", extensions)) if path]
+    if not given or config.late is not None:
+        return ""
+    where = ("add a [late] table to the assignment's assignment.toml and build it again (torchgrade assign)" if built
+             else "add a [late] table to its assignment.toml")
+    return (f"{' and '.join(given)} given, but this assignment has no late policy: no penalty applies. The times are "
+            f"kept: {where}, and grading it then applies them.")
 
 
 CONFIG_KEY = "config"
