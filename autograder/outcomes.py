@@ -146,6 +146,11 @@ class SubmissionResult:
         return round(sum(q.max_points for q in self.questions), 2)
 
     @property
+    def max_automatic(self) -> float:
+        """The points the checks give: all but the written answers', which a person grades."""
+        return round(sum(q.max_points for q in self.questions if not q.manual), 2)
+
+    @property
     def ungraded(self) -> bool:
         """The grader failed on this submission: its zero is not a grade."""
         return self.status in UNGRADED

@@ -27,7 +27,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
     report = assign(args.source, args.out, settings)
     console.print(f"[bold green]built[/] {escape(report.name)} in {report.seconds:.1f} s")
     written = [q for q in report.solution.questions if q.manual]  # a person grades them: not in the proof
-    automatic = report.solution.max_total - sum(q.max_points for q in written)
+    automatic = report.solution.max_automatic
     console.print(f"  solution: {report.solution.total:g}/{automatic:g}   blank: {report.blank.total:g}/{automatic:g}   "
                   "public self-checks pass on the solution, run on the blank")
     if written:

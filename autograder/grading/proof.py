@@ -115,8 +115,7 @@ def prove_solution(autograder: Path, student: Path, settings: GradeSettings) -> 
 
     solution = grade_submission(autograder / BUNDLE_SOLUTION, bundle, settings, record_grade_replay)
     refuse_check_errors(solution, "solution", autograder)
-    manual = sum(q.max_points for q in solution.questions if q.manual)  # a person grades those: not proven here
-    if solution.status != "ok" or solution.total != solution.max_total - manual:
+    if solution.status != "ok" or solution.total != solution.max_automatic:  # written answers: a person's to grade
         raise BuildError("the solution does not score full marks:\n" + explain(solution), autograder)
     failing = [o for o in replayed if not o.passed]
     if failing:

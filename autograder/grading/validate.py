@@ -174,7 +174,6 @@ def summary_lines(report: ValidationReport) -> list[str]:
     for example, result in report.results.items():
         points = ", ".join(f"{q.id} {'written, for a person to grade' if q.manual else f'{q.points:g}'}"
                            for q in result.questions)
-        automatic = result.max_total - sum(q.max_points for q in result.questions if q.manual)
-        lines.append(f"  {example}: {result.total:g}/{automatic:g} ({points})")
+        lines.append(f"  {example}: {result.total:g}/{result.max_automatic:g} ({points})")
     return lines
 

@@ -357,7 +357,14 @@ def launcher() -> Launcher:
         return _LAUNCHER[0]
 
 
-os.register_at_fork(after_in_child=_LAUNCHER.clear)  # a forked child has none of its parent's threads
+def _forget_launcher() -> None:
+    """In a forked child: none of its parent's threads, and its lock as no thread holds it."""
+    global _LAUNCHER_LOCK
+    _LAUNCHER.clear()
+    _LAUNCHER_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_launcher)
 _ZYGOTES: dict[tuple, Zygote] = {}
 _EARLY: dict[tuple, Zygote] = {}  # started by `prestart_zygote`, not yet taken by a batch
 
